@@ -1,0 +1,140 @@
+//! The admin API (port 8081) and the metrics endpoint (port 9090).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::proxy::json_error;
+use crate::routing::TableHandle;
+use crate::telemetry::Metrics;
+
+/// What the admin API reads.
+pub struct AdminState {
+    pub table: TableHandle,
+    pub ready: Arc<AtomicBool>,
+    /// `GATEWAY_ADMIN_TOKEN`; without one, only `/health` and `/ready` answer.
+    pub token: Option<String>,
+}
+
+impl AdminState {
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        match path {
+            "/health" => return json_response(StatusCode::OK, json!({"status": "ok"})),
+            "/ready" => {
+                return if self.ready.load(Ordering::Acquire) {
+                    json_response(StatusCode::OK, json!({"status": "ready"}))
+                } else {
+                    json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready"}))
+                }
+            }
+            _ => {}
+        }
+        if !self.authorized(&req) {
+            let mut resp = json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin token required",
+                "",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        match (req.method(), path) {
+            (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, self.routes()),
+            (&Method::GET, "/admin/upstreams") => json_response(StatusCode::OK, self.upstreams()),
+            _ => json_error(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                &format!("no admin endpoint {path}"),
+                "",
+            ),
+        }
+    }
+
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+            return false;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+
+    fn routes(&self) -> serde_json::Value {
+        let table = self.table.load();
+        let routes: Vec<_> = table
+            .routes()
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "namespace": r.namespace, "name": r.name, "path": r.path, "hosts": r.hosts,
+                    "methods": if r.methods.is_all() { "*".to_string() } else { r.methods.allow_header() },
+                    "upstream": r.upstream.key,
+                    "timeout_ms": r.timeout.map(|t| t.as_millis() as u64),
+                    "auth_required": r.auth.required, "required_roles": r.auth.roles,
+                    "required_permissions": r.auth.permissions, "websocket": r.websocket,
+                })
+            })
+            .collect();
+        json!({ "routes": routes })
+    }
+
+    fn upstreams(&self) -> serde_json::Value {
+        let table = self.table.load();
+        let ups: Vec<_> = table
+            .upstreams
+            .values()
+            .map(|u| {
+                json!({
+                    "id": u.key,
+                    "endpoints": u.endpoints.iter().map(|e| json!({"url": e.url, "healthy": true})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({ "upstreams": ups })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The metrics endpoint: Prometheus text at `path`, `/health` for probes.
+pub fn metrics_response<B>(metrics: &Metrics, path: &str, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.uri().path() == path {
+        let mut resp = Response::new(Full::new(Bytes::from(metrics.render())));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
+    } else if req.uri().path() == "/health" {
+        json_response(StatusCode::OK, json!({"status": "ok"}))
+    } else {
+        json_error(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "metrics are served at the metrics path",
+            "",
+        )
+    }
+}

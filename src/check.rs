@@ -1,0 +1,44 @@
+//! `gatehouse check`: the verdicts status would carry, printed one line per resource.
+
+use std::io::Write;
+
+use crate::compile::compile;
+use crate::settings::GatewayConfig;
+use crate::sources::folder;
+
+/// Prints verdicts for `cfg` and `resources`; returns true when nothing was rejected.
+pub fn run(
+    cfg: &GatewayConfig,
+    resources: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let options = match crate::gateway::compile_options(cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            writeln!(out, "rejected gateway configuration: {e}")?;
+            return Ok(false);
+        }
+    };
+    let loaded = folder::load_all(cfg, resources);
+    let compiled = compile(&loaded.snapshot, &options);
+    for note in &loaded.notes {
+        writeln!(out, "{note}")?;
+    }
+    for p in &loaded.problems {
+        writeln!(out, "{p}")?;
+    }
+    let mut verdicts = compiled.verdicts;
+    verdicts.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    for v in &verdicts {
+        writeln!(out, "{v}")?;
+    }
+    let rejected = verdicts.iter().filter(|v| v.is_rejected()).count() + loaded.problems.len();
+    writeln!(
+        out,
+        "{} resources: {} rejected, {} routes programmed",
+        verdicts.len() + loaded.problems.len(),
+        rejected,
+        compiled.table.routes().len()
+    )?;
+    Ok(rejected == 0)
+}

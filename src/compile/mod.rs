@@ -1,0 +1,444 @@
+//! `compile(snapshot) -> table + verdicts`: pure, no I/O, no clock.
+//!
+//! A bad resource becomes a verdict (`Accepted=False` with a reason and a message), never an
+//! error, and never a reason to drop the rest. The same verdicts feed `gatehouse check`, the
+//! logs of the folder provider and the status writer of the controller.
+
+mod path;
+mod snapshot;
+mod upstreams;
+
+pub use path::{PathKind, PathPattern, Segment};
+pub use snapshot::{Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::api::{reasons, types, Condition, CorsPolicy, GatewayRoute};
+use crate::routing::{
+    AuthPolicy, CorsRules, MethodSet, RateKey, RateLimitPolicy, Rewrite, Route, RoutingTable, TableBuilder,
+};
+use crate::settings::parse_duration;
+
+/// Gateway-wide settings that shape compiled routes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileOptions {
+    /// Timeout of routes that set none.
+    pub default_timeout: Option<Duration>,
+    /// `middleware.cors`, used by routes without their own.
+    pub default_cors: Option<CorsPolicy>,
+    /// Paths the gateway answers itself (`/health`, `/ready`, the hub path).
+    pub reserved_paths: Vec<String>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            default_timeout: Some(Duration::from_secs(30)),
+            default_cors: None,
+            reserved_paths: vec!["/health".into(), "/ready".into()],
+        }
+    }
+}
+
+/// What `compile` produces.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub table: RoutingTable,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Compiles a snapshot into a routing table and one verdict per resource.
+pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
+    let mut verdicts = Vec::new();
+    let mut builder = TableBuilder::default();
+
+    let upstreams = upstreams::compile_upstreams(snapshot, &mut verdicts);
+    for u in upstreams.values().flatten() {
+        builder.add_upstream(u.clone());
+    }
+
+    let default_cors = options
+        .default_cors
+        .as_ref()
+        .and_then(|c| compile_cors(c).ok())
+        .map(Arc::new);
+
+    // Oldest first: creationTimestamp, then namespace/name.
+    let mut routes: Vec<&GatewayRoute> = snapshot.routes.iter().collect();
+    routes.sort_by(|a, b| {
+        let ka = (
+            &a.metadata.creation_timestamp,
+            a.metadata.namespace.as_deref(),
+            a.metadata.name.as_deref(),
+        );
+        let kb = (
+            &b.metadata.creation_timestamp,
+            b.metadata.namespace.as_deref(),
+            b.metadata.name.as_deref(),
+        );
+        ka.cmp(&kb)
+    });
+
+    // (host or "", normalized path) -> claims of accepted routes: methods and who holds them.
+    let mut claims: HashMap<(String, String), Vec<(MethodSet, String)>> = HashMap::new();
+    for r in routes {
+        let ns = r.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = r.metadata.name.clone().unwrap_or_default();
+        let mut v = Verdict::new(Kind::GatewayRoute, &ns, &name, r.metadata.generation);
+        let pattern = match PathPattern::parse(&r.spec.path) {
+            Ok(p) => p,
+            Err(msg) => {
+                v.reject(reasons::INVALID_PATH, msg);
+                verdicts.push(v);
+                continue;
+            }
+        };
+        let spec = match RouteParts::parse(r, &pattern, options, default_cors.as_ref()) {
+            Ok(s) => s,
+            Err(msg) => {
+                v.reject(reasons::INVALID_SPEC, msg);
+                verdicts.push(v);
+                continue;
+            }
+        };
+        // Conflicts: same host, same path shape, overlapping methods; the older one stays.
+        let hosts: Vec<String> = if r.spec.hosts.is_empty() {
+            vec![String::new()]
+        } else {
+            r.spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+        };
+        let id = format!("{ns}/{name}");
+        let conflict = hosts.iter().find_map(|h| {
+            claims
+                .get(&(h.clone(), pattern.normalized.clone()))
+                .and_then(|c| c.iter().find(|(m, _)| m.intersects(spec.methods)))
+                .map(|(_, holder)| (h.clone(), holder.clone()))
+        });
+        if let Some((host, holder)) = conflict {
+            let host = if host.is_empty() {
+                "any host".to_string()
+            } else {
+                format!("host {host}")
+            };
+            v.reject(
+                reasons::CONFLICTED,
+                format!(
+                    "path {} on {host} with overlapping methods is already served by the older route {holder}",
+                    r.spec.path
+                ),
+            );
+            verdicts.push(v);
+            continue;
+        }
+        for h in hosts {
+            claims
+                .entry((h, pattern.normalized.clone()))
+                .or_default()
+                .push((spec.methods, id.clone()));
+        }
+        v.set(Condition::new(
+            types::ACCEPTED,
+            true,
+            reasons::ACCEPTED,
+            "route is valid",
+        ));
+
+        let upstream_key = format!("{ns}/{}", r.spec.upstream);
+        let upstream = match upstreams.get(&upstream_key) {
+            Some(Some(u)) => u.clone(),
+            Some(None) => {
+                v.set(Condition::new(
+                    types::RESOLVED_REFS,
+                    false,
+                    reasons::UPSTREAM_NOT_ACCEPTED,
+                    format!("GatewayUpstream {upstream_key} is not accepted; see its status"),
+                ));
+                v.set(not_programmed("its upstream is not accepted"));
+                verdicts.push(v);
+                continue;
+            }
+            None => {
+                v.set(Condition::new(
+                    types::RESOLVED_REFS,
+                    false,
+                    reasons::UPSTREAM_NOT_FOUND,
+                    format!("GatewayUpstream {upstream_key} does not exist"),
+                ));
+                v.set(not_programmed("its upstream does not exist"));
+                verdicts.push(v);
+                continue;
+            }
+        };
+        v.set(Condition::new(
+            types::RESOLVED_REFS,
+            true,
+            reasons::RESOLVED_REFS,
+            "upstream found",
+        ));
+        if pattern.kind == PathKind::Exact && options.reserved_paths.contains(&pattern.raw) {
+            v.set(not_programmed(&format!(
+                "{} is answered by the gateway itself",
+                pattern.raw
+            )));
+            verdicts.push(v);
+            continue;
+        }
+        let route = Route {
+            id,
+            namespace: ns,
+            name,
+            path: r.spec.path.clone(),
+            hosts: r.spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            methods: spec.methods,
+            upstream,
+            timeout: spec.timeout,
+            auth: spec.auth,
+            rate_limit: spec.rate_limit,
+            cors: spec.cors,
+            rewrite: spec.rewrite,
+            websocket: r.spec.websocket,
+            tls_secret: r.spec.tls.as_ref().map(|t| t.secret_name.clone()),
+        };
+        builder.add(Arc::new(route), &pattern);
+        v.set(Condition::new(
+            types::PROGRAMMED,
+            true,
+            reasons::PROGRAMMED,
+            "live in the routing table",
+        ));
+        verdicts.push(v);
+    }
+
+    compile_channels(snapshot, &mut verdicts);
+    Compiled {
+        table: builder.build(),
+        verdicts,
+    }
+}
+
+fn not_programmed(why: &str) -> Condition {
+    Condition::new(
+        types::PROGRAMMED,
+        false,
+        reasons::NOT_PROGRAMMED,
+        format!("not in the routing table: {why}"),
+    )
+}
+
+/// The parts of a route spec that need parsing.
+struct RouteParts {
+    methods: MethodSet,
+    timeout: Option<Duration>,
+    auth: AuthPolicy,
+    rate_limit: Option<RateLimitPolicy>,
+    cors: Option<Arc<CorsRules>>,
+    rewrite: Option<Rewrite>,
+}
+
+impl RouteParts {
+    fn parse(
+        r: &GatewayRoute,
+        pattern: &PathPattern,
+        options: &CompileOptions,
+        default_cors: Option<&Arc<CorsRules>>,
+    ) -> Result<Self, String> {
+        let s = &r.spec;
+        let methods = MethodSet::parse(&s.methods)?;
+        for h in &s.hosts {
+            validate_host(h)?;
+        }
+        if s.upstream.is_empty() {
+            return Err("upstream must name a GatewayUpstream".into());
+        }
+        let timeout = match &s.timeout {
+            Some(t) => {
+                let d = parse_duration(t).map_err(|e| format!("timeout: {e}"))?;
+                (!d.is_zero()).then_some(d)
+            }
+            None => options.default_timeout,
+        };
+        let rate_limit = match &s.rate_limit {
+            None => None,
+            Some(rl) => {
+                let window = parse_duration(&rl.window).map_err(|e| format!("rateLimit.window: {e}"))?;
+                if window.is_zero() || rl.requests == 0 {
+                    return Err("rateLimit needs requests > 0 and a window > 0".into());
+                }
+                Some(RateLimitPolicy {
+                    requests: rl.requests,
+                    window,
+                    key: parse_rate_key(rl.key.as_deref())?,
+                })
+            }
+        };
+        let cors = match &s.cors {
+            Some(c) => Some(Arc::new(compile_cors(c).map_err(|e| format!("cors: {e}"))?)),
+            None => default_cors.cloned(),
+        };
+        let rewrite = match &s.rewrite_prefix {
+            None => None,
+            Some(p) if p.starts_with('/') => Some(Rewrite {
+                static_prefix: pattern.static_prefix.clone(),
+                replacement: p.clone(),
+            }),
+            Some(p) => return Err(format!("rewritePrefix `{p}` must start with '/'")),
+        };
+        if s.required_roles
+            .iter()
+            .chain(&s.required_permissions)
+            .any(|x| x.trim().is_empty())
+        {
+            return Err("requiredRoles and requiredPermissions may not contain empty names".into());
+        }
+        let auth = AuthPolicy {
+            required: s.auth_required || !s.required_roles.is_empty() || !s.required_permissions.is_empty(),
+            roles: s.required_roles.clone(),
+            permissions: s.required_permissions.clone(),
+        };
+        Ok(RouteParts {
+            methods,
+            timeout,
+            auth,
+            rate_limit,
+            cors,
+            rewrite,
+        })
+    }
+}
+
+fn validate_host(h: &str) -> Result<(), String> {
+    let body = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !body.is_empty()
+        && body.len() <= 253
+        && body.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host `{h}` is not a DNS name (wildcards only as a leading `*.`)"
+        ))
+    }
+}
+
+/// Parses a rate-limit key: `ip` (default), `user` or `header:NAME`.
+pub fn parse_rate_key(key: Option<&str>) -> Result<RateKey, String> {
+    match key.map(str::trim) {
+        None | Some("") | Some("ip") => Ok(RateKey::Ip),
+        Some("user") => Ok(RateKey::User),
+        Some(k) => match k.strip_prefix("header:") {
+            Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map(RateKey::Header)
+                .map_err(|_| format!("rateLimit.key: `{name}` is not a header name")),
+            None => Err(format!("rateLimit.key `{k}` must be ip, user or header:NAME")),
+        },
+    }
+}
+
+/// Compiles a CORS policy into ready-to-send header values.
+pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
+    let any_origin = c.allowed_origins.iter().any(|o| o == "*");
+    if any_origin && c.allow_credentials {
+        return Err("allowedOrigins `*` cannot be combined with allowCredentials".into());
+    }
+    let methods = if c.allowed_methods.is_empty() {
+        "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".to_string()
+    } else {
+        MethodSet::parse(&c.allowed_methods)?;
+        c.allowed_methods
+            .iter()
+            .map(|m| m.trim().to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let value =
+        |v: String| HeaderValue::from_str(&v).map_err(|_| format!("`{v}` is not a valid header value"));
+    let list = |v: &[String]| -> Result<Option<HeaderValue>, String> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            value(v.join(", ")).map(Some)
+        }
+    };
+    Ok(CorsRules {
+        any_origin,
+        origins: c.allowed_origins.iter().filter(|o| *o != "*").cloned().collect(),
+        allow_methods: value(methods)?,
+        allow_headers: list(&c.allowed_headers)?,
+        expose_headers: list(&c.exposed_headers)?,
+        max_age: c.max_age.map(HeaderValue::from),
+        allow_credentials: c.allow_credentials,
+    })
+}
+
+fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut channels: Vec<_> = snapshot.channels.iter().collect();
+    channels.sort_by(|a, b| {
+        (
+            &a.metadata.creation_timestamp,
+            &a.metadata.namespace,
+            &a.metadata.name,
+        )
+            .cmp(&(
+                &b.metadata.creation_timestamp,
+                &b.metadata.namespace,
+                &b.metadata.name,
+            ))
+    });
+    for c in channels {
+        let ns = c.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let mut v = Verdict::new(Kind::WebSocketChannel, &ns, &name, c.metadata.generation);
+        let channel = c.spec.channel.clone().unwrap_or_else(|| name.clone());
+        let check = || -> Result<(), String> {
+            if channel.is_empty() || channel.len() > 128 || channel.chars().any(|ch| ch.is_control()) {
+                return Err(format!(
+                    "channel name `{channel}` must be 1-128 printable characters"
+                ));
+            }
+            if let Some(ttl) = c.spec.persistence.as_ref().and_then(|p| p.ttl.as_deref()) {
+                parse_duration(ttl).map_err(|e| format!("persistence.ttl: {e}"))?;
+            }
+            if c.spec
+                .rate_limit
+                .as_ref()
+                .is_some_and(|r| r.messages_per_minute == 0)
+            {
+                return Err("rateLimit.messagesPerMinute must be > 0".into());
+            }
+            Ok(())
+        };
+        match check() {
+            Err(msg) => v.reject(reasons::INVALID_SPEC, msg),
+            Ok(()) => match seen.get(&channel) {
+                Some(holder) => v.reject(
+                    reasons::CONFLICTED,
+                    format!("channel `{channel}` is already declared by the older WebSocketChannel {holder}"),
+                ),
+                None => {
+                    seen.insert(channel.clone(), format!("{ns}/{name}"));
+                    v.set(Condition::new(
+                        types::ACCEPTED,
+                        true,
+                        reasons::ACCEPTED,
+                        format!("channel `{channel}`"),
+                    ));
+                }
+            },
+        }
+        verdicts.push(v);
+    }
+}
+
+#[cfg(test)]
+mod tests;

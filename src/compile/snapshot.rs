@@ -1,0 +1,158 @@
+//! The input of `compile` (plain data from a folder or the API server) and its verdicts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::{
+    reasons, types, Condition, EndpointCounts, GatewayRoute, GatewayUpstream, WebSocketChannel,
+};
+
+/// Everything the gateway is configured with at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub routes: Vec<GatewayRoute>,
+    pub upstreams: Vec<GatewayUpstream>,
+    pub channels: Vec<WebSocketChannel>,
+    pub secrets: Vec<Secret>,
+    /// Discovered endpoints of Services, by `namespace/name`.
+    pub services: BTreeMap<String, ServiceEndpoints>,
+}
+
+/// The ready addresses of one Service, per port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    pub ports: Vec<ServicePort>,
+}
+
+/// One port of a Service and the ready addresses behind it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    /// The Service port (what `spec.service.port` names).
+    pub port: u16,
+    /// The endpoint port.
+    pub target_port: u16,
+    pub addresses: Vec<String>,
+}
+
+/// Kinds of resources that get verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    GatewayRoute,
+    GatewayUpstream,
+    WebSocketChannel,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::GatewayRoute => "GatewayRoute",
+            Kind::GatewayUpstream => "GatewayUpstream",
+            Kind::WebSocketChannel => "WebSocketChannel",
+        })
+    }
+}
+
+/// The compiler's judgement of one resource: the conditions its status should carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    pub endpoints: Option<EndpointCounts>,
+}
+
+impl Verdict {
+    pub fn new(kind: Kind, namespace: &str, name: &str, generation: Option<i64>) -> Self {
+        Verdict {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            generation,
+            conditions: Vec::new(),
+            endpoints: None,
+        }
+    }
+
+    /// Sets (or replaces) the condition of that type.
+    pub fn set(&mut self, c: Condition) {
+        match self.conditions.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(x) => *x = c,
+            None => self.conditions.push(c),
+        }
+        self.conditions.sort_by_key(|c| rank(&c.type_));
+    }
+
+    /// `Accepted=False` with `reason`; routes also get `Programmed=False`.
+    pub fn reject(&mut self, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.set(Condition::new(types::ACCEPTED, false, reason, message.clone()));
+        if self.kind == Kind::GatewayRoute {
+            self.set(Condition::new(
+                types::PROGRAMMED,
+                false,
+                reasons::NOT_PROGRAMMED,
+                "not in the routing table: the route is not accepted",
+            ));
+        }
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Accepted=False.
+    pub fn is_rejected(&self) -> bool {
+        self.condition(types::ACCEPTED).is_some_and(|c| !c.is_true())
+    }
+
+    /// Any condition False.
+    pub fn has_problem(&self) -> bool {
+        self.conditions.iter().any(|c| !c.is_true())
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// `rejected GatewayRoute default/x: Accepted=False InvalidPath: path ...`, one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = if self.is_rejected() {
+            "rejected"
+        } else if self.has_problem() {
+            "warning"
+        } else {
+            "ok"
+        };
+        write!(f, "{word:<8} {} {}/{}:", self.kind, self.namespace, self.name)?;
+        for c in &self.conditions {
+            write!(f, " {}={}", c.type_, c.status)?;
+        }
+        if let Some(e) = &self.endpoints {
+            write!(f, " endpoints={}/{}", e.healthy, e.total)?;
+        }
+        for c in self.conditions.iter().filter(|c| !c.is_true()) {
+            write!(f, " [{} {}: {}]", c.type_, c.reason, c.message)?;
+        }
+        if !self.has_problem() {
+            if let Some(c) = self.condition(types::ACCEPTED) {
+                if self.kind == Kind::WebSocketChannel {
+                    write!(f, " ({})", c.message)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rank(t: &str) -> u8 {
+    match t {
+        types::ACCEPTED => 0,
+        types::RESOLVED_REFS => 1,
+        types::PROGRAMMED => 2,
+        types::READY => 3,
+        _ => 4,
+    }
+}

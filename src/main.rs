@@ -1,0 +1,68 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use gatehouse::cli::{Cli, Command, RunArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crds) => match gatehouse::api::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.into()),
+        },
+        Some(Command::Check(src)) => match src.load_config() {
+            Ok(cfg) => match gatehouse::check::run(&cfg, src.resources.as_deref(), &mut std::io::stdout()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail(e.into()),
+            },
+            Err(e) => {
+                println!("rejected gateway configuration: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let cfg = match args.sources.load_config() {
+        Ok(c) => c,
+        Err(e) => return fail(e.into()),
+    };
+    gatehouse::telemetry::init_logging(
+        &cfg.observability.logging.level,
+        &cfg.observability.logging.format,
+    );
+    let standalone = args.sources.resources.is_some() || !cfg.routes.is_empty() || !cfg.upstreams.is_empty();
+    if !standalone {
+        eprintln!(
+            "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
+             routes:); Kubernetes mode needs in-cluster config or KUBECONFIG."
+        );
+        return ExitCode::from(2);
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    let result = rt
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .and_then(|rt| Ok(rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("gatehouse: {e:#}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,3 @@
+//! Request policies applied by the pipeline: CORS (rate limiting joins here).
+
+pub mod cors;

@@ -1,0 +1,107 @@
+//! Proxy errors and the JSON body each becomes: `{"error":{"code","message","request_id"}}`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Everything the gateway can answer on its own instead of the upstream's response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("authentication required: {0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("method {method} is not allowed here")]
+    MethodNotAllowed { method: String, allow: String },
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("request headers are too large")]
+    HeadersTooLarge,
+    #[error("rate limit exceeded")]
+    RateLimited { limit: u64, reset_secs: u64 },
+    #[error("upstream connection failed: {0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(std::time::Duration),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The SPEC's machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::RouteNotFound { .. } => "route_not_found",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::PayloadTooLarge { .. } => "payload_too_large",
+            ProxyError::HeadersTooLarge => "headers_too_large",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::BadGateway(_) => "bad_gateway",
+            ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+            ProxyError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// The JSON error response, with the headers the SPEC asks for on each status.
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        let mut resp = json_error(self.status(), self.code(), &self.to_string(), request_id);
+        let h = resp.headers_mut();
+        match self {
+            ProxyError::Unauthorized(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            ProxyError::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    h.insert(header::ALLOW, v);
+                }
+            }
+            ProxyError::RateLimited { limit, reset_secs } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*reset_secs));
+                h.insert("ratelimit-limit", HeaderValue::from(*limit));
+                h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+                h.insert("ratelimit-reset", HeaderValue::from(*reset_secs));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A JSON error response with any status and code.
+pub fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}});
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

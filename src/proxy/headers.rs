@@ -1,0 +1,201 @@
+//! Header work on the way through: hop-by-hop removal, forwarding headers, request ids and
+//! W3C trace context.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rand::RngCore;
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Identity headers only the gateway may set.
+pub static USER_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-user-id"),
+    HeaderName::from_static("x-user-roles"),
+    HeaderName::from_static("x-user-permissions"),
+];
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
+        for name in conn.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.remove(name);
+            }
+        }
+    }
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// The client's `X-Request-ID` when it is sane, else a new random id.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = [0u8; 36];
+    let mut j = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[j] = b'-';
+            j += 1;
+        }
+        out[j] = HEX[(b >> 4) as usize];
+        out[j + 1] = HEX[(b & 0xf) as usize];
+        j += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
+/// The `traceparent` to send upstream: the client's trace continued with a new parent id (this
+/// hop), or a new trace when the client sent none or an invalid one.
+pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let mut span = [0u8; 8];
+    let mut rng = rand::rng();
+    while span == [0; 8] {
+        rng.fill_bytes(&mut span);
+    }
+    hex_into(&mut out[36..52], &span);
+    match headers
+        .get(&TRACEPARENT)
+        .map(HeaderValue::as_bytes)
+        .filter(|b| valid_traceparent(b))
+    {
+        Some(incoming) => {
+            out[3..35].copy_from_slice(&incoming[3..35]);
+            out[53..55].copy_from_slice(&incoming[53..55]);
+        }
+        None => {
+            let mut trace = [0u8; 16];
+            while trace == [0; 16] {
+                rng.fill_bytes(&mut trace);
+            }
+            hex_into(&mut out[3..35], &trace);
+            if sampled_if_new {
+                out[54] = b'1';
+            }
+        }
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00")
+    })
+}
+
+/// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids (version 00 only).
+pub fn valid_traceparent(b: &[u8]) -> bool {
+    let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    b.len() == 55
+        && &b[0..3] == b"00-"
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && lower_hex(&b[3..35])
+        && lower_hex(&b[36..52])
+        && lower_hex(&b[53..55])
+        && b[3..35].iter().any(|c| *c != b'0')
+        && b[36..52].iter().any(|c| *c != b'0')
+}
+
+/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` / `-Host`.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: std::net::IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
+    let ip = peer.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_continues_or_starts() {
+        let mut h = HeaderMap::new();
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        h.insert(&TRACEPARENT, HeaderValue::from_static(incoming));
+        let out = traceparent(&h, false);
+        let out = out.to_str().expect("ascii");
+        assert!(valid_traceparent(out.as_bytes()));
+        assert_eq!(&out[..36], &incoming[..36]);
+        assert_ne!(&out[36..52], &incoming[36..52]);
+        assert!(out.ends_with("-01"));
+
+        h.insert(&TRACEPARENT, HeaderValue::from_static("garbage"));
+        let fresh = traceparent(&h, true);
+        let fresh = fresh.to_str().expect("ascii");
+        assert!(valid_traceparent(fresh.as_bytes()), "{fresh}");
+        assert!(fresh.ends_with("-01"));
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_made() {
+        let mut h = HeaderMap::new();
+        let made = request_id(&h);
+        assert_eq!(made.len(), 36);
+        assert_eq!(made.as_bytes()[14], b'4');
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_tokens_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The data plane: listeners and the request pipeline. It reads the routing table through a
+//! `TableHandle` and knows nothing of where the table came from.
+
+mod error;
+pub mod headers;
+mod pipeline;
+mod server;
+
+pub use error::{json_error, ProxyError};
+pub use pipeline::{Body, ProxyState};
+pub use server::{bind, serve, serve_simple, Shutdown};

@@ -1,0 +1,106 @@
+//! Accept loops: HTTP/1.1 and h2c on one port, graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Tells accept loops to stop and how long connections may take to drain.
+#[derive(Clone)]
+pub struct Shutdown {
+    pub stop: watch::Receiver<bool>,
+    pub grace: Duration,
+}
+
+/// Binds `addr:port`, with a message that names what failed.
+pub async fn bind(addr: &str, port: u16, what: &str) -> std::io::Result<TcpListener> {
+    let target = if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    };
+    TcpListener::bind(&target).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the {what} listener on {target}: {e}"),
+        )
+    })
+}
+
+/// Serves `handler` on `listener` until told to stop, then drains open connections.
+pub async fn serve<F, Fut, B>(listener: TcpListener, handler: F, shutdown: Shutdown, max_header_size: usize)
+where
+    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(max_header_size.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
+    let graceful = GracefulShutdown::new();
+    let mut stop = shutdown.stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let h = handler.clone();
+                    let svc = service_fn(move |req| h(peer, req));
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(shutdown.grace) => {
+            tracing::warn!("shutdown grace of {:?} ended with connections still open", shutdown.grace);
+        }
+    }
+}
+
+/// `serve` for small internal servers (admin, metrics) whose handler is a plain function.
+pub async fn serve_simple<F, Fut, B>(listener: TcpListener, handler: F, shutdown: Shutdown)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let h = move |_peer: SocketAddr, req: Request<Incoming>| {
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    };
+    serve(listener, h, shutdown, 64 * 1024).await;
+}

@@ -1,0 +1,110 @@
+//! The routing table: an immutable index from (host, path, method) to a compiled route, and
+//! the handle through which the proxy sees the current one (one `ArcSwap`).
+
+mod handle;
+mod method;
+mod table;
+
+pub use handle::TableHandle;
+pub use method::MethodSet;
+pub use table::{Lookup, RoutingTable, TableBuilder};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::upstream::Upstream;
+
+/// A compiled route: everything the request pipeline needs, resolved ahead of time.
+#[derive(Debug)]
+pub struct Route {
+    /// `namespace/name`: the metrics label and the name in logs and the admin API.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub path: String,
+    pub hosts: Vec<String>,
+    pub methods: MethodSet,
+    pub upstream: Arc<Upstream>,
+    /// `None`: no timeout.
+    pub timeout: Option<Duration>,
+    pub auth: AuthPolicy,
+    pub rate_limit: Option<RateLimitPolicy>,
+    pub cors: Option<Arc<CorsRules>>,
+    pub rewrite: Option<Rewrite>,
+    pub websocket: bool,
+    pub tls_secret: Option<String>,
+}
+
+/// Who may call a route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthPolicy {
+    pub required: bool,
+    /// Any one of these roles.
+    pub roles: Vec<String>,
+    /// All of these permissions.
+    pub permissions: Vec<String>,
+}
+
+/// What a rate limit is counted by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RateKey {
+    Ip,
+    User,
+    Header(http::HeaderName),
+}
+
+/// A route's rate limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitPolicy {
+    pub requests: u64,
+    pub window: Duration,
+    pub key: RateKey,
+}
+
+/// Replace `static_prefix` of the request path by `replacement`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub static_prefix: String,
+    pub replacement: String,
+}
+
+impl Rewrite {
+    /// The upstream path for `path` (which matched the route, so it starts with the prefix).
+    pub fn apply(&self, path: &str) -> String {
+        let rest = path.get(self.static_prefix.len()..).unwrap_or("");
+        let mut out = String::with_capacity(self.replacement.len() + rest.len() + 1);
+        if rest.is_empty() {
+            out.push_str(&self.replacement);
+        } else {
+            out.push_str(self.replacement.trim_end_matches('/'));
+            if !rest.starts_with('/') {
+                out.push('/');
+            }
+            out.push_str(rest);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// CORS rules, compiled: header values ready to copy into responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsRules {
+    pub any_origin: bool,
+    pub origins: Vec<String>,
+    pub allow_methods: http::HeaderValue,
+    /// `None`: reflect the preflight's `Access-Control-Request-Headers`.
+    pub allow_headers: Option<http::HeaderValue>,
+    pub expose_headers: Option<http::HeaderValue>,
+    pub max_age: Option<http::HeaderValue>,
+    pub allow_credentials: bool,
+}
+
+impl CorsRules {
+    /// Whether `origin` may call.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.any_origin || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}

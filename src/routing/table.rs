@@ -1,0 +1,327 @@
+//! The index. Exact paths are one hash lookup; templated and prefix paths live in a segment
+//! trie searched depth-first (static child before parameter child) without allocating.
+//!
+//! Precedence, as the SPEC orders it: a route with a matching host beats one without (exact
+//! host, then the longest wildcard host, then any host); within a host, exact path over
+//! templated over prefix, and among prefixes the longest. When a path matches but the method
+//! does not, the search goes on to the next match; only when no match takes the method is the
+//! answer 405 with the union of their methods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use http::Method;
+
+use super::{MethodSet, Route};
+use crate::compile::{PathKind, PathPattern, Segment};
+use crate::upstream::Upstream;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The result of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Found(&'a Arc<Route>),
+    /// A path matched but no match takes this method; the set is for `Allow`.
+    MethodNotAllowed(MethodSet),
+    NotFound,
+}
+
+/// An immutable routing table.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    routes: Vec<Arc<Route>>,
+    any_host: PathIndex,
+    exact_hosts: Map<Box<str>, PathIndex>,
+    /// `(".example.com", index)` for `*.example.com`, longest suffix first.
+    wildcard_hosts: Vec<(Box<str>, PathIndex)>,
+    /// Accepted upstreams by `namespace/name`.
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+#[derive(Debug, Default)]
+struct PathIndex {
+    exact: Map<Box<str>, Vec<u32>>,
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    statics: Map<Box<str>, u32>,
+    param: Option<u32>,
+    /// Templated routes ending here.
+    template: Vec<u32>,
+    /// Prefix routes whose `/*` stands here.
+    prefix: Vec<u32>,
+    depth: u16,
+    params: u16,
+}
+
+/// Prefix candidates collected on one lookup; more than this many nested prefix routes along
+/// one path is not a real configuration, and the extra (shortest) ones are not considered.
+const MAX_PREFIX_CANDIDATES: usize = 16;
+
+struct Search<'t> {
+    routes: &'t [Arc<Route>],
+    method: MethodSet,
+    allow: MethodSet,
+    matched: bool,
+}
+
+impl Search<'_> {
+    /// First route in `ids` (oldest first) that takes the method.
+    fn pick(&mut self, ids: &[u32]) -> Option<u32> {
+        for &id in ids {
+            let r = &self.routes[id as usize];
+            if r.methods.contains(self.method) {
+                return Some(id);
+            }
+            self.matched = true;
+            self.allow = self.allow.union(r.methods);
+        }
+        None
+    }
+}
+
+impl PathIndex {
+    fn node(&mut self, parent: u32, seg: &Segment) -> u32 {
+        let next = self.nodes.len() as u32;
+        let (depth, params) = {
+            let p = &self.nodes[parent as usize];
+            (
+                p.depth + 1,
+                p.params + u16::from(matches!(seg, Segment::Param(_))),
+            )
+        };
+        let p = &mut self.nodes[parent as usize];
+        let slot = match seg {
+            Segment::Static(s) => *p.statics.entry(s.as_str().into()).or_insert(next),
+            Segment::Param(_) => *p.param.get_or_insert(next),
+        };
+        if slot == next {
+            self.nodes.push(Node {
+                depth,
+                params,
+                ..Node::default()
+            });
+        }
+        slot
+    }
+
+    fn insert(&mut self, pattern: &PathPattern, id: u32) {
+        if pattern.kind == PathKind::Exact {
+            self.exact
+                .entry(pattern.normalized.as_str().into())
+                .or_default()
+                .push(id);
+            return;
+        }
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::default());
+        }
+        let mut at = 0u32;
+        for seg in &pattern.segments {
+            at = self.node(at, seg);
+        }
+        let node = &mut self.nodes[at as usize];
+        match pattern.kind {
+            PathKind::Prefix => node.prefix.push(id),
+            _ => node.template.push(id),
+        }
+    }
+
+    fn find(&self, path: &str, s: &mut Search<'_>) -> Option<u32> {
+        if let Some(ids) = self.exact.get(path) {
+            if let Some(id) = s.pick(ids) {
+                return Some(id);
+            }
+        }
+        if self.nodes.is_empty() {
+            return None;
+        }
+        let segs = path.strip_prefix('/').unwrap_or(path).split('/');
+        let segs_empty = path.len() <= 1;
+        if let Some(id) = self.find_template(0, segs.clone(), segs_empty, s) {
+            return Some(id);
+        }
+        let mut cands = [(0u16, 0u16, 0u32); MAX_PREFIX_CANDIDATES];
+        let mut n = 0usize;
+        self.collect_prefixes(0, segs, segs_empty, &mut cands, &mut n);
+        let cands = &mut cands[..n];
+        // Longest first; at equal length the one with fewer parameters.
+        cands.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, _, node) in cands.iter() {
+            if let Some(id) = s.pick(&self.nodes[node as usize].prefix) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn find_template(
+        &self,
+        at: u32,
+        mut segs: std::str::Split<'_, char>,
+        done: bool,
+        s: &mut Search<'_>,
+    ) -> Option<u32> {
+        let node = &self.nodes[at as usize];
+        let seg = if done { None } else { segs.next() };
+        let Some(seg) = seg else {
+            return if node.template.is_empty() {
+                None
+            } else {
+                s.pick(&node.template)
+            };
+        };
+        if let Some(&child) = node.statics.get(seg) {
+            if let Some(id) = self.find_template(child, segs.clone(), false, s) {
+                return Some(id);
+            }
+        }
+        match node.param {
+            Some(child) if !seg.is_empty() => self.find_template(child, segs, false, s),
+            _ => None,
+        }
+    }
+
+    fn collect_prefixes(
+        &self,
+        at: u32,
+        mut segs: std::str::Split<'_, char>,
+        done: bool,
+        cands: &mut [(u16, u16, u32); MAX_PREFIX_CANDIDATES],
+        n: &mut usize,
+    ) {
+        let node = &self.nodes[at as usize];
+        if !node.prefix.is_empty() {
+            if *n < MAX_PREFIX_CANDIDATES {
+                cands[*n] = (node.depth, node.params, at);
+                *n += 1;
+            } else if let Some(min) = cands.iter_mut().min_by_key(|c| c.0) {
+                if min.0 < node.depth {
+                    *min = (node.depth, node.params, at);
+                }
+            }
+        }
+        let seg = if done { None } else { segs.next() };
+        let Some(seg) = seg else { return };
+        if let Some(&child) = node.statics.get(seg) {
+            self.collect_prefixes(child, segs.clone(), false, cands, n);
+        }
+        if let Some(child) = node.param {
+            if !seg.is_empty() {
+                self.collect_prefixes(child, segs, false, cands, n);
+            }
+        }
+    }
+}
+
+impl RoutingTable {
+    /// Finds the route for a request. `host` may carry a port and any case.
+    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Lookup<'_> {
+        let mut s = Search {
+            routes: &self.routes,
+            method: MethodSet::of(method),
+            allow: MethodSet::EMPTY,
+            matched: false,
+        };
+        if let Some(host) = host.map(strip_port).filter(|h| !h.is_empty()) {
+            if !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty() {
+                let lowered;
+                let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                    lowered = host.to_ascii_lowercase();
+                    lowered.as_str()
+                } else {
+                    host
+                };
+                if let Some(idx) = self.exact_hosts.get(host) {
+                    if let Some(id) = idx.find(path, &mut s) {
+                        return Lookup::Found(&self.routes[id as usize]);
+                    }
+                }
+                for (suffix, idx) in &self.wildcard_hosts {
+                    if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                        if let Some(id) = idx.find(path, &mut s) {
+                            return Lookup::Found(&self.routes[id as usize]);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(id) = self.any_host.find(path, &mut s) {
+            return Lookup::Found(&self.routes[id as usize]);
+        }
+        if s.matched {
+            Lookup::MethodNotAllowed(s.allow)
+        } else {
+            Lookup::NotFound
+        }
+    }
+
+    /// Programmed routes, in the order they were added (oldest first).
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}
+
+/// Builds a table; routes must be added oldest first (that is the order among equals).
+#[derive(Default)]
+pub struct TableBuilder {
+    table: RoutingTable,
+}
+
+impl TableBuilder {
+    pub fn add(&mut self, route: Arc<Route>, pattern: &PathPattern) {
+        let id = self.table.routes.len() as u32;
+        if route.hosts.is_empty() {
+            self.table.any_host.insert(pattern, id);
+        }
+        for host in &route.hosts {
+            let host = host.to_ascii_lowercase();
+            if let Some(suffix) = host.strip_prefix('*') {
+                let t = &mut self.table.wildcard_hosts;
+                let idx = match t.iter().position(|(s, _)| **s == *suffix) {
+                    Some(i) => i,
+                    None => {
+                        t.push((suffix.into(), PathIndex::default()));
+                        t.len() - 1
+                    }
+                };
+                t[idx].1.insert(pattern, id);
+            } else {
+                self.table
+                    .exact_hosts
+                    .entry(host.into())
+                    .or_default()
+                    .insert(pattern, id);
+            }
+        }
+        self.table.routes.push(route);
+    }
+
+    pub fn add_upstream(&mut self, upstream: Arc<Upstream>) {
+        self.table.upstreams.insert(upstream.key.clone(), upstream);
+    }
+
+    pub fn build(mut self) -> RoutingTable {
+        self.table.wildcard_hosts.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        self.table
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,7 @@
+//! Where snapshots come from (a folder of YAML, the inline config, later the API server) and
+//! the one path that turns a snapshot into the live table.
+
+pub mod folder;
+mod publish;
+
+pub use publish::{Published, Publisher};

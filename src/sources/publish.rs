@@ -1,0 +1,91 @@
+//! Compile a snapshot and publish the table: the single path both modes share.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::compile::{compile, CompileOptions, Snapshot, Verdict};
+use crate::routing::TableHandle;
+use crate::telemetry::Metrics;
+
+/// The outcome of one publish.
+#[derive(Debug)]
+pub struct Published {
+    /// False when the snapshot equalled the last one and nothing was swapped.
+    pub swapped: bool,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Compiles snapshots and swaps the table into the handle the proxy reads.
+pub struct Publisher {
+    handle: TableHandle,
+    options: CompileOptions,
+    metrics: Metrics,
+    last: Mutex<Option<(Snapshot, Vec<Verdict>)>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Publisher {
+    pub fn new(handle: TableHandle, options: CompileOptions, metrics: Metrics) -> Self {
+        Publisher {
+            handle,
+            options,
+            metrics,
+            last: Mutex::new(None),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Set once the first table is published.
+    pub fn published_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.ready.clone()
+    }
+
+    /// Compiles `snapshot` and swaps it in, unless it equals the last one. `seen` is when the
+    /// change that led to it was noticed (for `gateway_config_propagation_seconds`).
+    /// `load_failed` marks snapshots built while some input could not be read or parsed.
+    pub fn publish(&self, snapshot: Snapshot, seen: Instant, load_failed: bool) -> Published {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((prev, verdicts)) = last.as_ref() {
+            if *prev == snapshot {
+                return Published {
+                    swapped: false,
+                    verdicts: verdicts.clone(),
+                };
+            }
+        }
+        let compiled = compile(&snapshot, &self.options);
+        let routes = compiled.table.routes().len();
+        self.handle.store(Arc::new(compiled.table));
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        self.metrics
+            .config_propagation_seconds
+            .observe(seen.elapsed().as_secs_f64());
+        self.metrics.routes.set(routes as i64);
+        let rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count();
+        let result = if load_failed {
+            "failure"
+        } else if rejected > 0 {
+            "partial"
+        } else {
+            "success"
+        };
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&[result])
+            .inc();
+        for v in compiled.verdicts.iter().filter(|v| v.has_problem()) {
+            tracing::warn!(resource = %format!("{} {}/{}", v.kind, v.namespace, v.name), "{v}");
+        }
+        tracing::info!(
+            routes,
+            rejected,
+            elapsed_ms = seen.elapsed().as_secs_f64() * 1e3,
+            "routing table published"
+        );
+        *last = Some((snapshot, compiled.verdicts.clone()));
+        Published {
+            swapped: true,
+            verdicts: compiled.verdicts,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The Prometheus series of SPEC §7, in one registry served on the metrics port.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every series the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests_total: IntCounterVec,
+    pub http_request_duration_seconds: HistogramVec,
+    pub upstream_requests_total: IntCounterVec,
+    pub upstream_endpoints: IntGaugeVec,
+    pub circuit_breaker_open: IntGaugeVec,
+    pub rate_limited_total: IntCounterVec,
+    pub config_reloads_total: IntCounterVec,
+    pub routes: IntGauge,
+    pub tls_certificate_expiry_seconds: prometheus::GaugeVec,
+    pub config_propagation_seconds: Histogram,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// A fresh registry with every series registered.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            http_requests_total: IntCounterVec::new(
+                Opts::new(
+                    "gateway_http_requests_total",
+                    "Requests answered, by route, method and status",
+                ),
+                &["route", "method", "status"],
+            )?,
+            http_request_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "gateway_http_request_duration_seconds",
+                    "Request duration through the gateway",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route"],
+            )?,
+            upstream_requests_total: IntCounterVec::new(
+                Opts::new(
+                    "gateway_upstream_requests_total",
+                    "Requests sent to upstreams, by upstream and status",
+                ),
+                &["upstream", "status"],
+            )?,
+            upstream_endpoints: IntGaugeVec::new(
+                Opts::new("gateway_upstream_endpoints", "Endpoints per upstream, by state"),
+                &["upstream", "state"],
+            )?,
+            circuit_breaker_open: IntGaugeVec::new(
+                Opts::new(
+                    "gateway_circuit_breaker_open",
+                    "1 while the upstream's circuit breaker is open",
+                ),
+                &["upstream"],
+            )?,
+            rate_limited_total: IntCounterVec::new(
+                Opts::new("gateway_rate_limited_total", "Requests refused by a rate limit"),
+                &["route"],
+            )?,
+            config_reloads_total: IntCounterVec::new(
+                Opts::new(
+                    "gateway_config_reloads_total",
+                    "Configuration reloads: success (all accepted), partial (some rejected), failure",
+                ),
+                &["result"],
+            )?,
+            routes: IntGauge::new("gateway_routes", "Routes live in the routing table")?,
+            tls_certificate_expiry_seconds: prometheus::GaugeVec::new(
+                Opts::new(
+                    "gateway_tls_certificate_expiry_seconds",
+                    "Seconds until the certificate expires",
+                ),
+                &["secret"],
+            )?,
+            config_propagation_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "gateway_config_propagation_seconds",
+                    "From a resource change seen to the new routing table live",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )?,
+            registry: registry.clone(),
+        };
+        registry.register(Box::new(m.http_requests_total.clone()))?;
+        registry.register(Box::new(m.http_request_duration_seconds.clone()))?;
+        registry.register(Box::new(m.upstream_requests_total.clone()))?;
+        registry.register(Box::new(m.upstream_endpoints.clone()))?;
+        registry.register(Box::new(m.circuit_breaker_open.clone()))?;
+        registry.register(Box::new(m.rate_limited_total.clone()))?;
+        registry.register(Box::new(m.config_reloads_total.clone()))?;
+        registry.register(Box::new(m.routes.clone()))?;
+        registry.register(Box::new(m.tls_certificate_expiry_seconds.clone()))?;
+        registry.register(Box::new(m.config_propagation_seconds.clone()))?;
+        for result in ["success", "partial", "failure"] {
+            m.config_reloads_total.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
