@@ -182,7 +182,8 @@ mod tests {
             ("/a/{id", "whole"),
             ("/a/{}", "needs a name"),
             ("/a/{id}/{id}", "twice"),
-            ("/a/x{id}", "mixes"),
+            ("/a/x{id}", "whole"),
+            ("/a/x*", "mixes"),
             ("/a b", "cannot appear"),
             ("/a?x=1", "cannot appear"),
         ] {

@@ -16,8 +16,8 @@ use std::path::Path;
 pub enum Error {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("invalid configuration in {path}: {source}")]
-    Parse { path: String, source: serde_yaml::Error },
+    #[error("invalid configuration in {path}: {message}")]
+    Parse { path: String, message: String },
     #[error("invalid value for {var}: {message}")]
     Env { var: &'static str, message: String },
 }
@@ -33,9 +33,9 @@ impl GatewayConfig {
             source,
         })?;
         let mut cfg =
-            Self::from_yaml_str(&text, &|k| std::env::var(k).ok()).map_err(|source| Error::Parse {
+            Self::from_yaml_str(&text, &|k| std::env::var(k).ok()).map_err(|message| Error::Parse {
                 path: path.display().to_string(),
-                source,
+                message,
             })?;
         cfg.apply_env(&|k| std::env::var(k).ok())?;
         Ok(cfg)
@@ -49,16 +49,17 @@ impl GatewayConfig {
     }
 
     /// Parses YAML text with `${VAR}` substitution through `env`.
-    pub fn from_yaml_str(
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, serde_yaml::Error> {
-        let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    /// Errors name the key path, e.g. `server.http_port: invalid type: ...`.
+    pub fn from_yaml_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         if value.is_null() {
             return Ok(GatewayConfig::default());
         }
         substitute(&mut value, env);
-        serde_yaml::from_value(value)
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        })
     }
 
     /// Applies the documented environment overrides.
