@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as a newcomer or CI runs it: starts the services the tests need
+# (each from its own script under .ci/, installed on first use), runs `cargo test`, and stops
+# exactly the services it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cleanup=()
+on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
+trap on_exit EXIT
+
+# Each service script prints KEY=VALUE lines to export and STOP=<command> to run at the end.
+start_service() {
+  local out
+  out=$(bash "$1" start) || { echo "failed to start $1" >&2; exit 1; }
+  while IFS= read -r line; do
+    case "$line" in
+      STOP=*) cleanup+=("${line#STOP=}") ;;
+      *=*) export "${line?}"; echo "test env: ${line%%=*} set" ;;
+    esac
+  done <<< "$out"
+}
+for svc in .ci/services/*.sh; do
+  [ -e "$svc" ] && start_service "$svc"
+done
+
+cargo test "$@"

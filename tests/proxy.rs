@@ -1,0 +1,269 @@
+//! The proxy end to end: the real binary, real upstreams on loopback, a real HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::Full;
+
+#[tokio::test]
+async fn forwards_with_context_headers_and_strips_identity_headers() {
+    let up = Upstream::start("users").await;
+    let gw = Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("users", &[up.url()]),
+                route_yaml("users", "/api/users/{id}", "users", "methods: [GET]")
+            ),
+        )],
+    )
+    .await;
+
+    // A fresh request: the gateway makes the request id and a new trace.
+    let req = Request::get(gw.url("/api/users/42?x=1"))
+        .header("host", "api.example.com")
+        .header("x-user-id", "forged")
+        .header("x-user-roles", "admin")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Full::default())
+        .unwrap();
+    let r = send(&client(), req).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = r.json();
+    assert_eq!(seen["path"], "/api/users/42?x=1");
+    let h = &seen["headers"];
+    assert!(h.get("x-user-id").is_none() && h.get("x-user-roles").is_none(), "identity headers stripped: {h}");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(h["host"], up.addr.to_string());
+    let rid = h["x-request-id"].as_str().unwrap();
+    assert_eq!(rid.len(), 36);
+    assert_eq!(r.header("x-request-id"), Some(rid), "the client sees the same id");
+    let tp = h["traceparent"].as_str().unwrap();
+    assert_eq!(tp.len(), 55);
+    assert!(tp.starts_with("00-"));
+
+    // The client's request id and trace are kept and continued.
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req = Request::get(gw.url("/api/users/7"))
+        .header("x-request-id", "client-id-1")
+        .header("traceparent", incoming)
+        .body(Full::default())
+        .unwrap();
+    let r = send(&client(), req).await.unwrap();
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-request-id"], "client-id-1");
+    let tp = h["traceparent"].as_str().unwrap();
+    assert_eq!(&tp[..36], &incoming[..36], "same trace id");
+    assert_ne!(&tp[36..52], &incoming[36..52], "new parent id for this hop");
+    assert!(tp.ends_with("-01"));
+}
+
+#[tokio::test]
+async fn json_errors_for_404_405_502_503_504_413() {
+    let up = Upstream::start("slow").await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let files = format!(
+        "{}---\n{}---\n{}---\n{}---\n{}---\n{}---\napiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\nmetadata: {{name: nosvc, namespace: default}}\nspec:\n  service: {{name: missing, port: 80}}\n",
+        upstream_yaml("slow", &[up.url()]),
+        upstream_yaml("dead", &[closed]),
+        route_yaml("slow", "/sleep/*", "slow", "timeout: 300ms\nmethods: [GET, PUT]"),
+        route_yaml("dead", "/dead", "dead", ""),
+        route_yaml("empty", "/empty", "nosvc", ""),
+        route_yaml("upload", "/upload", "slow", "methods: [POST]"),
+    );
+    let gw = Gateway::start(
+        "server:\n  limits:\n    max_body_size: 1000\nmiddleware:\n  rate_limiting:\n    default_limit: 0\n",
+        &[("r.yaml", &files)],
+    )
+    .await;
+    let c = client();
+    let check = |r: &Reply, status: u16, code: &str| {
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        assert_eq!(j["error"]["code"], code);
+        assert!(!j["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(j["error"]["request_id"].as_str(), r.header("x-request-id"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    };
+
+    check(&get(&gw.url("/nowhere")).await.unwrap(), 404, "route_not_found");
+
+    let r = send(&c, Request::delete(gw.url("/sleep/1")).body(Full::default()).unwrap()).await.unwrap();
+    check(&r, 405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, PUT"));
+
+    check(&get(&gw.url("/dead")).await.unwrap(), 502, "bad_gateway");
+    check(&get(&gw.url("/empty")).await.unwrap(), 503, "upstream_unavailable");
+
+    let t0 = std::time::Instant::now();
+    check(&get(&gw.url("/sleep/3000")).await.unwrap(), 504, "upstream_timeout");
+    assert!(t0.elapsed() < Duration::from_secs(2), "the route timeout cut the wait");
+    assert_eq!(get(&gw.url("/sleep/10")).await.unwrap().status, 200);
+
+    let big = Request::post(gw.url("/upload")).body(Full::new(Bytes::from(vec![b'x'; 5000]))).unwrap();
+    check(&send(&c, big).await.unwrap(), 413, "payload_too_large");
+    let small = Request::post(gw.url("/upload")).body(Full::new(Bytes::from_static(b"ok"))).unwrap();
+    assert_eq!(send(&c, small).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn round_robin_over_static_endpoints_and_rewrite() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let gw = Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("ab", &[a.url(), b.url()]),
+                route_yaml("ab", "/old/*", "ab", "rewritePrefix: /new")
+            ),
+        )],
+    )
+    .await;
+    let mut servers = Vec::new();
+    for _ in 0..4 {
+        let r = get(&gw.url("/old/thing?q=1")).await.unwrap();
+        assert_eq!(r.json()["path"], "/new/thing?q=1");
+        servers.push(r.json()["server"].as_str().unwrap().to_string());
+    }
+    servers.sort();
+    assert_eq!(servers, ["a", "a", "b", "b"]);
+}
+
+#[tokio::test]
+async fn h2c_from_clients_and_to_upstreams() {
+    let h1 = Upstream::start("h1").await;
+    let h2 = Upstream::start_h2c("h2").await;
+    let gw = Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}  protocol: h2c\n---\n{}---\n{}",
+                upstream_yaml("h1", &[h1.url()]),
+                upstream_yaml("h2", &[h2.url()]),
+                route_yaml("h1", "/one", "h1", ""),
+                route_yaml("h2", "/two", "h2", ""),
+            ),
+        )],
+    )
+    .await;
+    let c = h2c_client();
+    let r = send(&c, Request::get(gw.url("/one")).body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["version"], "HTTP/1.1", "an h2c client reaches an HTTP/1.1 upstream");
+    let r = send(&client(), Request::get(gw.url("/two")).body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], "HTTP/2.0", "protocol: h2c speaks HTTP/2 upstream");
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_and_routes_override_the_default() {
+    let up = Upstream::start("u").await;
+    let config = "middleware:\n  rate_limiting: {default_limit: 0}\n  cors:\n    allowed_origins: [\"*\"]\n    allowed_methods: [GET, POST]\n    allowed_headers: [Content-Type, Authorization]\n    max_age: 600\n";
+    let files = format!(
+        "{}---\n{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("open", "/open", "u", ""),
+        route_yaml(
+            "strict",
+            "/strict",
+            "u",
+            "cors: {allowedOrigins: [\"https://app.example.com\"], allowedMethods: [PUT], exposedHeaders: [X-Total]}"
+        ),
+    );
+    let gw = Gateway::start(config, &[("r.yaml", &files)]).await;
+    let c = client();
+    let preflight = |path: &str, origin: &str| {
+        Request::options(gw.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(Full::default())
+            .unwrap()
+    };
+    let r = send(&c, preflight("/open", "https://x.example.com")).await.unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST"));
+    assert_eq!(r.header("access-control-allow-headers"), Some("Content-Type, Authorization"));
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "preflights never reach the upstream");
+
+    let r = send(&c, preflight("/strict", "https://evil.example.com")).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["code"], "forbidden");
+    let r = send(&c, preflight("/strict", "https://app.example.com")).await.unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(r.header("access-control-allow-methods"), Some("PUT"));
+
+    let actual =
+        Request::get(gw.url("/strict")).header("origin", "https://app.example.com").body(Full::default()).unwrap();
+    let r = send(&c, actual).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(r.header("access-control-expose-headers"), Some("X-Total"));
+    assert!(r.header("vary").unwrap_or_default().contains("Origin"));
+}
+
+#[tokio::test]
+async fn health_and_ready_are_answered_by_the_gateway_itself() {
+    let up = Upstream::start("u").await;
+    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("all", "/*", "u", ""));
+    let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
+    for url in [gw.url("/health"), gw.url("/ready"), format!("http://127.0.0.1:{}/health", gw.admin)] {
+        let r = get(&url).await.unwrap();
+        assert_eq!(r.status, 200, "{url}");
+    }
+    assert_eq!(get(&gw.url("/other")).await.unwrap().json()["server"], "u");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "only /other reached the upstream");
+}
+
+#[tokio::test]
+async fn metrics_expose_the_gateway_series() {
+    let up = Upstream::start("u").await;
+    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("m", "/m", "u", "methods: [GET]"));
+    let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
+    for _ in 0..3 {
+        get(&gw.url("/m")).await.unwrap();
+    }
+    get(&gw.url("/missing")).await.unwrap();
+    let text = String::from_utf8(get(&format!("http://127.0.0.1:{}/metrics", gw.metrics)).await.unwrap().body.to_vec())
+        .unwrap();
+    for needle in [
+        r#"gateway_http_requests_total{method="GET",route="default/m",status="200"} 3"#,
+        r#"gateway_http_requests_total{method="GET",route="",status="404"} 1"#,
+        r#"gateway_upstream_requests_total{status="200",upstream="default/u"} 3"#,
+        "gateway_http_request_duration_seconds_bucket",
+        "gateway_routes 1",
+        r#"gateway_config_reloads_total{result="success"} 1"#,
+        "gateway_config_propagation_seconds_count 1",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn admin_api_lists_routes_behind_the_token() {
+    let up = Upstream::start("u").await;
+    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("a", "/a", "u", ""));
+    let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
+    let url = format!("http://127.0.0.1:{}/admin/routes", gw.admin);
+    let r = get(&url).await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    let req = Request::get(&url).header("authorization", format!("Bearer {ADMIN_TOKEN}")).body(Full::default()).unwrap();
+    let r = send(&client(), req).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["routes"][0]["id"], "default/a");
+    assert_eq!(r.json()["routes"][0]["upstream"], "default/u");
+}
