@@ -15,7 +15,10 @@ use http::Method;
 fn snapshot(n: usize) -> Snapshot {
     let mut up = GatewayUpstream::new(
         "svc",
-        GatewayUpstreamSpec { endpoints: vec!["http://127.0.0.1:8080".into()], ..Default::default() },
+        GatewayUpstreamSpec {
+            endpoints: vec!["http://127.0.0.1:8080".into()],
+            ..Default::default()
+        },
     );
     up.metadata.namespace = Some("default".into());
     let mut routes = Vec::with_capacity(n);
@@ -24,7 +27,10 @@ fn snapshot(n: usize) -> Snapshot {
             0 => (format!("/api/v1/service{i}/items"), vec![]),
             1 => (format!("/api/v1/service{i}/items/{{id}}"), vec![]),
             2 => (format!("/static/team{i}/*"), vec![]),
-            _ => (format!("/tenant/{i}/orders/{{order}}/lines"), vec![format!("t{}.example.com", i % 50)]),
+            _ => (
+                format!("/tenant/{i}/orders/{{order}}/lines"),
+                vec![format!("t{}.example.com", i % 50)],
+            ),
         };
         let mut r = GatewayRoute::new(
             &format!("r{i}"),
@@ -39,13 +45,19 @@ fn snapshot(n: usize) -> Snapshot {
         r.metadata.namespace = Some("default".into());
         routes.push(r);
     }
-    Snapshot { routes, upstreams: vec![up], ..Default::default() }
+    Snapshot {
+        routes,
+        upstreams: vec![up],
+        ..Default::default()
+    }
 }
 
 fn bench(c: &mut Criterion) {
     let snap = snapshot(10_000);
     let opts = CompileOptions::default();
-    c.bench_function("compile 10k routes", |b| b.iter(|| black_box(compile(black_box(&snap), &opts))));
+    c.bench_function("compile 10k routes", |b| {
+        b.iter(|| black_box(compile(black_box(&snap), &opts)))
+    });
 
     let compiled = compile(&snap, &opts);
     assert_eq!(compiled.table.routes().len(), 10_000);
@@ -54,17 +66,27 @@ fn bench(c: &mut Criterion) {
         ("exact", None, "/api/v1/service4000/items"),
         ("template", None, "/api/v1/service4001/items/12345"),
         ("prefix", None, "/static/team4002/css/site.css"),
-        ("host+template", Some("t3.example.com"), "/tenant/4003/orders/77/lines"),
+        (
+            "host+template",
+            Some("t3.example.com"),
+            "/tenant/4003/orders/77/lines",
+        ),
         ("miss", None, "/nothing/here/at/all"),
     ];
     let mut g = c.benchmark_group("lookup 10k routes");
     for (name, host, path) in cases {
         if name != "miss" {
-            assert!(matches!(table.lookup(host, path, &Method::GET), Lookup::Found(_)), "{name}");
+            assert!(
+                matches!(table.lookup(host, path, &Method::GET), Lookup::Found(_)),
+                "{name}"
+            );
         }
         g.bench_function(name, |b| {
             b.iter(|| {
-                let found = matches!(table.lookup(black_box(host), black_box(path), &Method::GET), Lookup::Found(_));
+                let found = matches!(
+                    table.lookup(black_box(host), black_box(path), &Method::GET),
+                    Lookup::Found(_)
+                );
                 black_box(found)
             })
         });

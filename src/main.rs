@@ -50,10 +50,16 @@ fn run(args: RunArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers.filter(|n| *n > 0) {
-        rt.worker_threads(n);
-    }
+    // One worker: a single-threaded scheduler avoids cross-thread wake-ups altogether.
+    let mut rt = match args.workers.filter(|n| *n > 0) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let result = rt
         .enable_all()
         .build()

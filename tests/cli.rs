@@ -1,4 +1,5 @@
 //! The command line as a user runs it: `check`, `crds`, mode selection, the seed configs.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -14,7 +15,11 @@ fn gatehouse(args: &[&str]) -> (i32, String, String) {
         .env("JWT_SECRET", "test")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn shared(path: &str) -> Option<String> {
@@ -26,9 +31,19 @@ fn shared(path: &str) -> Option<String> {
 fn crds_folder_matches_what_the_binary_prints() {
     let (code, out, _) = gatehouse(&["crds"]);
     assert_eq!(code, 0);
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/gatehouse.dev.yaml")).unwrap();
-    assert!(out == committed, "crds/ is stale: run `cargo run -- crds > crds/gatehouse.dev.yaml`");
-    for needle in ["shortNames:\n    - grt", "- gup", "- wsc", "subresources:\n      status: {}", "x-kubernetes-list-type: map"] {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/gatehouse.dev.yaml")).unwrap();
+    assert!(
+        out == committed,
+        "crds/ is stale: run `cargo run -- crds > crds/gatehouse.dev.yaml`"
+    );
+    for needle in [
+        "shortNames:\n    - grt",
+        "- gup",
+        "- wsc",
+        "subresources:\n      status: {}",
+        "x-kubernetes-list-type: map",
+    ] {
         assert!(out.contains(needle), "missing {needle:?}");
     }
 }
@@ -36,10 +51,20 @@ fn crds_folder_matches_what_the_binary_prints() {
 #[test]
 fn check_prints_one_verdict_per_resource_and_exits_1_on_rejection() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let (code, out, err) =
-        gatehouse(&["check", "--config", &format!("{root}/examples/gateway.yaml"), "--resources", &format!("{root}/examples/resources")]);
+    let (code, out, err) = gatehouse(&[
+        "check",
+        "--config",
+        &format!("{root}/examples/gateway.yaml"),
+        "--resources",
+        &format!("{root}/examples/resources"),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok       GatewayRoute default/echo-health: Accepted=True ResolvedRefs=True Programmed=True"), "{out}");
+    assert!(
+        out.contains(
+            "ok       GatewayRoute default/echo-health: Accepted=True ResolvedRefs=True Programmed=True"
+        ),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -53,13 +78,24 @@ fn check_prints_one_verdict_per_resource_and_exits_1_on_rejection() {
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("junk.yaml"), "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: x}\nspec: {path: 3}\n").unwrap();
+    std::fs::write(
+        dir.path().join("junk.yaml"),
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: x}\nspec: {path: 3}\n",
+    )
+    .unwrap();
     let (code, out, _) = gatehouse(&["check", "--resources", dir.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    let line = |needle: &str| out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle} in:\n{out}")).to_string();
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in:\n{out}"))
+            .to_string()
+    };
     assert!(line("default/fine").starts_with("ok"));
     assert!(line("default/bad").starts_with("rejected") && line("default/bad").contains("InvalidPath"));
-    assert!(line("default/orphan").starts_with("warning") && line("default/orphan").contains("UpstreamNotFound"));
+    assert!(
+        line("default/orphan").starts_with("warning") && line("default/orphan").contains("UpstreamNotFound")
+    );
     assert!(line("junk.yaml#1").starts_with("rejected GatewayRoute default/x"));
 }
 
@@ -72,10 +108,20 @@ fn both_seed_configs_load_unchanged() {
     let (code, out, err) = gatehouse(&["check", "--config", &micro]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("9 routes programmed"), "{out}");
-    for r in ["post-auth-login", "get-put-delete-api-v1-users-id", "get-api-v1-metrics"] {
-        assert!(out.contains(&format!("GatewayRoute default/{r}: Accepted=True")), "{r}:\n{out}");
+    for r in [
+        "post-auth-login",
+        "get-put-delete-api-v1-users-id",
+        "get-api-v1-metrics",
+    ] {
+        assert!(
+            out.contains(&format!("GatewayRoute default/{r}: Accepted=True")),
+            "{r}:\n{out}"
+        );
     }
-    assert!(out.contains("default/get-health") && out.contains("UpstreamNotFound"), "{out}");
+    assert!(
+        out.contains("default/get-health") && out.contains("UpstreamNotFound"),
+        "{out}"
+    );
 
     let ws = shared("seed/gateway-websocket.yaml").unwrap();
     let (code, out, err) = gatehouse(&["check", "--config", &ws]);
@@ -98,9 +144,23 @@ async fn run_serves_the_seed_config_with_inline_routes() {
     let routes = send(&client(), req).await.unwrap().json();
     assert_eq!(routes["routes"].as_array().unwrap().len(), 9, "{routes}");
     // The seed's hosts (auth-service, ...) do not resolve here: the route is live and says so.
-    let r = send(&client(), http::Request::post(gw.url("/auth/login")).body(Default::default()).unwrap()).await.unwrap();
+    let r = send(
+        &client(),
+        http::Request::post(gw.url("/auth/login"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
-    let r = send(&client(), http::Request::get(gw.url("/auth/login")).body(Default::default()).unwrap()).await.unwrap();
+    let r = send(
+        &client(),
+        http::Request::get(gw.url("/auth/login"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 405);
 }
 

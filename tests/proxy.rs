@@ -1,4 +1,5 @@
 //! The proxy end to end: the real binary, real upstreams on loopback, a real HTTP client.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -38,7 +39,10 @@ async fn forwards_with_context_headers_and_strips_identity_headers() {
     let seen = r.json();
     assert_eq!(seen["path"], "/api/users/42?x=1");
     let h = &seen["headers"];
-    assert!(h.get("x-user-id").is_none() && h.get("x-user-roles").is_none(), "identity headers stripped: {h}");
+    assert!(
+        h.get("x-user-id").is_none() && h.get("x-user-roles").is_none(),
+        "identity headers stripped: {h}"
+    );
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -96,21 +100,41 @@ async fn json_errors_for_404_405_502_503_504_413() {
 
     check(&get(&gw.url("/nowhere")).await.unwrap(), 404, "route_not_found");
 
-    let r = send(&c, Request::delete(gw.url("/sleep/1")).body(Full::default()).unwrap()).await.unwrap();
+    let r = send(
+        &c,
+        Request::delete(gw.url("/sleep/1")).body(Full::default()).unwrap(),
+    )
+    .await
+    .unwrap();
     check(&r, 405, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("GET, PUT"));
 
     check(&get(&gw.url("/dead")).await.unwrap(), 502, "bad_gateway");
-    check(&get(&gw.url("/empty")).await.unwrap(), 503, "upstream_unavailable");
+    check(
+        &get(&gw.url("/empty")).await.unwrap(),
+        503,
+        "upstream_unavailable",
+    );
 
     let t0 = std::time::Instant::now();
-    check(&get(&gw.url("/sleep/3000")).await.unwrap(), 504, "upstream_timeout");
-    assert!(t0.elapsed() < Duration::from_secs(2), "the route timeout cut the wait");
+    check(
+        &get(&gw.url("/sleep/3000")).await.unwrap(),
+        504,
+        "upstream_timeout",
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "the route timeout cut the wait"
+    );
     assert_eq!(get(&gw.url("/sleep/10")).await.unwrap().status, 200);
 
-    let big = Request::post(gw.url("/upload")).body(Full::new(Bytes::from(vec![b'x'; 5000]))).unwrap();
+    let big = Request::post(gw.url("/upload"))
+        .body(Full::new(Bytes::from(vec![b'x'; 5000])))
+        .unwrap();
     check(&send(&c, big).await.unwrap(), 413, "payload_too_large");
-    let small = Request::post(gw.url("/upload")).body(Full::new(Bytes::from_static(b"ok"))).unwrap();
+    let small = Request::post(gw.url("/upload"))
+        .body(Full::new(Bytes::from_static(b"ok")))
+        .unwrap();
     assert_eq!(send(&c, small).await.unwrap().status, 200);
 }
 
@@ -158,12 +182,27 @@ async fn h2c_from_clients_and_to_upstreams() {
     )
     .await;
     let c = h2c_client();
-    let r = send(&c, Request::get(gw.url("/one")).body(Full::default()).unwrap()).await.unwrap();
+    let r = send(&c, Request::get(gw.url("/one")).body(Full::default()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["version"], "HTTP/1.1", "an h2c client reaches an HTTP/1.1 upstream");
-    let r = send(&client(), Request::get(gw.url("/two")).body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(
+        r.json()["version"],
+        "HTTP/1.1",
+        "an h2c client reaches an HTTP/1.1 upstream"
+    );
+    let r = send(
+        &client(),
+        Request::get(gw.url("/two")).body(Full::default()).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["version"], "HTTP/2.0", "protocol: h2c speaks HTTP/2 upstream");
+    assert_eq!(
+        r.json()["version"],
+        "HTTP/2.0",
+        "protocol: h2c speaks HTTP/2 upstream"
+    );
 }
 
 #[tokio::test]
@@ -190,27 +229,48 @@ async fn cors_preflight_is_answered_and_routes_override_the_default() {
             .body(Full::default())
             .unwrap()
     };
-    let r = send(&c, preflight("/open", "https://x.example.com")).await.unwrap();
+    let r = send(&c, preflight("/open", "https://x.example.com"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST"));
-    assert_eq!(r.header("access-control-allow-headers"), Some("Content-Type, Authorization"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("Content-Type, Authorization")
+    );
     assert_eq!(r.header("access-control-max-age"), Some("600"));
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "preflights never reach the upstream");
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "preflights never reach the upstream"
+    );
 
-    let r = send(&c, preflight("/strict", "https://evil.example.com")).await.unwrap();
+    let r = send(&c, preflight("/strict", "https://evil.example.com"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["error"]["code"], "forbidden");
-    let r = send(&c, preflight("/strict", "https://app.example.com")).await.unwrap();
+    let r = send(&c, preflight("/strict", "https://app.example.com"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 204);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-allow-methods"), Some("PUT"));
 
-    let actual =
-        Request::get(gw.url("/strict")).header("origin", "https://app.example.com").body(Full::default()).unwrap();
+    let actual = Request::get(gw.url("/strict"))
+        .header("origin", "https://app.example.com")
+        .body(Full::default())
+        .unwrap();
     let r = send(&c, actual).await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-expose-headers"), Some("X-Total"));
     assert!(r.header("vary").unwrap_or_default().contains("Origin"));
 }
@@ -218,27 +278,49 @@ async fn cors_preflight_is_answered_and_routes_override_the_default() {
 #[tokio::test]
 async fn health_and_ready_are_answered_by_the_gateway_itself() {
     let up = Upstream::start("u").await;
-    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("all", "/*", "u", ""));
+    let files = format!(
+        "{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("all", "/*", "u", "")
+    );
     let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
-    for url in [gw.url("/health"), gw.url("/ready"), format!("http://127.0.0.1:{}/health", gw.admin)] {
+    for url in [
+        gw.url("/health"),
+        gw.url("/ready"),
+        format!("http://127.0.0.1:{}/health", gw.admin),
+    ] {
         let r = get(&url).await.unwrap();
         assert_eq!(r.status, 200, "{url}");
     }
     assert_eq!(get(&gw.url("/other")).await.unwrap().json()["server"], "u");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "only /other reached the upstream");
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only /other reached the upstream"
+    );
 }
 
 #[tokio::test]
 async fn metrics_expose_the_gateway_series() {
     let up = Upstream::start("u").await;
-    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("m", "/m", "u", "methods: [GET]"));
+    let files = format!(
+        "{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("m", "/m", "u", "methods: [GET]")
+    );
     let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
     for _ in 0..3 {
         get(&gw.url("/m")).await.unwrap();
     }
     get(&gw.url("/missing")).await.unwrap();
-    let text = String::from_utf8(get(&format!("http://127.0.0.1:{}/metrics", gw.metrics)).await.unwrap().body.to_vec())
-        .unwrap();
+    let text = String::from_utf8(
+        get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
     for needle in [
         r#"gateway_http_requests_total{method="GET",route="default/m",status="200"} 3"#,
         r#"gateway_http_requests_total{method="GET",route="",status="404"} 1"#,
@@ -255,13 +337,20 @@ async fn metrics_expose_the_gateway_series() {
 #[tokio::test]
 async fn admin_api_lists_routes_behind_the_token() {
     let up = Upstream::start("u").await;
-    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("a", "/a", "u", ""));
+    let files = format!(
+        "{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("a", "/a", "u", "")
+    );
     let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
     let url = format!("http://127.0.0.1:{}/admin/routes", gw.admin);
     let r = get(&url).await.unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["code"], "unauthorized");
-    let req = Request::get(&url).header("authorization", format!("Bearer {ADMIN_TOKEN}")).body(Full::default()).unwrap();
+    let req = Request::get(&url)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::default())
+        .unwrap();
     let r = send(&client(), req).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["routes"][0]["id"], "default/a");

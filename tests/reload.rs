@@ -1,5 +1,6 @@
 //! Live configuration: folder changes apply without a restart and without failed requests;
 //! SIGTERM drains in-flight requests.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -25,7 +26,10 @@ async fn routes_appear_and_disappear_with_their_files() {
 
     // Files in sub-folders count too.
     std::fs::create_dir_all(gw.resources().join("team-a")).unwrap();
-    write_atomic(&gw.resources().join("team-a/r.yml"), &route_yaml("nested", "/nested", "u", ""));
+    write_atomic(
+        &gw.resources().join("team-a/r.yml"),
+        &route_yaml("nested", "/nested", "u", ""),
+    );
     gw.wait_status("/nested", 200).await;
 }
 
@@ -34,12 +38,25 @@ async fn a_broken_file_or_resource_is_reported_and_the_rest_keep_serving() {
     let up = Upstream::start("u").await;
     let gw = Gateway::start(
         BASE_CONFIG,
-        &[("good.yaml", &format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("good", "/good", "u", "")))],
+        &[(
+            "good.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("u", &[up.url()]),
+                route_yaml("good", "/good", "u", "")
+            ),
+        )],
     )
     .await;
     write_atomic(&gw.resources().join("broken.yaml"), "kind: [this is not yaml\n");
-    write_atomic(&gw.resources().join("bad-route.yaml"), &route_yaml("bad", "no-slash", "u", ""));
-    write_atomic(&gw.resources().join("later.yaml"), &route_yaml("later", "/later", "u", ""));
+    write_atomic(
+        &gw.resources().join("bad-route.yaml"),
+        &route_yaml("bad", "no-slash", "u", ""),
+    );
+    write_atomic(
+        &gw.resources().join("later.yaml"),
+        &route_yaml("later", "/later", "u", ""),
+    );
     gw.wait_status("/later", 200).await;
     assert_eq!(get(&gw.url("/good")).await.unwrap().status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -51,9 +68,18 @@ async fn a_broken_file_or_resource_is_reported_and_the_rest_keep_serving() {
         assert!(Instant::now() < deadline, "problems not logged:\n{log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics =
-        String::from_utf8(get(&format!("http://127.0.0.1:{}/metrics", gw.metrics)).await.unwrap().body.to_vec()).unwrap();
-    assert!(!metrics.contains(r#"gateway_config_reloads_total{result="failure"} 0"#), "{metrics}");
+    let metrics = String::from_utf8(
+        get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        !metrics.contains(r#"gateway_config_reloads_total{result="failure"} 0"#),
+        "{metrics}"
+    );
 }
 
 /// Clients hammer two routes while the folder is rewritten again and again (routes added,
@@ -85,7 +111,11 @@ async fn reload_under_constant_load_fails_no_request() {
                     Ok(r) if r.status == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(r) => failures.lock().unwrap().push(format!("{} {}", r.status, String::from_utf8_lossy(&r.body))),
+                    Ok(r) => failures.lock().unwrap().push(format!(
+                        "{} {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    )),
                     Err(e) => failures.lock().unwrap().push(e),
                 }
             }
@@ -93,7 +123,14 @@ async fn reload_under_constant_load_fails_no_request() {
     }
     for round in 0..30 {
         // Churn: extra routes come and go, the moving route flips between upstreams.
-        let extra: String = (0..50).map(|i| format!("---\n{}", route_yaml(&format!("x{round}-{i}"), &format!("/x/{round}/{i}"), "b", ""))).collect();
+        let extra: String = (0..50)
+            .map(|i| {
+                format!(
+                    "---\n{}",
+                    route_yaml(&format!("x{round}-{i}"), &format!("/x/{round}/{i}"), "b", "")
+                )
+            })
+            .collect();
         write_atomic(&gw.resources().join("extra.yaml"), &extra);
         let target = if round % 2 == 0 { "b" } else { "a" };
         let base = format!(
@@ -111,8 +148,17 @@ async fn reload_under_constant_load_fails_no_request() {
         c.await.unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
-    assert!(ok.load(Ordering::Relaxed) > 500, "load was too light to prove anything: {}", ok.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 500,
+        "load was too light to prove anything: {}",
+        ok.load(Ordering::Relaxed)
+    );
     assert!(b.hits.load(Ordering::SeqCst) > 0, "the moving route did move");
     let reloads = gw.log_text().matches("routing table published").count();
     assert!(reloads >= 10, "only {reloads} reloads happened");
@@ -121,8 +167,16 @@ async fn reload_under_constant_load_fails_no_request() {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let up = Upstream::start("u").await;
-    let files = format!("{}---\n{}", upstream_yaml("u", &[up.url()]), route_yaml("slow", "/sleep/*", "u", ""));
-    let mut gw = Gateway::start("server:\n  timeouts:\n    shutdown_grace: 5s\n", &[("r.yaml", &files)]).await;
+    let files = format!(
+        "{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("slow", "/sleep/*", "u", "")
+    );
+    let mut gw = Gateway::start(
+        "server:\n  timeouts:\n    shutdown_grace: 5s\n",
+        &[("r.yaml", &files)],
+    )
+    .await;
     let url = gw.url("/sleep/800");
     let inflight = tokio::spawn(async move { get(&url).await });
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -137,19 +138,20 @@ impl ProxyState {
         let path = parts.uri.path();
         let rewritten = route.rewrite.as_ref().map(|r| r.apply(path));
         let pq = match (rewritten, parts.uri.query()) {
-            (Some(p), Some(q)) => format!("{p}?{q}"),
-            (Some(p), None) => p,
-            (None, _) => parts
+            (Some(p), Some(q)) => PathAndQuery::try_from(format!("{p}?{q}")),
+            (Some(p), None) => PathAndQuery::try_from(p),
+            (None, _) => Ok(parts
                 .uri
                 .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string(),
-        };
-        parts.uri = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(pq)
-            .build()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))),
+        }
+        .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(endpoint.scheme.clone());
+        uri.authority = Some(endpoint.authority.clone());
+        uri.path_and_query = Some(pq);
+        parts.uri = Uri::from_parts(uri)
             .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream URI: {e}")))?;
 
         let h = &mut parts.headers;
@@ -164,9 +166,7 @@ impl ProxyState {
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
         let tp = headers::traceparent(h, false);
         h.insert(&headers::TRACEPARENT, tp);
-        if let Ok(v) = HeaderValue::from_str(endpoint.authority.as_str()) {
-            h.insert(header::HOST, v);
-        }
+        h.insert(header::HOST, endpoint.host_header.clone());
 
         let client = match upstream.protocol {
             Protocol::H2c => {

@@ -38,6 +38,8 @@ pub struct Endpoint {
     pub url: String,
     pub scheme: Scheme,
     pub authority: Authority,
+    /// `Host` sent to this endpoint.
+    pub host_header: http::HeaderValue,
 }
 
 impl Endpoint {
@@ -65,10 +67,13 @@ impl Endpoint {
                 "endpoint `{url}` may not carry a path; use the route's rewritePrefix"
             ));
         }
+        let host_header = http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("endpoint `{url}` has an invalid host"))?;
         Ok(Endpoint {
             url: url.to_string(),
             scheme,
             authority,
+            host_header,
         })
     }
 }

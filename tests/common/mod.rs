@@ -1,5 +1,6 @@
 //! Test harness: the real `gatehouse` binary on free loopback ports, real upstream servers,
 //! and a plain hyper client.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -19,7 +20,11 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A real upstream on loopback. It answers JSON describing the request it received:
@@ -48,7 +53,9 @@ impl Upstream {
         let h = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let name = name.clone();
                 let hits = h.clone();
                 tokio::spawn(async move {
@@ -63,7 +70,9 @@ impl Upstream {
                             .serve_connection(io, svc)
                             .await;
                     } else {
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await;
                     }
                 });
             }
@@ -105,8 +114,10 @@ async fn answer(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     });
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
-    resp.headers_mut().insert("connection", "keep-alive".parse().unwrap());
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("connection", "keep-alive".parse().unwrap());
     resp
 }
 
@@ -155,12 +166,21 @@ impl Gateway {
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::OpenOptions::new().append(true).open(&log).unwrap()));
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ));
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn gatehouse");
-        let gw = Gateway { child, http, admin, metrics, dir, log };
+        let gw = Gateway {
+            child,
+            http,
+            admin,
+            metrics,
+            dir,
+            log,
+        };
         gw.wait_ready().await;
         gw
     }
@@ -191,7 +211,10 @@ impl Gateway {
     }
 
     pub fn sigterm(&self) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -199,7 +222,7 @@ impl Gateway {
     pub async fn wait_status(&self, path: &str, status: u16) -> Duration {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if get(&self.url(path)).await.map(|r| r.status) .ok()== Some(status) {
+            if get(&self.url(path)).await.map(|r| r.status).ok() == Some(status) {
                 return start.elapsed();
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -241,14 +264,20 @@ pub fn client() -> TestClient {
 }
 
 pub fn h2c_client() -> TestClient {
-    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 pub async fn send(c: &TestClient, req: Request<Full<Bytes>>) -> Result<Reply, String> {
     let resp = c.request(req).await.map_err(|e| format!("{e:?}"))?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
 }
 
 pub async fn get(url: &str) -> Result<Reply, String> {
@@ -282,4 +311,5 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-pub const BASE_CONFIG: &str = "middleware:\n  rate_limiting:\n    default_limit: 0\nobservability:\n  logging:\n    level: info\n";
+pub const BASE_CONFIG: &str =
+    "middleware:\n  rate_limiting:\n    default_limit: 0\nobservability:\n  logging:\n    level: info\n";

@@ -56,16 +56,32 @@ fn exact_beats_template_beats_prefix_and_longest_prefix_wins() {
     assert_eq!(f("/api/users/42").as_deref(), Some("user"));
     assert_eq!(f("/api/users/42/profile").as_deref(), Some("profile"));
     assert_eq!(f("/api/users/42/other").as_deref(), Some("users-prefix"));
-    assert_eq!(f("/api/users").as_deref(), Some("users-prefix"), "a prefix matches its own path");
+    assert_eq!(
+        f("/api/users").as_deref(),
+        Some("users-prefix"),
+        "a prefix matches its own path"
+    );
     assert_eq!(f("/api/orders").as_deref(), Some("api"));
-    assert_eq!(f("/apix").as_deref(), Some("all"), "prefixes match whole segments");
+    assert_eq!(
+        f("/apix").as_deref(),
+        Some("all"),
+        "prefixes match whole segments"
+    );
     assert_eq!(f("/").as_deref(), Some("all"));
-    assert_eq!(f("/api/users/").as_deref(), Some("users-prefix"), "a parameter never matches an empty segment");
+    assert_eq!(
+        f("/api/users/").as_deref(),
+        Some("users-prefix"),
+        "a parameter never matches an empty segment"
+    );
 }
 
 #[test]
 fn templates_backtrack_from_static_to_parameter() {
-    let t = table(&[("a", "/a/b/c", &[], &[]), ("b", "/a/{x}/d", &[], &[]), ("c", "/a/b/{y}/e", &[], &[])]);
+    let t = table(&[
+        ("a", "/a/b/c", &[], &[]),
+        ("b", "/a/{x}/d", &[], &[]),
+        ("c", "/a/b/{y}/e", &[], &[]),
+    ]);
     assert_eq!(found(&t, None, "/a/b/d", Method::GET).as_deref(), Some("b"));
     assert_eq!(found(&t, None, "/a/b/z/e", Method::GET).as_deref(), Some("c"));
     assert_eq!(found(&t, None, "/a/b/c/d", Method::GET), None);
@@ -78,13 +94,22 @@ fn method_mismatch_falls_through_then_405_with_allow() {
         ("tmpl-post", "/items/{id}", &["POST"], &[]),
         ("prefix-delete", "/items/*", &["DELETE"], &[]),
     ]);
-    assert_eq!(found(&t, None, "/items/list", Method::POST).as_deref(), Some("tmpl-post"));
-    assert_eq!(found(&t, None, "/items/list", Method::DELETE).as_deref(), Some("prefix-delete"));
+    assert_eq!(
+        found(&t, None, "/items/list", Method::POST).as_deref(),
+        Some("tmpl-post")
+    );
+    assert_eq!(
+        found(&t, None, "/items/list", Method::DELETE).as_deref(),
+        Some("prefix-delete")
+    );
     match t.lookup(None, "/items/list", &Method::PUT) {
         Lookup::MethodNotAllowed(allow) => assert_eq!(allow.allow_header(), "GET, POST, DELETE"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(t.lookup(None, "/nothing", &Method::PUT), Lookup::NotFound));
+    assert!(matches!(
+        t.lookup(None, "/nothing", &Method::PUT),
+        Lookup::NotFound
+    ));
 }
 
 #[test]
@@ -95,11 +120,26 @@ fn host_routes_beat_hostless_and_wildcards_take_the_longest_suffix() {
         ("wild", "/x", &[], &["*.example.com"]),
         ("wilder", "/x", &[], &["*.eu.example.com"]),
     ]);
-    assert_eq!(found(&t, Some("api.example.com"), "/x", Method::GET).as_deref(), Some("exact-host"));
-    assert_eq!(found(&t, Some("API.Example.com:443"), "/x", Method::GET).as_deref(), Some("exact-host"));
-    assert_eq!(found(&t, Some("shop.example.com"), "/x", Method::GET).as_deref(), Some("wild"));
-    assert_eq!(found(&t, Some("a.eu.example.com"), "/x", Method::GET).as_deref(), Some("wilder"));
-    assert_eq!(found(&t, Some("example.com"), "/x", Method::GET).as_deref(), Some("any"));
+    assert_eq!(
+        found(&t, Some("api.example.com"), "/x", Method::GET).as_deref(),
+        Some("exact-host")
+    );
+    assert_eq!(
+        found(&t, Some("API.Example.com:443"), "/x", Method::GET).as_deref(),
+        Some("exact-host")
+    );
+    assert_eq!(
+        found(&t, Some("shop.example.com"), "/x", Method::GET).as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        found(&t, Some("a.eu.example.com"), "/x", Method::GET).as_deref(),
+        Some("wilder")
+    );
+    assert_eq!(
+        found(&t, Some("example.com"), "/x", Method::GET).as_deref(),
+        Some("any")
+    );
     assert_eq!(found(&t, None, "/x", Method::GET).as_deref(), Some("any"));
     assert_eq!(found(&t, Some("other.org"), "/y", Method::GET), None);
 }
@@ -107,8 +147,14 @@ fn host_routes_beat_hostless_and_wildcards_take_the_longest_suffix() {
 #[test]
 fn prefix_routes_with_parameters() {
     let t = table(&[("v", "/api/{version}/*", &[], &[]), ("s", "/api/v1/*", &[], &[])]);
-    assert_eq!(found(&t, None, "/api/v1/users", Method::GET).as_deref(), Some("s"));
-    assert_eq!(found(&t, None, "/api/v2/users", Method::GET).as_deref(), Some("v"));
+    assert_eq!(
+        found(&t, None, "/api/v1/users", Method::GET).as_deref(),
+        Some("s")
+    );
+    assert_eq!(
+        found(&t, None, "/api/v2/users", Method::GET).as_deref(),
+        Some("v")
+    );
 }
 
 #[test]
