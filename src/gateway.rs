@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::{metrics_response, AdminState};
-use crate::api::CorsPolicy;
 use crate::compile::CompileOptions;
 use crate::proxy::{self, ProxyState, Shutdown};
 use crate::routing::TableHandle;
@@ -31,14 +30,7 @@ pub enum Error {
 pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     let default_timeout = parse_duration(&cfg.server.timeouts.request_timeout)
         .map_err(|e| Error::Config(format!("server.timeouts.request_timeout: {e}")))?;
-    let default_cors = cfg.middleware.cors.as_ref().map(|c| CorsPolicy {
-        allowed_origins: c.allowed_origins.clone(),
-        allowed_methods: c.allowed_methods.clone(),
-        allowed_headers: c.allowed_headers.clone(),
-        exposed_headers: c.exposed_headers.clone(),
-        allow_credentials: c.allow_credentials,
-        max_age: c.max_age,
-    });
+    let default_cors = cfg.middleware.cors.as_ref().map(|c| c.to_policy());
     if let Some(c) = &default_cors {
         crate::compile::compile_cors(c).map_err(|e| Error::Config(format!("middleware.cors: {e}")))?;
     }
