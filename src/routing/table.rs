@@ -318,9 +318,7 @@ impl TableBuilder {
     }
 
     pub fn build(mut self) -> RoutingTable {
-        self.table
-            .wildcard_hosts
-            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        self.table.wildcard_hosts.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         self.table
     }
 }
