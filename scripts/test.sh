@@ -14,6 +14,7 @@ start_service() {
   local out
   out=$(bash "$1" start) || { echo "failed to start $1" >&2; exit 1; }
   while IFS= read -r line; do
+    line=${line#export }
     case "$line" in
       STOP=*) cleanup+=("${line#STOP=}") ;;
       *=*) export "${line?}"; echo "test env: ${line%%=*} set" ;;

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use crate::admin::{metrics_response, AdminState};
 use crate::compile::CompileOptions;
+use crate::policy::ratelimit::RateLimiter;
 use crate::proxy::{self, ProxyState, Shutdown};
 use crate::routing::TableHandle;
 use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
 use crate::telemetry::Metrics;
+use crate::upstream::Registry;
 
 /// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +48,16 @@ pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> R
     let cfg = Arc::new(cfg);
     let metrics = Metrics::new()?;
     let handle = TableHandle::default();
-    let publisher = Arc::new(Publisher::new(
-        handle.clone(),
-        compile_options(&cfg)?,
-        metrics.clone(),
-    ));
+    let limiter = Arc::new(
+        RateLimiter::from_config(&cfg.middleware.rate_limiting).map_err(|e| Error::Config(e.to_string()))?,
+    );
+    let upstreams = Registry::new(Some(metrics.clone()));
+    let publisher = Arc::new(
+        Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
+            let upstreams = upstreams.clone();
+            Box::new(move |table| upstreams.bind(table))
+        }),
+    );
     let published = publisher.published_flag();
     let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
         .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
@@ -71,13 +78,16 @@ pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> R
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = Shutdown { stop: stop_rx, grace };
-    let state = Arc::new(ProxyState::new(
-        handle.clone(),
-        metrics.clone(),
-        ready.clone(),
-        connect_timeout,
-        cfg.server.limits.max_body_size,
-    ));
+    let state = Arc::new(
+        ProxyState::new(
+            handle.clone(),
+            metrics.clone(),
+            ready.clone(),
+            connect_timeout,
+            cfg.server.limits.max_body_size,
+        )
+        .with_rate_limiter(limiter),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     {
         let state = state.clone();
