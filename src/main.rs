@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use gatehouse::cli::{Cli, Command, RunArgs};
 
@@ -40,25 +39,35 @@ fn run(args: RunArgs) -> ExitCode {
         &cfg.observability.logging.format,
     );
     let standalone = args.sources.resources.is_some() || !cfg.routes.is_empty() || !cfg.upstreams.is_empty();
-    if !standalone {
-        eprintln!(
-            "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
-             routes:); Kubernetes mode needs in-cluster config or KUBECONFIG."
-        );
-        return ExitCode::from(2);
-    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers.filter(|n| *n > 0) {
         rt.worker_threads(n);
     }
-    let result = rt
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-        .and_then(|rt| Ok(rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))?));
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    let result = if standalone {
+        rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))
+    } else {
+        let kube = gatehouse::gateway::KubeArgs {
+            namespaces: args.namespaces,
+            lease_duration: args.lease_duration,
+            lease_namespace: args.lease_namespace,
+            endpoints_api: args.endpoints_api,
+        };
+        rt.block_on(gatehouse::gateway::run_kubernetes(cfg, kube))
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+        Err(gatehouse::gateway::Error::NoCluster(why)) => {
+            eprintln!(
+                "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
+                 routes:); Kubernetes mode needs in-cluster config or KUBECONFIG ({why})."
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => fail(e.into()),
     }
 }
 
