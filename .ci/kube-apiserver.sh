@@ -7,6 +7,9 @@
 #                                   loopback ports in a temp dir, print
 #                                   GATEHOUSE_TEST_KUBECONFIG=... and the PIDs
 #   .ci/kube-apiserver.sh stop DIR  stop exactly the processes started for DIR
+#   .ci/kube-apiserver.sh apiserver-stop DIR / apiserver-start DIR
+#                                   stop / restart only the kube-apiserver of DIR (same port,
+#                                   same etcd): the outage test uses these
 #
 # `start` output is shell-evaluable: eval "$(.ci/kube-apiserver.sh start)".
 set -euo pipefail
@@ -89,23 +92,10 @@ start() {
     --initial-cluster "gatehouse-test=http://127.0.0.1:$etcd_peer" \
     >"$dir/etcd.log" 2>&1 </dev/null &
   echo $! >"$dir/etcd.pid"
-  setsid "$BIN" --etcd-servers="http://127.0.0.1:$etcd_client" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-    --cert-dir="$dir/certs" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
-    --service-account-key-file="$dir/sa.key" --service-account-signing-key-file="$dir/sa.key" \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    >"$dir/apiserver.log" 2>&1 </dev/null &
-  echo $! >"$dir/apiserver.pid"
   echo "$api_port" >"$dir/port"
-  local ok=""
-  for _ in $(seq 1 120); do
-    if curl -sk -H "Authorization: Bearer admintoken" "https://127.0.0.1:$api_port/readyz" 2>/dev/null | grep -q '^ok$'; then
-      ok=1; break
-    fi
-    sleep 0.5
-  done
-  if [[ -z "$ok" ]]; then
+  echo "$etcd_client" >"$dir/etcd-port"
+  launch_apiserver "$dir"
+  if ! wait_ready "$dir"; then
     log "kube-apiserver did not become ready; see $dir/apiserver.log"
     stop "$dir"
     exit 1
@@ -116,6 +106,39 @@ start() {
   echo "GATEHOUSE_TEST_KUBE_DIR=$dir"
   echo "GATEHOUSE_TEST_KUBE_PIDS=\"$(cat "$dir/etcd.pid") $(cat "$dir/apiserver.pid")\""
   echo "export GATEHOUSE_TEST_KUBECONFIG GATEHOUSE_TEST_KUBE_DIR GATEHOUSE_TEST_KUBE_PIDS"
+}
+
+launch_apiserver() {
+  local dir="$1"
+  setsid "$BIN" --etcd-servers="http://127.0.0.1:$(cat "$dir/etcd-port")" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$(cat "$dir/port")" \
+    --cert-dir="$dir/certs" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
+    --service-account-key-file="$dir/sa.key" --service-account-signing-key-file="$dir/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-cluster-ip-range=10.0.0.0/24 \
+    >>"$dir/apiserver.log" 2>&1 </dev/null &
+  echo $! >"$dir/apiserver.pid"
+}
+
+wait_ready() {
+  local port; port="$(cat "$1/port")"
+  for _ in $(seq 1 120); do
+    if curl -sk -H "Authorization: Bearer admintoken" "https://127.0.0.1:$port/readyz" 2>/dev/null | grep -q '^ok$'; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
+}
+
+stop_pid() {
+  local file="$1"
+  [[ -f "$file" ]] || return 0
+  local pid; pid="$(cat "$file")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$file"
 }
 
 write_kubeconfig() {
@@ -143,14 +166,9 @@ KC
 # Stop only the processes recorded in DIR, then remove DIR.
 stop() {
   local dir="${1:?usage: stop DIR}"
-  for f in apiserver etcd; do
-    if [[ -f "$dir/$f.pid" ]]; then
-      local pid; pid="$(cat "$dir/$f.pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  done
+  [[ -f "$dir/port" ]] || { log "$dir is not a kube-apiserver.sh directory"; exit 1; }
+  stop_pid "$dir/apiserver.pid"
+  stop_pid "$dir/etcd.pid"
   rm -rf "$dir"
 }
 
@@ -158,5 +176,10 @@ case "${1:-start}" in
   install) build ;;
   start) start ;;
   stop) stop "${2:-${GATEHOUSE_TEST_KUBE_DIR:-}}" ;;
-  *) echo "usage: $0 install|start|stop DIR" >&2; exit 2 ;;
+  apiserver-stop) stop_pid "${2:?DIR}/apiserver.pid" ;;
+  apiserver-start)
+    launch_apiserver "${2:?DIR}"
+    wait_ready "$2" || { log "kube-apiserver did not become ready; see $2/apiserver.log"; exit 1; }
+    echo "GATEHOUSE_TEST_KUBE_PIDS=\"$(cat "$2/etcd.pid") $(cat "$2/apiserver.pid")\"" ;;
+  *) echo "usage: $0 install|start|stop DIR|apiserver-stop DIR|apiserver-start DIR" >&2; exit 2 ;;
 esac
