@@ -47,8 +47,14 @@ async fn routes_go_live_with_honest_status_written_once() {
     let accepted = condition(&conds, "Accepted").expect("Accepted");
     assert_eq!(accepted["status"], "False");
     assert_eq!(accepted["reason"], "InvalidPath");
-    assert!(accepted["message"].as_str().is_some_and(|m| m.contains("x{id}")), "{accepted}");
-    assert_eq!(condition(&conds, "Programmed").expect("Programmed")["status"], "False");
+    assert!(
+        accepted["message"].as_str().is_some_and(|m| m.contains("x{id}")),
+        "{accepted}"
+    );
+    assert_eq!(
+        condition(&conds, "Programmed").expect("Programmed")["status"],
+        "False"
+    );
 
     let (_, conds) = eventually(T, "orphan route status", || async {
         let (s, c) = conditions(&client, &ns, "GatewayRoute", "orphan").await?;
@@ -81,19 +87,29 @@ async fn routes_go_live_with_honest_status_written_once() {
     let before = rv(api.get("users").await.expect("get"));
     let first_time = condition(&conds, "Ready").expect("Ready")["lastTransitionTime"].clone();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(before, rv(api.get("users").await.expect("get")), "status was rewritten without a change");
+    assert_eq!(
+        before,
+        rv(api.get("users").await.expect("get")),
+        "status was rewritten without a change"
+    );
 
     // A new generation: observedGeneration follows, unchanged conditions keep their time.
     let accepted_time = {
-        let (_, c) = conditions(&client, &ns, "GatewayRoute", "users").await.expect("status");
+        let (_, c) = conditions(&client, &ns, "GatewayRoute", "users")
+            .await
+            .expect("status");
         condition(&c, "Accepted").expect("Accepted")["lastTransitionTime"].clone()
     };
     tokio::time::sleep(Duration::from_millis(1100)).await; // make a moved time visible
-    apply(&client, &ns, json!({
-        "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayRoute",
-        "metadata": {"name": "users"},
-        "spec": {"path": "/people/{id}", "upstream": "users"}
-    }))
+    apply(
+        &client,
+        &ns,
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayRoute",
+            "metadata": {"name": "users"},
+            "spec": {"path": "/people/{id}", "upstream": "users"}
+        }),
+    )
     .await;
     gw.wait_for("/people/7", 200, T).await;
     let (_, conds) = eventually(T, "observedGeneration 2", || async {
@@ -103,14 +119,25 @@ async fn routes_go_live_with_honest_status_written_once() {
     .await;
     let accepted = condition(&conds, "Accepted").expect("Accepted");
     assert_eq!(accepted["observedGeneration"], 2);
-    assert_eq!(accepted["lastTransitionTime"], accepted_time, "time moved without a status change");
+    assert_eq!(
+        accepted["lastTransitionTime"], accepted_time,
+        "time moved without a status change"
+    );
     assert_eq!(gw.get("/users/42").map(|r| r.0), Some(404));
-    let (_, conds) = conditions(&client, &ns, "GatewayUpstream", "users").await.expect("status");
-    assert_eq!(condition(&conds, "Ready").expect("Ready")["lastTransitionTime"], first_time);
+    let (_, conds) = conditions(&client, &ns, "GatewayUpstream", "users")
+        .await
+        .expect("status");
+    assert_eq!(
+        condition(&conds, "Ready").expect("Ready")["lastTransitionTime"],
+        first_time
+    );
 
     // Deleting the route takes it out of the table.
     delete(&client, &ns, "gatehouse.dev/v1alpha1", "GatewayRoute", "users").await;
-    eventually(T, "route gone", || async { (gw.get("/people/7")?.0 == 404).then_some(()) }).await;
+    eventually(T, "route gone", || async {
+        (gw.get("/people/7")?.0 == 404).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +146,10 @@ async fn namespace_flag_limits_what_is_watched() {
     let watched = namespace(&client, "gh-watched").await;
     let other = namespace(&client, "gh-other").await;
     let up = upstream("ok").await;
-    let gw = Gateway::start(&kubeconfig(), &["--namespace", &watched, "--lease-namespace", &watched]);
+    let gw = Gateway::start(
+        &kubeconfig(),
+        &["--namespace", &watched, "--lease-namespace", &watched],
+    );
     for ns in [&watched, &other] {
         apply(&client, ns, static_upstream("u", &format!("http://{up}"))).await;
     }
@@ -192,9 +222,20 @@ async fn follows_service_endpoints(use_slices: bool, third: u8) {
     let api = if use_slices { "auto" } else { "endpoints" };
     let gw = Gateway::start(
         &kubeconfig(),
-        &["--namespace", &ns, "--lease-namespace", &ns, "--endpoints-api", api],
+        &[
+            "--namespace",
+            &ns,
+            "--lease-namespace",
+            &ns,
+            "--endpoints-api",
+            api,
+        ],
     );
-    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
     let publish = |ready: Vec<(&'static str, bool)>| {
         let client = client.clone();
         let ns = ns.clone();
@@ -215,11 +256,15 @@ async fn follows_service_endpoints(use_slices: bool, third: u8) {
         }
     };
 
-    apply(&client, &ns, json!({
-        "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayUpstream",
-        "metadata": {"name": "web"},
-        "spec": {"service": {"name": "web", "port": 80}}
-    }))
+    apply(
+        &client,
+        &ns,
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayUpstream",
+            "metadata": {"name": "web"},
+            "spec": {"service": {"name": "web", "port": 80}}
+        }),
+    )
     .await;
     apply(&client, &ns, route("who", "/who", "web")).await;
     // No Service yet: ResolvedRefs=False ServiceNotFound.
@@ -228,7 +273,10 @@ async fn follows_service_endpoints(use_slices: bool, third: u8) {
         (condition(&c, "ResolvedRefs")?["reason"] == "ServiceNotFound").then_some((s, c))
     })
     .await;
-    assert_eq!(condition(&conds, "ResolvedRefs").expect("refs")["status"], "False");
+    assert_eq!(
+        condition(&conds, "ResolvedRefs").expect("refs")["status"],
+        "False"
+    );
 
     apply(&client, &ns, service("web")).await;
     publish(vec![("a", true)]).await;
@@ -236,7 +284,10 @@ async fn follows_service_endpoints(use_slices: bool, third: u8) {
 
     // Scale up: both answer.
     publish(vec![("a", true), ("b", true)]).await;
-    eventually(T, "both endpoints", || async { (answers(&gw, 6) == set(&["a", "b"])).then_some(()) }).await;
+    eventually(T, "both endpoints", || async {
+        (answers(&gw, 6) == set(&["a", "b"])).then_some(())
+    })
+    .await;
     eventually(T, "endpoint count 2", || async {
         let (s, _) = conditions(&client, &ns, "GatewayUpstream", "web").await?;
         (s["endpoints"]["total"] == 2).then_some(())
@@ -245,7 +296,10 @@ async fn follows_service_endpoints(use_slices: bool, third: u8) {
 
     // Not ready addresses are excluded.
     publish(vec![("a", false), ("b", true)]).await;
-    eventually(T, "only b", || async { (answers(&gw, 6) == set(&["b"])).then_some(()) }).await;
+    eventually(T, "only b", || async {
+        (answers(&gw, 6) == set(&["b"])).then_some(())
+    })
+    .await;
 
     // Scale to zero: 503 and Ready=False.
     publish(vec![]).await;
@@ -273,14 +327,19 @@ async fn service_upstream_follows_v1_endpoints() {
 async fn the_rbac_manifest_is_enough() {
     let client = cluster().await;
     // Apply manifests/rbac.yaml as the admin.
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml")).expect("rbac");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml")).expect("rbac");
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
         if v.is_null() {
             continue;
         }
         let v: serde_json::Value = serde_json::to_value(v).expect("json");
-        let (group, version) = v["apiVersion"].as_str().expect("apiVersion").split_once('/').unwrap_or(("", "v1"));
+        let (group, version) = v["apiVersion"]
+            .as_str()
+            .expect("apiVersion")
+            .split_once('/')
+            .unwrap_or(("", "v1"));
         let kind = v["kind"].as_str().expect("kind");
         let plural = match kind {
             "ClusterRole" => "clusterroles",
@@ -300,18 +359,26 @@ async fn the_rbac_manifest_is_enough() {
             Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
             None => kube::Api::all_with(client.clone(), &ar),
         };
-        api.patch(name, &kube::api::PatchParams::apply("kubectl-test").force(), &kube::api::Patch::Apply(&v))
-            .await
-            .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+        api.patch(
+            name,
+            &kube::api::PatchParams::apply("kubectl-test").force(),
+            &kube::api::Patch::Apply(&v),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
     }
     let ns = namespace(&client, "gh-rbac").await;
     let up = upstream("rbac ok").await;
     apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
     apply(&client, &ns, route("r", "/rbac", "u")).await;
-    apply(&client, &ns, json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
-        "type": "Opaque", "stringData": {"tls.crt": "x"}
-    }))
+    apply(
+        &client,
+        &ns,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
+            "type": "Opaque", "stringData": {"tls.crt": "x"}
+        }),
+    )
     .await;
     apply(&client, &ns, json!({
         "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayRoute",
@@ -321,7 +388,10 @@ async fn the_rbac_manifest_is_enough() {
     .await;
     // The ServiceAccount's token (see .ci/kube-apiserver.sh): everything it needs, nothing more.
     let sa = kube_dir().join("kubeconfig-sa");
-    let gw = Gateway::start(&sa, &["--namespace", &ns, "--lease-namespace", "gatehouse-system"]);
+    let gw = Gateway::start(
+        &sa,
+        &["--namespace", &ns, "--lease-namespace", "gatehouse-system"],
+    );
     gw.wait_for("/rbac", 200, T).await;
     eventually(T, "status written by the ServiceAccount", || async {
         let (s, _) = conditions(&client, &ns, "GatewayRoute", "r").await?;
@@ -348,5 +418,8 @@ fn without_any_configuration_it_exits_2_naming_both_modes() {
         .expect("run gatehouse");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Standalone mode") && err.contains("Kubernetes mode"), "{err}");
+    assert!(
+        err.contains("Standalone mode") && err.contains("Kubernetes mode"),
+        "{err}"
+    );
 }

@@ -61,25 +61,33 @@ async fn ensure_crds(client: &Client) {
         }
         let crd: CustomResourceDefinition = serde_yaml::from_value(value).expect("crd");
         let name = crd.metadata.name.clone().expect("name");
-        api.patch(&name, &PatchParams::apply("gatehouse-test").force(), &Patch::Apply(&crd))
-            .await
-            .expect("apply crd");
+        api.patch(
+            &name,
+            &PatchParams::apply("gatehouse-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply crd");
         names.push(name);
     }
     for name in names {
-        eventually(Duration::from_secs(20), &format!("CRD {name} established"), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                let ok = crd
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                ok.then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(20),
+            &format!("CRD {name} established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let ok = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    ok.then_some(())
+                }
+            },
+        )
         .await;
     }
 }
@@ -116,9 +124,13 @@ pub async fn apply(client: &Client, ns: &str, obj: serde_json::Value) -> Dynamic
     );
     let name = obj["metadata"]["name"].as_str().expect("name").to_string();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    api.patch(&name, &PatchParams::apply("kubectl-test").force(), &Patch::Apply(&obj))
-        .await
-        .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+    api.patch(
+        &name,
+        &PatchParams::apply("kubectl-test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
 }
 
 pub async fn delete(client: &Client, ns: &str, api_version: &str, kind: &str, name: &str) {
@@ -234,7 +246,10 @@ impl Gateway {
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("GATEWAY_CONFIG")
-            .env("RUST_LOG", "info,gatehouse::controller=debug,kube_client=error")
+            .env(
+                "RUST_LOG",
+                "info,gatehouse::controller=debug,gatehouse::sources=debug,kube_client=error",
+            )
             .env("GATEWAY_SERVER_HTTP_PORT", http.to_string())
             .env("GATEWAY_ADMIN_PORT", admin.to_string())
             .env("GATEWAY_METRICS_PORT", metrics.to_string())
@@ -305,7 +320,14 @@ impl Gateway {
         self.log()
             .lines()
             .filter(|l| l.contains("status written"))
-            .filter_map(|l| l.split("patches=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+            .filter_map(|l| {
+                l.split("patches=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .sum()
     }
 }
@@ -321,11 +343,18 @@ impl Drop for Gateway {
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -340,11 +369,18 @@ pub struct Netns {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| e.to_string())?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -359,7 +395,9 @@ impl Netns {
         let _ = ip(&["netns", "del", &name]);
         let _ = ip(&["link", "del", &host_if]);
         if let Err(e) = ip(&["netns", "add", &name]) {
-            eprintln!("\n!!!! SKIPPED: `ip netns` is not permitted here ({e}); Endpoints test hosts need it !!!!\n");
+            eprintln!(
+                "\n!!!! SKIPPED: `ip netns` is not permitted here ({e}); Endpoints test hosts need it !!!!\n"
+            );
             return None;
         }
         let ns = Netns {
@@ -403,7 +441,15 @@ impl Netns {
         std::fs::write(dir.path().join("who"), body).expect("write");
         let addr = format!("{}.{host}", self.subnet);
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-m", "http.server", &port.to_string()])
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+            ])
             .args(["--bind", &addr, "--directory"])
             .arg(dir.path())
             .stdout(Stdio::null())

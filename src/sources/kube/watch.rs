@@ -9,20 +9,19 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use super::store::Change;
 
-/// Exponential backoff with jitter, 250 ms to 5 s, so that a returning API server is caught up
+/// Exponential backoff with jitter, 250 ms to 3 s, so that a returning API server is caught up
 /// within seconds.
 pub struct RetryBackoff {
     next: Duration,
 }
 
 const MIN_DELAY: Duration = Duration::from_millis(250);
-const MAX_DELAY: Duration = Duration::from_secs(5);
+const MAX_DELAY: Duration = Duration::from_secs(3);
 
 impl Default for RetryBackoff {
     fn default() -> Self {
@@ -57,11 +56,14 @@ pub async fn run<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let stream = watcher::watcher(api, config).backoff(RetryBackoff::default());
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = std::pin::pin!(watcher::watcher(api, config));
+    let mut backoff = RetryBackoff::default();
     let mut buffer = Vec::new();
     let mut failing = false;
     while let Some(event) = stream.next().await {
+        if event.is_ok() {
+            backoff.reset();
+        }
         match event {
             Ok(Event::Init) => buffer.clear(),
             Ok(Event::InitApply(obj)) => buffer.push(obj),
@@ -75,7 +77,15 @@ pub async fn run<K>(
             }
             Ok(Event::Apply(obj)) => on(Change::Upsert(obj)),
             Ok(Event::Delete(obj)) => on(Change::Delete(obj)),
+            // Expired resourceVersion (410, typical after an API server restart): the watcher
+            // relists at once, no need to wait.
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                tracing::debug!("watch of {what} expired, relisting: {status}");
+            }
             Err(e) => {
+                if let Some(delay) = backoff.next() {
+                    tokio::time::sleep(delay).await;
+                }
                 if failing {
                     tracing::debug!("watch of {what} still failing: {e}");
                 } else {
