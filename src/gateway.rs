@@ -26,6 +26,9 @@ pub enum Error {
     Watch(#[from] notify::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Neither in-cluster config nor a kubeconfig was found.
+    #[error("no Kubernetes configuration: {0}")]
+    NoCluster(String),
 }
 
 /// Compile options that come from the static configuration.
@@ -43,40 +46,163 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     })
 }
 
+/// What both modes share: the table handle, the one publisher, metrics and the listeners.
+struct Core {
+    cfg: Arc<GatewayConfig>,
+    metrics: Metrics,
+    handle: TableHandle,
+    publisher: Arc<Publisher>,
+    limiter: Arc<RateLimiter>,
+    grace: Duration,
+    connect_timeout: Duration,
+    proxy_listener: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+}
+
+impl Core {
+    /// Parses the shared settings and binds the listeners (before any source starts).
+    async fn bind(cfg: GatewayConfig) -> Result<Self, Error> {
+        let cfg = Arc::new(cfg);
+        let metrics = Metrics::new()?;
+        let handle = TableHandle::default();
+        let limiter = Arc::new(
+            RateLimiter::from_config(&cfg.middleware.rate_limiting)
+                .map_err(|e| Error::Config(e.to_string()))?,
+        );
+        let upstreams = Registry::new(Some(metrics.clone()));
+        let publisher = Arc::new(
+            Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
+                let upstreams = upstreams.clone();
+                Box::new(move |table| upstreams.bind(table))
+            }),
+        );
+        let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
+            .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
+        let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
+            .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
+
+        let bind = cfg.server.bind_address.as_str();
+        let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
+        let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
+        let metrics_listener = if cfg.observability.metrics.prometheus_enabled {
+            Some(proxy::bind(bind, cfg.server.metrics_port, "metrics").await?)
+        } else {
+            None
+        };
+        Ok(Core {
+            cfg,
+            metrics,
+            handle,
+            publisher,
+            limiter,
+            grace,
+            connect_timeout,
+            proxy_listener,
+            admin_listener,
+            metrics_listener,
+        })
+    }
+}
+
 /// Runs standalone mode until SIGTERM/SIGINT, then drains and returns.
 pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> Result<(), Error> {
-    let cfg = Arc::new(cfg);
-    let metrics = Metrics::new()?;
-    let handle = TableHandle::default();
-    let limiter = Arc::new(
-        RateLimiter::from_config(&cfg.middleware.rate_limiting).map_err(|e| Error::Config(e.to_string()))?,
+    let core = Core::bind(cfg).await?;
+    let _watch = folder::watch(core.cfg.clone(), resources, core.publisher.clone()).await?;
+    serve(core).await
+}
+
+/// Options of Kubernetes mode (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct KubeArgs {
+    pub namespaces: Vec<String>,
+    pub lease_duration: String,
+    pub lease_namespace: Option<String>,
+    pub endpoints_api: String,
+}
+
+/// Runs Kubernetes mode until SIGTERM/SIGINT: watches the API server, serves the last good
+/// table whatever the API server does, and writes status while holding the Lease.
+pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Error> {
+    let endpoints_api =
+        crate::sources::kube::EndpointsApi::parse(&args.endpoints_api).map_err(Error::Config)?;
+    let lease_duration =
+        parse_duration(&args.lease_duration).map_err(|e| Error::Config(format!("--lease-duration: {e}")))?;
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::NoCluster(e.to_string()))?;
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+    let home = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let core = Core::bind(cfg).await?;
+    let source = crate::sources::kube::start(
+        client.clone(),
+        &core.cfg,
+        crate::sources::kube::KubeOptions {
+            namespaces: args.namespaces,
+            home_namespace: home.clone(),
+            endpoints_api,
+        },
+        core.publisher.clone(),
     );
-    let upstreams = Registry::new(Some(metrics.clone()));
-    let publisher = Arc::new(
-        Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
-            let upstreams = upstreams.clone();
-            Box::new(move |table| upstreams.bind(table))
-        }),
+    let identity = format!(
+        "{}-{:08x}",
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "gatehouse".into()),
+        rand::random::<u32>()
     );
+    let controller = crate::controller::start(
+        client,
+        crate::controller::LeaseConfig {
+            namespace: args.lease_namespace.unwrap_or(home),
+            name: "gatehouse-status-writer".into(),
+            identity,
+            duration: lease_duration,
+        },
+        source.store.clone(),
+        source.verdicts.clone(),
+    );
+    let result = serve(core).await;
+    controller.shutdown().await;
+    drop(source);
+    result
+}
+
+/// Serves the proxy, admin and metrics listeners until SIGTERM/SIGINT, then drains.
+/// Readiness follows the first published table.
+async fn serve(core: Core) -> Result<(), Error> {
+    let Core {
+        cfg,
+        metrics,
+        handle,
+        publisher,
+        limiter,
+        grace,
+        connect_timeout,
+        proxy_listener,
+        admin_listener,
+        metrics_listener,
+    } = core;
     let published = publisher.published_flag();
-    let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
-        .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
-    let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
-        .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
-
-    let bind = cfg.server.bind_address.as_str();
-    let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
-    let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
-    let metrics_listener = if cfg.observability.metrics.prometheus_enabled {
-        Some(proxy::bind(bind, cfg.server.metrics_port, "metrics").await?)
-    } else {
-        None
-    };
-
-    let _watch = folder::watch(cfg.clone(), resources, publisher.clone()).await?;
     let ready = Arc::new(AtomicBool::new(published.load(Ordering::Acquire)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !ready.load(Ordering::Acquire) {
+        let ready = ready.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            while !published.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !*stop.borrow() {
+                ready.store(true, Ordering::Release);
+            }
+        });
+    }
     let shutdown = Shutdown { stop: stop_rx, grace };
     let state = Arc::new(
         ProxyState::new(
