@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::ProxyError;
 use super::headers;
+use crate::auth::{self, UserContext};
 use crate::policy::cors;
 use crate::routing::{Lookup, Route, TableHandle};
 use crate::telemetry::Metrics;
@@ -94,10 +95,23 @@ impl ProxyState {
             Err(resp) => return Ok(resp),
         };
         let origin = req.headers().get(header::ORIGIN).cloned();
-        let mut resp = match self.forward(&route, peer, req, &request_id).await {
+        let forwarded = match self.authenticate(&route, &req) {
+            Ok(user) => {
+                self.forward(&route, peer, req, &request_id, user.as_deref())
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        let mut resp = match forwarded {
             Ok(resp) => resp,
             Err(err) => {
-                if matches!(err, ProxyError::BadGateway(_) | ProxyError::UpstreamTimeout(_)) {
+                if matches!(
+                    err,
+                    ProxyError::BadGateway(_)
+                        | ProxyError::UpstreamTimeout(_)
+                        | ProxyError::Unauthorized(_)
+                        | ProxyError::Forbidden(_)
+                ) {
                     tracing::debug!(route = %route.id, request_id = ?request_id, "{err}");
                 }
                 error_response(&err, &request_id)
@@ -117,6 +131,7 @@ impl ProxyState {
         peer: SocketAddr,
         req: Request<Incoming>,
         request_id: &HeaderValue,
+        user: Option<&UserContext>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         if let Some(len) = parts
@@ -162,6 +177,9 @@ impl ProxyState {
         for name in &headers::USER_HEADERS {
             h.remove(name);
         }
+        if let Some(user) = user {
+            user.apply_headers(h);
+        }
         headers::add_forwarded(h, peer.ip(), self.proto, client_host.as_ref());
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
         let tp = headers::traceparent(h, false);
@@ -205,6 +223,34 @@ impl ProxyState {
             .inc();
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
+    }
+
+    /// The caller on a protected route (`None` on public ones), or why it may not call.
+    fn authenticate(
+        &self,
+        route: &Route,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Arc<UserContext>>, ProxyError> {
+        if !route.auth.required {
+            return Ok(None);
+        }
+        let table = self.table.load();
+        let upgrade = route.websocket && req.headers().contains_key(header::UPGRADE);
+        auth::authenticate(
+            table.auth.as_deref(),
+            &route.auth,
+            req.headers(),
+            req.uri().query(),
+            upgrade,
+        )
+        .map(Some)
+        .map_err(|e| {
+            if e.is_forbidden() {
+                ProxyError::Forbidden(e.to_string())
+            } else {
+                ProxyError::Unauthorized(e.to_string())
+            }
+        })
     }
 
     /// The route for `req`, or the response the gateway gives instead (preflight, 404, 405).

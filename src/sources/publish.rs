@@ -54,6 +54,13 @@ impl Publisher {
             }
         }
         let compiled = compile(&snapshot, &self.options);
+        for line in crate::auth::report(&compiled.table).lines {
+            if line.starts_with("ok") {
+                tracing::info!("{line}");
+            } else {
+                tracing::warn!("{line}");
+            }
+        }
         let routes = compiled.table.routes().len();
         self.handle.store(Arc::new(compiled.table));
         self.ready.store(true, std::sync::atomic::Ordering::Release);
