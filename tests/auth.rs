@@ -663,3 +663,35 @@ async fn a_missing_secret_leaves_routes_up_and_refuses_tokens() {
         "only the public request reached the upstream"
     );
 }
+
+#[test]
+fn gatehouse_check_reports_key_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        routes_yaml("127.0.0.1:1".parse().expect("addr")),
+    )
+    .expect("write");
+    let cfg = GatewayConfig::from_yaml_str(RS_CONFIG, &|_| None).expect("config");
+    let check = |cfg: &GatewayConfig| {
+        let mut out = Vec::new();
+        let ok = gatehouse::check::run(cfg, Some(dir.path()), &mut out).expect("check");
+        (ok, String::from_utf8_lossy(&out).into_owned())
+    };
+    let (ok, out) = check(&cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("warning  auth.jwt: Secret default/jwt-keys (auth.jwt.secret_ref) does not exist"),
+        "{out}"
+    );
+    assert!(out.contains("rejected auth.jwt: no usable key"), "{out}");
+
+    std::fs::write(
+        dir.path().join("jwt.yaml"),
+        pem_secret(&[("public.pem", include_str!("fixtures/jwt/rsa-a.pub.pem"))]),
+    )
+    .expect("write");
+    let (ok, out) = check(&cfg);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok       auth.jwt: 1 keys (kid: public)"), "{out}");
+}
