@@ -1,141 +1,28 @@
-//! Authentication end to end: an in-process gateway in standalone folder mode on a free port,
-//! in front of a real upstream on loopback that echoes the headers it received.
+//! Authentication end to end: the real binary in standalone folder mode on free ports, in
+//! front of a real upstream on loopback that echoes the headers it received.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gatehouse::admin::AdminState;
-use gatehouse::proxy::{self, ProxyState, Shutdown};
-use gatehouse::routing::TableHandle;
+use common::{Gateway, Upstream};
 use gatehouse::settings::GatewayConfig;
-use gatehouse::sources::{folder, Publisher};
-use gatehouse::telemetry::Metrics;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 const SECRET: &str = "integration-test-secret-of-32-bytes!";
-
-/// An upstream that answers every request with the request's headers as JSON.
-struct Echo {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-}
-
-async fn echo_upstream() -> Echo {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let headers: BTreeMap<String, String> = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_string()))
-                        .collect();
-                    let body = json!({"path": req.uri().to_string(), "headers": headers}).to_string();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Echo { addr, hits }
-}
-
-/// A gateway on free ports reading `dir`, stopped when dropped.
-struct Gateway {
-    addr: SocketAddr,
-    admin: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    _watch: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        self._watch.abort();
-    }
-}
-
-async fn start_gateway(config_yaml: &str, dir: &Path) -> Gateway {
-    let cfg = GatewayConfig::from_yaml_str(config_yaml, &|_| None).expect("config");
-    let options = gatehouse::gateway::compile_options(&cfg).expect("options");
-    let metrics = Metrics::new().expect("metrics");
-    let handle = TableHandle::default();
-    let publisher = Arc::new(Publisher::new(handle.clone(), options, metrics.clone()));
-    let watch = folder::watch(Arc::new(cfg.clone()), Some(dir.to_path_buf()), publisher)
-        .await
-        .expect("watch");
-    let ready = Arc::new(AtomicBool::new(true));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = Shutdown {
-        stop: stop_rx,
-        grace: Duration::from_secs(1),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(ProxyState::new(
-        handle.clone(),
-        metrics,
-        ready.clone(),
-        Duration::from_secs(2),
-        1024 * 1024,
-    ));
-    tokio::spawn(proxy::serve(
-        listener,
-        move |peer, req| state.clone().handle(peer, req),
-        shutdown.clone(),
-        64 * 1024,
-    ));
-    let admin_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let admin = admin_listener.local_addr().expect("addr");
-    let admin_state = Arc::new(AdminState {
-        table: handle,
-        ready,
-        token: Some("static-admin-token".into()),
-    });
-    tokio::spawn(proxy::serve_simple(
-        admin_listener,
-        move |req| admin_state.clone().handle(req),
-        shutdown,
-    ));
-    Gateway {
-        addr,
-        admin,
-        stop,
-        _watch: watch,
-    }
-}
 
 const HS_CONFIG: &str =
     "auth:\n  jwt:\n    secret: \"integration-test-secret-of-32-bytes!\"\n    algorithm: HS256\n    \
                          issuer: auth-service\n    audience: api-gateway\n    leeway: 60\n";
 
-fn routes_yaml(upstream: SocketAddr) -> String {
+fn routes_yaml(upstream: std::net::SocketAddr) -> String {
     format!(
         r#"
 apiVersion: gatehouse.dev/v1alpha1
@@ -178,19 +65,22 @@ spec: {{path: /live, upstream: echo, authRequired: true, websocket: true}}
 
 struct Setup {
     gw: Gateway,
-    echo: Echo,
-    _dir: tempfile::TempDir,
+    echo: Upstream,
 }
 
-async fn setup(config: &str, extra_resources: &str) -> Setup {
-    let echo = echo_upstream().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("routes.yaml"), routes_yaml(echo.addr)).expect("write");
-    if !extra_resources.is_empty() {
-        std::fs::write(dir.path().join("extra.yaml"), extra_resources).expect("write");
+async fn setup(config: &str, files: &[(&str, &str)]) -> Setup {
+    let echo = Upstream::start("echo").await;
+    let routes = routes_yaml(echo.addr);
+    let mut all = vec![("routes.yaml", routes.as_str())];
+    all.extend_from_slice(files);
+    let gw = Gateway::start(config, &all).await;
+    Setup { gw, echo }
+}
+
+impl Setup {
+    fn hits(&self) -> usize {
+        self.echo.hits.load(Ordering::SeqCst)
     }
-    let gw = start_gateway(config, dir.path()).await;
-    Setup { gw, echo, _dir: dir }
 }
 
 fn now() -> u64 {
@@ -220,25 +110,26 @@ struct Answer {
     body: Value,
 }
 
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = Request::get(format!("http://{addr}{path}"));
+async fn get_port(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(format!("http://127.0.0.1:{port}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = client
-        .request(req.body(Full::new(Bytes::new())).expect("request"))
-        .await
-        .expect("response");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let reply = common::send(
+        &common::client(),
+        req.body(Full::new(Bytes::new())).expect("request"),
+    )
+    .await
+    .expect("response");
     Answer {
-        status,
-        headers,
-        body,
+        status: StatusCode::from_u16(reply.status).expect("status"),
+        body: serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+        headers: reply.headers,
     }
+}
+
+async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
+    get_port(gw.http, path, headers).await
 }
 
 fn bearer(token: &str) -> String {
@@ -257,8 +148,8 @@ fn assert_401(a: &Answer) {
 
 #[tokio::test]
 async fn protected_routes_answer_401_403_or_forward_the_verified_identity() {
-    let s = setup(HS_CONFIG, "").await;
-    let addr = s.gw.addr;
+    let s = setup(HS_CONFIG, &[]).await;
+    let addr = &s.gw;
 
     // Public routes stay public, and spoofed identity headers never reach the upstream.
     let a = get(
@@ -271,7 +162,7 @@ async fn protected_routes_answer_401_403_or_forward_the_verified_identity() {
     assert!(a.body["headers"].get("x-user-id").is_none(), "{}", a.body);
     assert!(a.body["headers"].get("x-user-roles").is_none(), "{}", a.body);
 
-    let hits = s.echo.hits.load(Ordering::SeqCst);
+    let hits = s.hits();
     let a = get(addr, "/users/1", &[]).await;
     assert_401(&a);
     assert!(a.body["error"]["message"]
@@ -289,11 +180,7 @@ async fn protected_routes_answer_401_403_or_forward_the_verified_identity() {
         .as_str()
         .unwrap_or_default()
         .contains("users:delete"));
-    assert_eq!(
-        s.echo.hits.load(Ordering::SeqCst),
-        hits,
-        "refused requests reached the upstream"
-    );
+    assert_eq!(s.hits(), hits, "refused requests reached the upstream");
 
     let a = get(
         addr,
@@ -323,34 +210,30 @@ async fn protected_routes_answer_401_403_or_forward_the_verified_identity() {
 
 #[tokio::test]
 async fn service_account_tokens_reach_service_routes() {
-    let s = setup(HS_CONFIG, "").await;
+    let s = setup(HS_CONFIG, &[]).await;
     let svc = hs256(&json!({
         "sub": "user-service", "exp": now() + 3600, "iat": now(),
         "iss": "auth-service", "aud": "api-gateway",
         "roles": ["service"], "permissions": ["users:read", "users:write"],
     }));
-    let a = get(s.gw.addr, "/internal/sync", &[("authorization", &bearer(&svc))]).await;
+    let a = get(&s.gw, "/internal/sync", &[("authorization", &bearer(&svc))]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["headers"]["x-user-id"], "user-service");
     assert_eq!(a.body["headers"]["x-user-roles"], "service");
     let user = hs256(&claims(&["user"]));
-    let a = get(s.gw.addr, "/internal/sync", &[("authorization", &bearer(&user))]).await;
+    let a = get(&s.gw, "/internal/sync", &[("authorization", &bearer(&user))]).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
 }
 
 /// Sends `token` to a protected route and checks that it is refused with 401 before the
 /// upstream.
 async fn refused(token: &str) {
-    let s = setup(HS_CONFIG, "").await;
-    let a = get(s.gw.addr, "/users/1", &[("authorization", &bearer(token))]).await;
+    let s = setup(HS_CONFIG, &[]).await;
+    let a = get(&s.gw, "/users/1", &[("authorization", &bearer(token))]).await;
     assert_401(&a);
-    assert_eq!(
-        s.echo.hits.load(Ordering::SeqCst),
-        0,
-        "a refused token reached the upstream"
-    );
+    assert_eq!(s.hits(), 0, "a refused token reached the upstream");
     // The gateway is still up.
-    assert_eq!(get(s.gw.addr, "/public", &[]).await.status, StatusCode::OK);
+    assert_eq!(get(&s.gw, "/public", &[]).await.status, StatusCode::OK);
 }
 
 fn b64(v: &[u8]) -> String {
@@ -372,24 +255,20 @@ async fn alg_none_is_refused() {
 async fn hmac_signed_with_the_rsa_public_key_is_refused() {
     // The gateway holds an RSA public key; the attacker signs HS256 with that public key.
     let public = include_str!("fixtures/jwt/rsa-a.pub.pem");
-    let echo = echo_upstream().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("routes.yaml"), routes_yaml(echo.addr)).expect("write");
-    std::fs::write(dir.path().join("jwt.yaml"), pem_secret(&[("public.pem", public)])).expect("write");
-    let gw = start_gateway(RS_CONFIG, dir.path()).await;
+    let s = setup(RS_CONFIG, &[("jwt.yaml", &pem_secret(&[("public.pem", public)]))]).await;
     let forged = encode(
         &Header::new(Algorithm::HS256),
         &claims(&["user"]),
         &EncodingKey::from_secret(public.as_bytes()),
     )
     .expect("sign");
-    let a = get(gw.addr, "/users/1", &[("authorization", &bearer(&forged))]).await;
+    let a = get(&s.gw, "/users/1", &[("authorization", &bearer(&forged))]).await;
     assert_401(&a);
-    assert_eq!(echo.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(s.hits(), 0);
     // The real RS256 token passes.
     let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
     let ok = encode(&Header::new(Algorithm::RS256), &claims(&["user"]), &key).expect("sign");
-    let a = get(gw.addr, "/users/1", &[("authorization", &bearer(&ok))]).await;
+    let a = get(&s.gw, "/users/1", &[("authorization", &bearer(&ok))]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
@@ -452,51 +331,47 @@ async fn a_20_kb_token_is_refused() {
 
 #[tokio::test]
 async fn a_token_in_the_query_string_is_refused_except_on_websocket_upgrades() {
-    let s = setup(HS_CONFIG, "").await;
+    let s = setup(HS_CONFIG, &[]).await;
     let token = hs256(&claims(&["user"]));
-    let a = get(s.gw.addr, &format!("/users/1?token={token}"), &[]).await;
+    let a = get(&s.gw, &format!("/users/1?token={token}"), &[]).await;
     assert_401(&a);
     assert!(a.body["error"]["message"]
         .as_str()
         .unwrap_or_default()
         .contains("query"));
-    let a = get(s.gw.addr, &format!("/live?access_token={token}"), &[]).await;
+    let a = get(&s.gw, &format!("/live?access_token={token}"), &[]).await;
     assert_401(&a);
-    assert_eq!(s.echo.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(s.hits(), 0);
     // A WebSocket upgrade on a websocket route may carry it.
     let a = get(
-        s.gw.addr,
+        &s.gw,
         &format!("/live?token={token}"),
         &[("connection", "upgrade"), ("upgrade", "websocket")],
     )
     .await;
     assert_ne!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
-    assert_eq!(s.echo.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(s.hits(), 1);
 }
 
 #[tokio::test]
 async fn the_admin_api_takes_the_static_token_or_a_jwt_with_role_admin() {
-    let s = setup(HS_CONFIG, "").await;
+    let s = setup(HS_CONFIG, &[]).await;
     let admin = s.gw.admin;
+    let token = format!("Bearer {}", common::ADMIN_TOKEN);
     assert_eq!(
-        get(admin, "/admin/routes", &[]).await.status,
+        get_port(admin, "/admin/routes", &[]).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let a = get(
-        admin,
-        "/admin/routes",
-        &[("authorization", "Bearer static-admin-token")],
-    )
-    .await;
+    let a = get_port(admin, "/admin/routes", &[("authorization", &token)]).await;
     assert_eq!(a.status, StatusCode::OK);
     let jwt = hs256(&claims(&["admin"]));
-    let a = get(admin, "/admin/routes", &[("authorization", &bearer(&jwt))]).await;
+    let a = get_port(admin, "/admin/routes", &[("authorization", &bearer(&jwt))]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(a.body["routes"].as_array().is_some_and(|r| !r.is_empty()));
     let jwt = hs256(&claims(&["user"]));
-    let a = get(admin, "/admin/routes", &[("authorization", &bearer(&jwt))]).await;
+    let a = get_port(admin, "/admin/routes", &[("authorization", &bearer(&jwt))]).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
-    let a = get(admin, "/admin/routes", &[("authorization", "Bearer nonsense")]).await;
+    let a = get_port(admin, "/admin/routes", &[("authorization", "Bearer nonsense")]).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -535,17 +410,6 @@ fn jwks_secret(keys: &[(&EncodingKey, &str)]) -> String {
     format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: jwt-keys, namespace: default}}\ndata:\n  jwks: {encoded}\n")
 }
 
-/// Replaces a file the way a careful writer (and a ConfigMap/Secret volume) does: a hidden
-/// temporary beside it, then a rename, so that the watcher never reads half a file.
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
 #[tokio::test]
 async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
     let old = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
@@ -558,22 +422,19 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
     let old_token = token(&old, "2024-old");
     let new_token = token(&new, "2025-new");
 
-    let echo = echo_upstream().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("routes.yaml"), routes_yaml(echo.addr)).expect("write");
-    let secret_file = dir.path().join("jwt.yaml");
-    std::fs::write(&secret_file, jwks_secret(&[(&old, "2024-old")])).expect("write");
-    let gw = start_gateway(RS_CONFIG, dir.path()).await;
-    let addr = gw.addr;
+    let first = jwks_secret(&[(&old, "2024-old")]);
+    let s = setup(RS_CONFIG, &[("jwt.yaml", &first)]).await;
+    let secret_file = s.gw.resources().join("jwt.yaml");
+    let port = s.gw.http;
     let auth = |t: &str| vec![("authorization".to_string(), bearer(t))];
 
     assert_eq!(
-        get(addr, "/users/1", &[("authorization", &bearer(&old_token))])
+        get_port(port, "/users/1", &[("authorization", &bearer(&old_token))])
             .await
             .status,
         StatusCode::OK
     );
-    assert_401(&get(addr, "/users/1", &[("authorization", &bearer(&new_token))]).await);
+    assert_401(&get_port(port, "/users/1", &[("authorization", &bearer(&new_token))]).await);
 
     // Old-token traffic runs all through the rotation; not one request may fail.
     let stop = Arc::new(AtomicBool::new(false));
@@ -585,7 +446,7 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
             let deadline = Instant::now() + Duration::from_secs(20);
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                 let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                if get(addr, "/users/1", &h).await.status == StatusCode::OK {
+                if get_port(port, "/users/1", &h).await.status == StatusCode::OK {
                     ok += 1;
                 } else {
                     failed += 1;
@@ -598,12 +459,12 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let changed = Instant::now();
-    replace_file(
+    common::write_atomic(
         &secret_file,
         &jwks_secret(&[(&old, "2024-old"), (&new, "2025-new")]),
     );
     let accepted_after = loop {
-        let a = get(addr, "/users/1", &[("authorization", &bearer(&new_token))]).await;
+        let a = get_port(port, "/users/1", &[("authorization", &bearer(&new_token))]).await;
         if a.status == StatusCode::OK {
             break changed.elapsed();
         }
@@ -628,10 +489,10 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
     assert!(accepted_after < Duration::from_secs(5), "{accepted_after:?}");
 
     // Retire the old key: its tokens stop working, the new ones keep working.
-    replace_file(&secret_file, &jwks_secret(&[(&new, "2025-new")]));
+    common::write_atomic(&secret_file, &jwks_secret(&[(&new, "2025-new")]));
     let start = Instant::now();
     loop {
-        let a = get(addr, "/users/1", &[("authorization", &bearer(&old_token))]).await;
+        let a = get_port(port, "/users/1", &[("authorization", &bearer(&old_token))]).await;
         if a.status == StatusCode::UNAUTHORIZED {
             break;
         }
@@ -642,7 +503,7 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        get(addr, "/users/1", &[("authorization", &bearer(&new_token))])
+        get_port(port, "/users/1", &[("authorization", &bearer(&new_token))])
             .await
             .status,
         StatusCode::OK
@@ -651,17 +512,13 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
 
 #[tokio::test]
 async fn a_missing_secret_leaves_routes_up_and_refuses_tokens() {
-    let s = setup(RS_CONFIG, "").await;
-    assert_eq!(get(s.gw.addr, "/public", &[]).await.status, StatusCode::OK);
+    let s = setup(RS_CONFIG, &[]).await;
+    assert_eq!(get(&s.gw, "/public", &[]).await.status, StatusCode::OK);
     let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
     let t = encode(&Header::new(Algorithm::RS256), &claims(&["user"]), &key).expect("sign");
-    let a = get(s.gw.addr, "/users/1", &[("authorization", &bearer(&t))]).await;
+    let a = get(&s.gw, "/users/1", &[("authorization", &bearer(&t))]).await;
     assert_401(&a);
-    assert_eq!(
-        s.echo.hits.load(Ordering::SeqCst),
-        1,
-        "only the public request reached the upstream"
-    );
+    assert_eq!(s.hits(), 1, "only the public request reached the upstream");
 }
 
 #[test]
