@@ -43,6 +43,7 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
         reserved_paths: vec!["/health".into(), "/ready".into()],
+        jwt: crate::auth::JwtSettings::from_config(&cfg.auth).map_err(Error::Config)?,
     })
 }
 

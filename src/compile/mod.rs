@@ -32,6 +32,8 @@ pub struct CompileOptions {
     pub default_cors: Option<CorsPolicy>,
     /// Paths the gateway answers itself (`/health`, `/ready`, the hub path).
     pub reserved_paths: Vec<String>,
+    /// `auth.jwt`: the verifier of each table is built from it and `Snapshot::secrets`.
+    pub jwt: Option<crate::auth::JwtSettings>,
 }
 
 impl Default for CompileOptions {
@@ -40,6 +42,7 @@ impl Default for CompileOptions {
             default_timeout: Some(Duration::from_secs(30)),
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
+            jwt: None,
         }
     }
 }
@@ -214,10 +217,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     }
 
     compile_channels(snapshot, &mut verdicts);
-    Compiled {
-        table: builder.build(),
-        verdicts,
-    }
+    let mut table = builder.build();
+    table.auth = options
+        .jwt
+        .as_ref()
+        .map(|jwt| Arc::new(crate::auth::Verifier::new(jwt, &snapshot.secrets)));
+    Compiled { table, verdicts }
 }
 
 fn not_programmed(why: &str) -> Condition {
