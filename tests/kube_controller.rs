@@ -400,7 +400,10 @@ async fn the_rbac_manifest_is_enough() {
     .await;
     let log = gw.log();
     // A denied call logs the API server's `Forbidden` answer (a bare "403" could be a port).
-    assert!(!log.to_ascii_lowercase().contains("forbidden"), "forbidden requests:\n{log}");
+    assert!(
+        !log.to_ascii_lowercase().contains("forbidden"),
+        "forbidden requests:\n{log}"
+    );
 }
 
 #[test]
