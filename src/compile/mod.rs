@@ -6,6 +6,7 @@
 
 mod path;
 mod snapshot;
+mod tls;
 mod upstreams;
 
 pub use path::{PathKind, PathPattern, Segment};
@@ -32,6 +33,8 @@ pub struct CompileOptions {
     pub default_cors: Option<CorsPolicy>,
     /// Paths the gateway answers itself (`/health`, `/ready`, the hub path).
     pub reserved_paths: Vec<String>,
+    /// `server.tls.default_certificate`: the Secret (namespace, name) served without SNI.
+    pub default_certificate: Option<(String, String)>,
 }
 
 impl Default for CompileOptions {
@@ -40,6 +43,7 @@ impl Default for CompileOptions {
             default_timeout: Some(Duration::from_secs(30)),
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
+            default_certificate: None,
         }
     }
 }
@@ -60,6 +64,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     for u in upstreams.values().flatten() {
         builder.add_upstream(u.clone());
     }
+    let mut certs = crate::tls::StoreBuilder::new(&snapshot.secrets);
+    tls::upstream_settings(snapshot, &upstreams, &mut certs, &mut verdicts);
 
     let default_cors = options
         .default_cors
@@ -179,6 +185,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             reasons::RESOLVED_REFS,
             "upstream found",
         ));
+        tls::route_certificate(&mut certs, r, &ns, &mut v);
         if pattern.kind == PathKind::Exact && options.reserved_paths.contains(&pattern.raw) {
             v.set(not_programmed(&format!(
                 "{} is answered by the gateway itself",
@@ -214,10 +221,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     }
 
     compile_channels(snapshot, &mut verdicts);
-    Compiled {
-        table: builder.build(),
-        verdicts,
+    let mut table = builder.build();
+    if let Some((ns, name)) = &options.default_certificate {
+        certs.set_default(ns, name);
     }
+    table.tls = certs.build();
+    Compiled { table, verdicts }
 }
 
 fn not_programmed(why: &str) -> Condition {

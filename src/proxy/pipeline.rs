@@ -27,7 +27,8 @@ use crate::upstream::Protocol;
 /// Response bodies: streamed from the upstream, or made here.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
-type HttpClient = Client<HttpConnector, Incoming>;
+/// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
+type HttpClient = Client<crate::tls::UpstreamConnector, Incoming>;
 
 /// What every request of the proxy listener shares.
 pub struct ProxyState {
@@ -37,6 +38,8 @@ pub struct ProxyState {
     pub ready: Arc<AtomicBool>,
     pub max_body_size: u64,
     pub proto: &'static str,
+    /// Distributed tracing, when `observability.tracing.enabled`.
+    pub tracing: Option<crate::telemetry::Tracing>,
     http1: HttpClient,
     h2c: HttpClient,
 }
@@ -49,13 +52,15 @@ impl ProxyState {
         connect_timeout: Duration,
         max_body_size: u64,
     ) -> Self {
-        let connector = || {
+        let tcp = {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
             c.set_connect_timeout(Some(connect_timeout));
             c.set_keepalive(Some(Duration::from_secs(60)));
             c
         };
+        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone());
+        let connector = || upstream_connector.clone();
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -70,16 +75,23 @@ impl ProxyState {
             ready,
             max_body_size,
             proto: "http",
+            tracing: None,
             http1,
             h2c,
         }
+    }
+
+    /// Turns on distributed tracing for the requests of this state.
+    pub fn with_tracing(mut self, tracing: Option<crate::telemetry::Tracing>) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
         let request_id = headers::request_id(req.headers());
@@ -89,10 +101,27 @@ impl ProxyState {
             _ => {}
         }
         let method = req.method().clone();
+        let span = self.tracing.as_ref().map(|t| {
+            let scheme = match req.extensions().get::<crate::tls::TlsConn>() {
+                Some(_) => "https",
+                None => self.proto,
+            };
+            let span = t.start_request(&req, peer, scheme);
+            req.extensions_mut().insert(span.clone());
+            span
+        });
         let route = match self.route_for(&req, &method, &request_id, start) {
             Ok(route) => route,
-            Err(resp) => return Ok(resp),
+            Err(resp) => {
+                if let Some(s) = &span {
+                    s.finish(resp.status());
+                }
+                return Ok(resp);
+            }
         };
+        if let Some(s) = &span {
+            s.set_route(&method, &route.id, &route.path);
+        }
         let origin = req.headers().get(header::ORIGIN).cloned();
         let mut resp = match self.forward(&route, peer, req, &request_id).await {
             Ok(resp) => resp,
@@ -108,6 +137,9 @@ impl ProxyState {
         }
         resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
         self.count(&route.id, &method, resp.status(), start);
+        if let Some(s) = &span {
+            s.finish(resp.status());
+        }
         Ok(resp)
     }
 
@@ -162,10 +194,12 @@ impl ProxyState {
         for name in &headers::USER_HEADERS {
             h.remove(name);
         }
-        headers::add_forwarded(h, peer.ip(), self.proto, client_host.as_ref());
+        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
+            Some(_) => "https",
+            None => self.proto,
+        };
+        headers::add_forwarded(h, peer.ip(), proto, client_host.as_ref());
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
-        let tp = headers::traceparent(h, false);
-        h.insert(&headers::TRACEPARENT, tp);
         h.insert(header::HOST, endpoint.host_header.clone());
 
         let client = match upstream.protocol {
@@ -178,6 +212,15 @@ impl ProxyState {
                 &self.http1
             }
         };
+        // Last header step: the upstream hop's trace context (a client span when tracing is on).
+        let upstream_span = match parts.extensions.remove::<crate::telemetry::RequestSpan>() {
+            Some(s) => Some(s.upstream_call(&upstream.key, &endpoint.url, &mut parts.headers)),
+            None => {
+                let tp = headers::traceparent(&parts.headers, false);
+                parts.headers.insert(&headers::TRACEPARENT, tp);
+                None
+            }
+        };
         let call = client.request(Request::from_parts(parts, body));
         let result = match route.timeout {
             Some(t) => tokio::time::timeout(t, call)
@@ -188,6 +231,9 @@ impl ProxyState {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
+                if let Some(s) = upstream_span {
+                    s.finish(Err(&error_chain(&e)));
+                }
                 self.metrics
                     .upstream_requests_total
                     .with_label_values(&[upstream.key.as_str(), "error"])
@@ -203,6 +249,9 @@ impl ProxyState {
             .upstream_requests_total
             .with_label_values(&[upstream.key.as_str(), resp.status().as_str()])
             .inc();
+        if let Some(s) = upstream_span {
+            s.finish(Ok(resp.status()));
+        }
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }

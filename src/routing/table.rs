@@ -37,6 +37,8 @@ pub struct RoutingTable {
     wildcard_hosts: Vec<(Box<str>, PathIndex)>,
     /// Accepted upstreams by `namespace/name`.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Certificates for the HTTPS listener and TLS settings towards upstreams.
+    pub tls: crate::tls::CertStore,
 }
 
 #[derive(Debug, Default)]

@@ -55,6 +55,7 @@ impl Publisher {
         }
         let compiled = compile(&snapshot, &self.options);
         let routes = compiled.table.routes().len();
+        compiled.table.tls.published(&self.metrics);
         self.handle.store(Arc::new(compiled.table));
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         self.metrics
