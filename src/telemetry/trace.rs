@@ -89,9 +89,13 @@ impl Tracing {
             .with_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| format!("observability.tracing: {e}"))?;
+        let mut resource = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("gatehouse");
+        }
         let provider = SdkTracerProvider::builder()
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(rate))))
-            .with_resource(Resource::builder().with_service_name("gatehouse").build())
+            .with_resource(resource.build())
             .with_batch_exporter(exporter)
             .build();
         let tracer = provider.tracer("gatehouse");
