@@ -6,6 +6,7 @@
 
 mod path;
 mod snapshot;
+mod tls;
 mod upstreams;
 
 pub use path::{PathKind, PathPattern, Segment};
@@ -34,6 +35,8 @@ pub struct CompileOptions {
     pub reserved_paths: Vec<String>,
     /// `auth.jwt`: the verifier of each table is built from it and `Snapshot::secrets`.
     pub jwt: Option<crate::auth::JwtSettings>,
+    /// `server.tls.default_certificate`: the Secret (namespace, name) served without SNI.
+    pub default_certificate: Option<(String, String)>,
 }
 
 impl Default for CompileOptions {
@@ -43,6 +46,7 @@ impl Default for CompileOptions {
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
             jwt: None,
+            default_certificate: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     for u in upstreams.values().flatten() {
         builder.add_upstream(u.clone());
     }
+    let mut certs = crate::tls::StoreBuilder::new(&snapshot.secrets);
+    tls::upstream_settings(snapshot, &upstreams, &mut certs, &mut verdicts);
 
     let default_cors = options
         .default_cors
@@ -182,6 +188,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             reasons::RESOLVED_REFS,
             "upstream found",
         ));
+        tls::route_certificate(&mut certs, r, &ns, &mut v);
         if pattern.kind == PathKind::Exact && options.reserved_paths.contains(&pattern.raw) {
             v.set(not_programmed(&format!(
                 "{} is answered by the gateway itself",
@@ -222,6 +229,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         .jwt
         .as_ref()
         .map(|jwt| Arc::new(crate::auth::Verifier::new(jwt, &snapshot.secrets)));
+    if let Some((ns, name)) = &options.default_certificate {
+        certs.set_default(ns, name);
+    }
+    table.tls = certs.build();
     Compiled { table, verdicts }
 }
 

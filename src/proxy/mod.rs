@@ -8,4 +8,4 @@ mod server;
 
 pub use error::{json_error, ProxyError};
 pub use pipeline::{Body, ProxyState};
-pub use server::{bind, serve, serve_simple, Shutdown};
+pub use server::{bind, serve, serve_simple, serve_tls, Shutdown};

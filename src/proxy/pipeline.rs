@@ -33,7 +33,8 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// Request bodies towards upstreams: streamed from the client, or replayed from memory.
 type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
-type HttpClient = Client<HttpConnector, UpstreamBody>;
+/// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
+type HttpClient = Client<crate::tls::UpstreamConnector, UpstreamBody>;
 
 /// The largest request body kept in memory so that a retry can send it again.
 const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -75,6 +76,8 @@ pub struct ProxyState {
     pub ready: Arc<AtomicBool>,
     pub max_body_size: u64,
     pub proto: &'static str,
+    /// Distributed tracing, when `observability.tracing.enabled`.
+    pub tracing: Option<crate::telemetry::Tracing>,
     http1: HttpClient,
     h2c: HttpClient,
     limiter: Option<Arc<RateLimiter>>,
@@ -89,13 +92,15 @@ impl ProxyState {
         connect_timeout: Duration,
         max_body_size: u64,
     ) -> Self {
-        let connector = || {
+        let tcp = {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
             c.set_connect_timeout(Some(connect_timeout));
             c.set_keepalive(Some(Duration::from_secs(60)));
             c
         };
+        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone());
+        let connector = || upstream_connector.clone();
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -110,6 +115,7 @@ impl ProxyState {
             ready,
             max_body_size,
             proto: "http",
+            tracing: None,
             http1,
             h2c,
             limiter: None,
@@ -123,11 +129,17 @@ impl ProxyState {
         self
     }
 
+    /// Turns on distributed tracing for the requests of this state.
+    pub fn with_tracing(mut self, tracing: Option<crate::telemetry::Tracing>) -> Self {
+        self.tracing = tracing;
+        self
+    }
+
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
         let request_id = headers::request_id(req.headers());
@@ -137,10 +149,27 @@ impl ProxyState {
             _ => {}
         }
         let method = req.method().clone();
+        let span = self.tracing.as_ref().map(|t| {
+            let scheme = match req.extensions().get::<crate::tls::TlsConn>() {
+                Some(_) => "https",
+                None => self.proto,
+            };
+            let span = t.start_request(&req, peer, scheme);
+            req.extensions_mut().insert(span.clone());
+            span
+        });
         let route = match self.route_for(&req, &method, &request_id, start) {
             Ok(route) => route,
-            Err(resp) => return Ok(resp),
+            Err(resp) => {
+                if let Some(s) = &span {
+                    s.finish(resp.status());
+                }
+                return Ok(resp);
+            }
         };
+        if let Some(s) = &span {
+            s.set_route(&method, &route.id, &route.path);
+        }
         let origin = req.headers().get(header::ORIGIN).cloned();
         // Authenticate, then count against the rate limit (per user where the key says so),
         // then forward with the user's context.
@@ -179,6 +208,9 @@ impl ProxyState {
         }
         resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
         self.count(&route.id, &method, resp.status(), start);
+        if let Some(s) = &span {
+            s.finish(resp.status());
+        }
         Ok(resp)
     }
 
@@ -286,10 +318,14 @@ impl ProxyState {
         if let Some(user) = user {
             user.apply_headers(h);
         }
-        headers::add_forwarded(h, peer.ip(), self.proto, client_host.as_ref());
+        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
+            Some(_) => "https",
+            None => self.proto,
+        };
+        headers::add_forwarded(h, peer.ip(), proto, client_host.as_ref());
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
-        let tp = headers::traceparent(h, false);
-        h.insert(&headers::TRACEPARENT, tp);
+        // The upstream hop's trace context is set per try, just before the send.
+        let request_span = parts.extensions.remove::<crate::telemetry::RequestSpan>();
         let client = match upstream.protocol {
             Protocol::H2c => {
                 parts.version = Version::HTTP_2;
@@ -389,6 +425,16 @@ impl ProxyState {
                     None => break,
                 },
             };
+            // Each try is its own upstream hop: a client span when tracing is on, else a fresh
+            // parent id for the client's trace.
+            let upstream_span = match &request_span {
+                Some(s) => Some(s.upstream_call(&upstream.key, &endpoint.url, &mut req_parts.headers)),
+                None => {
+                    let tp = headers::traceparent(&req_parts.headers, false);
+                    req_parts.headers.insert(&headers::TRACEPARENT, tp);
+                    None
+                }
+            };
             let in_flight = state.start();
             let call = client.request(Request::from_parts(req_parts, body));
             let result = match per_try {
@@ -396,6 +442,13 @@ impl ProxyState {
                 None => Ok(call.await),
             };
             drop(in_flight);
+            if let Some(span) = upstream_span {
+                match &result {
+                    Ok(Ok(resp)) => span.finish(Ok(resp.status())),
+                    Ok(Err(e)) => span.finish(Err(&error_chain(e))),
+                    Err(_) => span.finish(Err("timeout")),
+                }
+            }
             let more = attempt + 1 < tries;
             let (label, ok, retry_it, outcome) = match result {
                 Ok(Ok(mut resp)) => {

@@ -39,6 +39,8 @@ pub struct RoutingTable {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The JWT verifier built with this table (`None` without `auth.jwt`).
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// Certificates for the HTTPS listener and TLS settings towards upstreams.
+    pub tls: crate::tls::CertStore,
 }
 
 #[derive(Debug, Default)]

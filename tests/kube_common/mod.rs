@@ -253,6 +253,7 @@ impl Gateway {
             .env("GATEWAY_SERVER_HTTP_PORT", http.to_string())
             .env("GATEWAY_ADMIN_PORT", admin.to_string())
             .env("GATEWAY_METRICS_PORT", metrics.to_string())
+            .env("GATEWAY_SERVER_HTTPS_PORT", free_port().to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
