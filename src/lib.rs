@@ -22,3 +22,4 @@ pub mod settings;
 pub mod sources;
 pub mod telemetry;
 pub mod upstream;
+pub mod websocket;

@@ -32,6 +32,8 @@ pub struct CompileOptions {
     pub default_cors: Option<CorsPolicy>,
     /// Paths the gateway answers itself (`/health`, `/ready`, the hub path).
     pub reserved_paths: Vec<String>,
+    /// `websocket.channels` and friends: what undeclared channels and resources inherit.
+    pub channels: crate::websocket::ChannelDefaults,
 }
 
 impl Default for CompileOptions {
@@ -40,6 +42,7 @@ impl Default for CompileOptions {
             default_timeout: Some(Duration::from_secs(30)),
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
+            channels: Default::default(),
         }
     }
 }
@@ -213,11 +216,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         verdicts.push(v);
     }
 
-    compile_channels(snapshot, &mut verdicts);
-    Compiled {
-        table: builder.build(),
-        verdicts,
-    }
+    let declared = compile_channels(snapshot, &options.channels, &mut verdicts);
+    let mut table = builder.build();
+    table.channels = Arc::new(crate::websocket::ChannelTable::build(
+        &options.channels,
+        &declared,
+    ));
+    Compiled { table, verdicts }
 }
 
 fn not_programmed(why: &str) -> Condition {
@@ -380,7 +385,13 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
     })
 }
 
-fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
+/// Verdicts for `WebSocketChannel`s; returns the accepted ones (oldest first).
+fn compile_channels<'s>(
+    snapshot: &'s Snapshot,
+    defaults: &crate::websocket::ChannelDefaults,
+    verdicts: &mut Vec<Verdict>,
+) -> Vec<crate::websocket::policy::Declared<'s>> {
+    let mut declared = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut channels: Vec<_> = snapshot.channels.iter().collect();
     channels.sort_by(|a, b| {
@@ -416,6 +427,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
             {
                 return Err("rateLimit.messagesPerMinute must be > 0".into());
             }
+            defaults.base(&channel).clone().overlay_resource(&c.spec)?;
             Ok(())
         };
         match check() {
@@ -427,6 +439,11 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
                 ),
                 None => {
                     seen.insert(channel.clone(), format!("{ns}/{name}"));
+                    declared.push(crate::websocket::policy::Declared {
+                        channel: channel.clone(),
+                        resource: format!("{ns}/{name}"),
+                        spec: &c.spec,
+                    });
                     v.set(Condition::new(
                         types::ACCEPTED,
                         true,
@@ -438,6 +455,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
         }
         verdicts.push(v);
     }
+    declared
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub struct ProxyState {
     pub proto: &'static str,
     http1: HttpClient,
     h2c: HttpClient,
+    /// The WebSocket hub, when `websocket.enabled`: it answers its own paths.
+    hub: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl ProxyState {
@@ -72,7 +74,21 @@ impl ProxyState {
             proto: "http",
             http1,
             h2c,
+            hub: None,
         }
+    }
+
+    /// Hands the hub's paths (`websocket.server.path`, the webhook) to `hub`.
+    pub fn with_hub(mut self, hub: Arc<crate::websocket::Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    pub(super) fn count_upstream(&self, upstream: &str, status: &str) {
+        self.metrics
+            .upstream_requests_total
+            .with_label_values(&[upstream, status])
+            .inc();
     }
 
     /// Serves one request; never fails (errors become JSON responses).
@@ -86,6 +102,11 @@ impl ProxyState {
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
+            p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                if let Some(hub) = &self.hub {
+                    return Ok(hub.handle(peer, req).await.map(Either::Right));
+                }
+            }
             _ => {}
         }
         let method = req.method().clone();
@@ -93,6 +114,13 @@ impl ProxyState {
             Ok(route) => route,
             Err(resp) => return Ok(resp),
         };
+        if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
+            let resp = super::upgrade::tunnel(&self, &route, peer, req, &request_id)
+                .await
+                .unwrap_or_else(|err| error_response(&err, &request_id));
+            self.count(&route.id, &method, resp.status(), start);
+            return Ok(resp);
+        }
         let origin = req.headers().get(header::ORIGIN).cloned();
         let mut resp = match self.forward(&route, peer, req, &request_id).await {
             Ok(resp) => resp,

@@ -37,6 +37,8 @@ pub struct RoutingTable {
     wildcard_hosts: Vec<(Box<str>, PathIndex)>,
     /// Accepted upstreams by `namespace/name`.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// WebSocket channel policies compiled with this table.
+    pub channels: Arc<crate::websocket::ChannelTable>,
 }
 
 #[derive(Debug, Default)]

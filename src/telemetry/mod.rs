@@ -2,7 +2,7 @@
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, WsMetrics};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
