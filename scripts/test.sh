@@ -14,6 +14,7 @@ start_service() {
   local out
   out=$(bash "$1" start) || { echo "failed to start $1" >&2; exit 1; }
   while IFS= read -r line; do
+    line=${line#export }
     case "$line" in
       STOP=*) cleanup+=("${line#STOP=}") ;;
       *=*) export "${line?}"; echo "test env: ${line%%=*} set" ;;
@@ -24,4 +25,13 @@ for svc in .ci/services/*.sh; do
   [ -e "$svc" ] && start_service "$svc"
 done
 
-cargo test "$@"
+log=$(mktemp)
+cleanup+=("rm -f $log")
+set +e
+cargo test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

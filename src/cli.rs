@@ -49,6 +49,16 @@ pub struct RunArgs {
     /// Worker threads of the runtime (default: the CPUs this process may use).
     #[arg(long, env = "GATEWAY_WORKER_THREADS")]
     pub workers: Option<usize>,
+    /// Kubernetes mode: how long a status writer keeps its Lease without renewing it.
+    #[arg(long, env = "GATEWAY_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: String,
+    /// Kubernetes mode: namespace of the Lease (default: the pod's, else the kubeconfig's).
+    #[arg(long, env = "GATEWAY_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Kubernetes mode: endpoints of Services from `auto` (discover), `endpointslice`,
+    /// `endpointslice-v1beta1` or `endpoints`.
+    #[arg(long, env = "GATEWAY_ENDPOINTS_API", default_value = "auto")]
+    pub endpoints_api: String,
 }
 
 impl SourceArgs {

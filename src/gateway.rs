@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::{metrics_response, AdminState};
-use crate::api::CorsPolicy;
 use crate::compile::CompileOptions;
+use crate::policy::ratelimit::RateLimiter;
 use crate::proxy::{self, ProxyState, Shutdown};
 use crate::routing::TableHandle;
 use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
 use crate::telemetry::Metrics;
+use crate::upstream::Registry;
 use crate::websocket::{ChannelDefaults, Hub, HubSettings};
 
 /// Errors that stop the gateway from starting.
@@ -26,20 +27,16 @@ pub enum Error {
     Watch(#[from] notify::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Neither in-cluster config nor a kubeconfig was found.
+    #[error("no Kubernetes configuration: {0}")]
+    NoCluster(String),
 }
 
 /// Compile options that come from the static configuration.
 pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     let default_timeout = parse_duration(&cfg.server.timeouts.request_timeout)
         .map_err(|e| Error::Config(format!("server.timeouts.request_timeout: {e}")))?;
-    let default_cors = cfg.middleware.cors.as_ref().map(|c| CorsPolicy {
-        allowed_origins: c.allowed_origins.clone(),
-        allowed_methods: c.allowed_methods.clone(),
-        allowed_headers: c.allowed_headers.clone(),
-        exposed_headers: c.exposed_headers.clone(),
-        allow_credentials: c.allow_credentials,
-        max_age: c.max_age,
-    });
+    let default_cors = cfg.middleware.cors.as_ref().map(|c| c.to_policy());
     if let Some(c) = &default_cors {
         crate::compile::compile_cors(c).map_err(|e| Error::Config(format!("middleware.cors: {e}")))?;
     }
@@ -55,35 +52,163 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     })
 }
 
+/// What both modes share: the table handle, the one publisher, metrics and the listeners.
+struct Core {
+    cfg: Arc<GatewayConfig>,
+    metrics: Metrics,
+    handle: TableHandle,
+    publisher: Arc<Publisher>,
+    limiter: Arc<RateLimiter>,
+    grace: Duration,
+    connect_timeout: Duration,
+    proxy_listener: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+}
+
+impl Core {
+    /// Parses the shared settings and binds the listeners (before any source starts).
+    async fn bind(cfg: GatewayConfig) -> Result<Self, Error> {
+        let cfg = Arc::new(cfg);
+        let metrics = Metrics::new()?;
+        let handle = TableHandle::default();
+        let limiter = Arc::new(
+            RateLimiter::from_config(&cfg.middleware.rate_limiting)
+                .map_err(|e| Error::Config(e.to_string()))?,
+        );
+        let upstreams = Registry::new(Some(metrics.clone()));
+        let publisher = Arc::new(
+            Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
+                let upstreams = upstreams.clone();
+                Box::new(move |table| upstreams.bind(table))
+            }),
+        );
+        let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
+            .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
+        let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
+            .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
+
+        let bind = cfg.server.bind_address.as_str();
+        let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
+        let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
+        let metrics_listener = if cfg.observability.metrics.prometheus_enabled {
+            Some(proxy::bind(bind, cfg.server.metrics_port, "metrics").await?)
+        } else {
+            None
+        };
+        Ok(Core {
+            cfg,
+            metrics,
+            handle,
+            publisher,
+            limiter,
+            grace,
+            connect_timeout,
+            proxy_listener,
+            admin_listener,
+            metrics_listener,
+        })
+    }
+}
+
 /// Runs standalone mode until SIGTERM/SIGINT, then drains and returns.
 pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> Result<(), Error> {
-    let cfg = Arc::new(cfg);
-    let metrics = Metrics::new()?;
-    let handle = TableHandle::default();
-    let publisher = Arc::new(Publisher::new(
-        handle.clone(),
-        compile_options(&cfg)?,
-        metrics.clone(),
-    ));
+    let core = Core::bind(cfg).await?;
+    let _watch = folder::watch(core.cfg.clone(), resources, core.publisher.clone()).await?;
+    serve(core).await
+}
+
+/// Options of Kubernetes mode (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct KubeArgs {
+    pub namespaces: Vec<String>,
+    pub lease_duration: String,
+    pub lease_namespace: Option<String>,
+    pub endpoints_api: String,
+}
+
+/// Runs Kubernetes mode until SIGTERM/SIGINT: watches the API server, serves the last good
+/// table whatever the API server does, and writes status while holding the Lease.
+pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Error> {
+    let endpoints_api =
+        crate::sources::kube::EndpointsApi::parse(&args.endpoints_api).map_err(Error::Config)?;
+    let lease_duration =
+        parse_duration(&args.lease_duration).map_err(|e| Error::Config(format!("--lease-duration: {e}")))?;
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::NoCluster(e.to_string()))?;
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+    let home = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let core = Core::bind(cfg).await?;
+    let source = crate::sources::kube::start(
+        client.clone(),
+        &core.cfg,
+        crate::sources::kube::KubeOptions {
+            namespaces: args.namespaces,
+            home_namespace: home.clone(),
+            endpoints_api,
+        },
+        core.publisher.clone(),
+    );
+    let identity = format!(
+        "{}-{:08x}",
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "gatehouse".into()),
+        rand::random::<u32>()
+    );
+    let controller = crate::controller::start(
+        client,
+        crate::controller::LeaseConfig {
+            namespace: args.lease_namespace.unwrap_or(home),
+            name: "gatehouse-status-writer".into(),
+            identity,
+            duration: lease_duration,
+        },
+        source.store.clone(),
+        source.verdicts.clone(),
+    );
+    let result = serve(core).await;
+    controller.shutdown().await;
+    drop(source);
+    result
+}
+
+/// Serves the proxy, admin and metrics listeners until SIGTERM/SIGINT, then drains.
+/// Readiness follows the first published table.
+async fn serve(core: Core) -> Result<(), Error> {
+    let Core {
+        cfg,
+        metrics,
+        handle,
+        publisher,
+        limiter,
+        grace,
+        connect_timeout,
+        proxy_listener,
+        admin_listener,
+        metrics_listener,
+    } = core;
     let published = publisher.published_flag();
-    let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
-        .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
-    let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
-        .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
-
-    let bind = cfg.server.bind_address.as_str();
-    let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
-    let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
-    let metrics_listener = if cfg.observability.metrics.prometheus_enabled {
-        Some(proxy::bind(bind, cfg.server.metrics_port, "metrics").await?)
-    } else {
-        None
-    };
-
-    let _watch = folder::watch(cfg.clone(), resources, publisher.clone()).await?;
     let ready = Arc::new(AtomicBool::new(published.load(Ordering::Acquire)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !ready.load(Ordering::Acquire) {
+        let ready = ready.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            while !published.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !*stop.borrow() {
+                ready.store(true, Ordering::Release);
+            }
+        });
+    }
     let shutdown = Shutdown { stop: stop_rx, grace };
     let hub = if cfg.websocket.enabled {
         let verifier = crate::websocket::auth::from_config(cfg.auth.jwt.as_ref()).map_err(Error::Config)?;
@@ -98,7 +223,8 @@ pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> R
         ready.clone(),
         connect_timeout,
         cfg.server.limits.max_body_size,
-    );
+    )
+    .with_rate_limiter(limiter);
     if let Some(hub) = &hub {
         state = state.with_hub(hub.clone());
     }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod compile;
+pub mod controller;
 pub mod gateway;
 pub mod policy;
 pub mod proxy;

@@ -3,7 +3,6 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use anyhow::Context;
 use clap::Parser;
 use gatehouse::cli::{Cli, Command, RunArgs};
 
@@ -43,13 +42,6 @@ fn run(args: RunArgs) -> ExitCode {
         &cfg.observability.logging.format,
     );
     let standalone = args.sources.resources.is_some() || !cfg.routes.is_empty() || !cfg.upstreams.is_empty();
-    if !standalone {
-        eprintln!(
-            "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
-             routes:); Kubernetes mode needs in-cluster config or KUBECONFIG."
-        );
-        return ExitCode::from(2);
-    }
     // One worker: a single-threaded scheduler avoids cross-thread wake-ups altogether.
     let mut rt = match args.workers.filter(|n| *n > 0) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
@@ -60,14 +52,31 @@ fn run(args: RunArgs) -> ExitCode {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    let result = rt
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-        .and_then(|rt| Ok(rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))?));
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    let result = if standalone {
+        rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))
+    } else {
+        let kube = gatehouse::gateway::KubeArgs {
+            namespaces: args.namespaces,
+            lease_duration: args.lease_duration,
+            lease_namespace: args.lease_namespace,
+            endpoints_api: args.endpoints_api,
+        };
+        rt.block_on(gatehouse::gateway::run_kubernetes(cfg, kube))
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+        Err(gatehouse::gateway::Error::NoCluster(why)) => {
+            eprintln!(
+                "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
+                 routes:); Kubernetes mode needs in-cluster config or KUBECONFIG ({why})."
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => fail(e.into()),
     }
 }
 

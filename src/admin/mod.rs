@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::proxy::json_error;
 use crate::routing::TableHandle;
 use crate::telemetry::Metrics;
+use crate::upstream::{Balancer, HashOn};
 
 /// What the admin API reads.
 pub struct AdminState {
@@ -101,19 +102,60 @@ impl AdminState {
         json!({ "routes": routes })
     }
 
+    /// Each upstream with its endpoints' health and in-flight requests and its breaker state.
     fn upstreams(&self) -> serde_json::Value {
         let table = self.table.load();
         let ups: Vec<_> = table
             .upstreams
             .values()
             .map(|u| {
+                let b = u.binding();
+                let endpoints: Vec<_> = u
+                    .endpoints
+                    .iter()
+                    .zip(&b.endpoints)
+                    .map(|(e, s)| {
+                        json!({
+                            "url": e.url,
+                            "healthy": s.is_healthy(),
+                            "health": if s.is_healthy() { "healthy" } else { "unhealthy" },
+                            "in_flight": s.in_flight(),
+                        })
+                    })
+                    .collect();
                 json!({
                     "id": u.key,
-                    "endpoints": u.endpoints.iter().map(|e| json!({"url": e.url, "healthy": true})).collect::<Vec<_>>(),
+                    "balancer": balancer_name(&u.balancer),
+                    "health_check": u.health_check.as_ref().map(|h| json!({
+                        "path": h.path, "interval_ms": h.interval.as_millis() as u64,
+                        "timeout_ms": h.timeout.as_millis() as u64,
+                        "healthy_threshold": h.healthy_threshold, "unhealthy_threshold": h.unhealthy_threshold,
+                    })),
+                    "circuit_breaker": b.breaker.as_ref().map_or(json!(null), |br| json!({
+                        "state": br.phase().as_str(),
+                        "failure_threshold": br.policy().failure_threshold,
+                        "timeout_ms": br.policy().open_for.as_millis() as u64,
+                        "success_threshold": br.policy().success_threshold,
+                    })),
+                    "retries": u.retries.as_ref().map(|r| json!({"attempts": r.attempts, "retry_on": r.retry_on})),
+                    "endpoints": endpoints,
+                    "total": u.endpoints.len(),
+                    "healthy": b.healthy_count(),
                 })
             })
             .collect();
         json!({ "upstreams": ups })
+    }
+}
+
+fn balancer_name(b: &Balancer) -> String {
+    match b {
+        Balancer::RoundRobin => "RoundRobin".into(),
+        Balancer::LeastRequest => "LeastRequest".into(),
+        Balancer::Random => "Random".into(),
+        Balancer::ConsistentHash(HashOn::Ip) => "ConsistentHash(ip)".into(),
+        Balancer::ConsistentHash(HashOn::Header(h)) => format!("ConsistentHash(header:{h})"),
+        Balancer::ConsistentHash(HashOn::Claim(c)) => format!("ConsistentHash(claim:{c})"),
     }
 }
 

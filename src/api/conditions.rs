@@ -15,7 +15,8 @@ pub struct Condition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     pub reason: String,
-    #[serde(default)]
+    // No schema default: Kubernetes 1.20 rejects an empty-string default in CRD schemas.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// RFC 3339 time of the last change of `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,3 +1,4 @@
-//! Request policies applied by the pipeline: CORS (rate limiting joins here).
+//! Request policies applied by the pipeline: CORS and rate limiting.
 
 pub mod cors;
+pub mod ratelimit;

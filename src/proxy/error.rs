@@ -21,6 +21,8 @@ pub enum ProxyError {
     HeadersTooLarge,
     #[error("rate limit exceeded")]
     RateLimited { limit: u64, reset_secs: u64 },
+    #[error("the rate-limit store is unavailable")]
+    RateLimitUnavailable,
     #[error("upstream connection failed: {0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -41,6 +43,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -58,6 +61,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => "payload_too_large",
             ProxyError::HeadersTooLarge => "headers_too_large",
             ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
             ProxyError::BadGateway(_) => "bad_gateway",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
@@ -86,6 +90,9 @@ impl ProxyError {
                 h.insert("ratelimit-limit", HeaderValue::from(*limit));
                 h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
                 h.insert("ratelimit-reset", HeaderValue::from(*reset_secs));
+            }
+            ProxyError::RateLimitUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

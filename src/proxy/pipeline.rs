@@ -1,6 +1,7 @@
-//! One request, top to bottom: gateway endpoints, route lookup, CORS, identity-header
-//! stripping, endpoint choice, forwarding headers, the upstream call under the route timeout,
-//! and the response with its metrics.
+//! One request, top to bottom: gateway endpoints, route lookup, CORS, rate limit,
+//! identity-header stripping, endpoint choice (balancer, health, circuit breaker), forwarding
+//! headers, the upstream call under the route timeout with retries, and the response with its
+//! metrics.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,22 +13,58 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use super::error::ProxyError;
 use super::headers;
 use crate::policy::cors;
+use crate::policy::ratelimit::{Caller, Decision, RateLimiter, Verdict};
 use crate::routing::{Lookup, Route, TableHandle};
 use crate::telemetry::Metrics;
-use crate::upstream::Protocol;
+use crate::upstream::{ClaimLookup, PickContext, Protocol};
 
 /// Response bodies: streamed from the upstream, or made here.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
-type HttpClient = Client<HttpConnector, Incoming>;
+/// Request bodies towards upstreams: streamed from the client, or replayed from memory.
+type UpstreamBody = Either<Incoming, Full<Bytes>>;
+
+type HttpClient = Client<HttpConnector, UpstreamBody>;
+
+/// The largest request body kept in memory so that a retry can send it again.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// The request body of `forward`.
+enum Outgoing {
+    Stream(Option<Incoming>),
+    Buffered(Bytes),
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+fn is_idempotent(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::TRACE
+    )
+}
+
+/// A copy of the request head for one more try (extensions stay with the original).
+fn copy_parts(p: &http::request::Parts) -> http::request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = p.method.clone();
+    parts.uri = p.uri.clone();
+    parts.version = p.version;
+    parts.headers = p.headers.clone();
+    parts
+}
 
 /// What every request of the proxy listener shares.
 pub struct ProxyState {
@@ -39,6 +76,8 @@ pub struct ProxyState {
     pub proto: &'static str,
     http1: HttpClient,
     h2c: HttpClient,
+    limiter: Option<Arc<RateLimiter>>,
+    empty_headers: http::HeaderMap,
     /// The WebSocket hub, when `websocket.enabled`: it answers its own paths.
     hub: Option<Arc<crate::websocket::Hub>>,
 }
@@ -74,8 +113,16 @@ impl ProxyState {
             proto: "http",
             http1,
             h2c,
+            limiter: None,
+            empty_headers: http::HeaderMap::new(),
             hub: None,
         }
+    }
+
+    /// Applies rate limits from `limiter` (the static configuration's, and every route's own).
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// Hands the hub's paths (`websocket.server.path`, the webhook) to `hub`.
@@ -114,16 +161,34 @@ impl ProxyState {
             Ok(route) => route,
             Err(resp) => return Ok(resp),
         };
+        // Seam for the auth step: the authenticated user id and a claim lookup, once known.
+        let user: Option<&str> = None;
+        let claim: Option<&ClaimLookup> = None;
         if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
-            let resp = super::upgrade::tunnel(&self, &route, peer, req, &request_id)
-                .await
-                .unwrap_or_else(|err| error_response(&err, &request_id));
+            let resp = match self.rate_limit(&route, peer, &req, user).await {
+                Ok(_) => super::upgrade::tunnel(&self, &route, peer, req, &request_id)
+                    .await
+                    .unwrap_or_else(|err| error_response(&err, &request_id)),
+                Err(err) => error_response(&err, &request_id),
+            };
             self.count(&route.id, &method, resp.status(), start);
             return Ok(resp);
         }
         let origin = req.headers().get(header::ORIGIN).cloned();
-        let mut resp = match self.forward(&route, peer, req, &request_id).await {
-            Ok(resp) => resp,
+        let result = match self.rate_limit(&route, peer, &req, user).await {
+            Ok(limit) => self
+                .forward(&route, peer, req, &request_id, claim)
+                .await
+                .map(|resp| (resp, limit)),
+            Err(err) => Err(err),
+        };
+        let mut resp = match result {
+            Ok((mut resp, limit)) => {
+                if let Some(d) = limit {
+                    d.add_headers(resp.headers_mut());
+                }
+                resp
+            }
             Err(err) => {
                 if matches!(err, ProxyError::BadGateway(_) | ProxyError::UpstreamTimeout(_)) {
                     tracing::debug!(route = %route.id, request_id = ?request_id, "{err}");
@@ -139,19 +204,57 @@ impl ProxyState {
         Ok(resp)
     }
 
+    /// Counts the request against the limit that applies: the decision for the `RateLimit-*`
+    /// headers, or the refusal.
+    async fn rate_limit(
+        &self,
+        route: &Route,
+        peer: SocketAddr,
+        req: &Request<Incoming>,
+        user: Option<&str>,
+    ) -> Result<Option<Decision>, ProxyError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(None);
+        };
+        let caller = Caller {
+            ip: peer.ip(),
+            user,
+            headers: req.headers(),
+        };
+        match limiter.check(route, req.uri().path(), &caller).await {
+            Verdict::Unlimited => Ok(None),
+            Verdict::Allowed(d) => Ok(Some(d)),
+            Verdict::Limited(d) => {
+                self.metrics
+                    .rate_limited_total
+                    .with_label_values(&[route.id.as_str()])
+                    .inc();
+                Err(ProxyError::RateLimited {
+                    limit: d.limit,
+                    reset_secs: d.retry_after_secs(),
+                })
+            }
+            Verdict::Unavailable => Err(ProxyError::RateLimitUnavailable),
+        }
+    }
+
+    /// Sends the request to an endpoint chosen by the upstream's balancer, through its circuit
+    /// breaker, retrying idempotent requests on another endpoint when the retry policy says so,
+    /// all within the route timeout.
     async fn forward(
         &self,
         route: &Route,
         peer: SocketAddr,
         req: Request<Incoming>,
         request_id: &HeaderValue,
+        claim: Option<&ClaimLookup>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        if let Some(len) = parts
+        let content_length = parts
             .headers
             .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        {
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(len) = content_length {
             if len > self.max_body_size {
                 return Err(ProxyError::PayloadTooLarge {
                     limit: self.max_body_size,
@@ -159,9 +262,14 @@ impl ProxyState {
             }
         }
         let upstream = &route.upstream;
-        let endpoint = upstream.pick().ok_or_else(|| {
-            ProxyError::UpstreamUnavailable(format!("upstream {} has no endpoints", upstream.key))
-        })?;
+        if upstream.endpoints.is_empty() {
+            return Err(ProxyError::UpstreamUnavailable(format!(
+                "upstream {} has no endpoints",
+                upstream.key
+            )));
+        }
+        let binding = upstream.binding();
+        let deadline = route.timeout.map(|t| tokio::time::Instant::now() + t);
 
         let path = parts.uri.path();
         let rewritten = route.rewrite.as_ref().map(|r| r.apply(path));
@@ -175,12 +283,18 @@ impl ProxyState {
                 .unwrap_or_else(|| PathAndQuery::from_static("/"))),
         }
         .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))?;
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(endpoint.scheme.clone());
-        uri.authority = Some(endpoint.authority.clone());
-        uri.path_and_query = Some(pq);
-        parts.uri = Uri::from_parts(uri)
-            .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream URI: {e}")))?;
+        let ctx = PickContext {
+            ip: peer.ip(),
+            headers: &parts.headers,
+            claim,
+        };
+        // Chosen before the headers change, so that `hashOn: header:NAME` sees the client's.
+        let Some(mut chosen) = upstream.choose(&ctx, &[]) else {
+            return Err(ProxyError::UpstreamUnavailable(format!(
+                "upstream {} has no healthy endpoint",
+                upstream.key
+            )));
+        };
 
         let h = &mut parts.headers;
         let client_host = h.get(header::HOST).cloned().or_else(|| {
@@ -194,8 +308,6 @@ impl ProxyState {
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
         let tp = headers::traceparent(h, false);
         h.insert(&headers::TRACEPARENT, tp);
-        h.insert(header::HOST, endpoint.host_header.clone());
-
         let client = match upstream.protocol {
             Protocol::H2c => {
                 parts.version = Version::HTTP_2;
@@ -206,33 +318,167 @@ impl ProxyState {
                 &self.http1
             }
         };
-        let call = client.request(Request::from_parts(parts, body));
-        let result = match route.timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout(t))?,
-            None => call.await,
-        };
-        let mut resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics
-                    .upstream_requests_total
-                    .with_label_values(&[upstream.key.as_str(), "error"])
-                    .inc();
-                return Err(ProxyError::BadGateway(if e.is_connect() {
-                    format!("cannot connect to {}", endpoint.url)
-                } else {
-                    format!("{} failed: {}", endpoint.url, error_chain(&e))
-                }));
+
+        // Retries need the body again: bodiless requests and bodies up to REPLAY_LIMIT with a
+        // known length are kept in memory; anything else is streamed and not retried.
+        let retry = upstream
+            .retries
+            .as_ref()
+            .filter(|r| r.attempts > 0 && is_idempotent(&parts.method));
+        let (mut outgoing, retry) = match retry {
+            Some(r) if body.is_end_stream() => (Outgoing::Buffered(Bytes::new()), Some(r)),
+            Some(r) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => {
+                let collected = Limited::new(body, REPLAY_LIMIT as usize)
+                    .collect()
+                    .await
+                    .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
+                (Outgoing::Buffered(collected.to_bytes()), Some(r))
             }
+            _ => (Outgoing::Stream(Some(body)), None),
         };
-        self.metrics
-            .upstream_requests_total
-            .with_label_values(&[upstream.key.as_str(), resp.status().as_str()])
-            .inc();
-        headers::strip_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(Either::Left))
+        let tries = 1 + retry.map_or(0, |r| r.attempts as usize);
+        let mut template = Some(parts);
+        let mut tried: Vec<usize> = Vec::with_capacity(tries);
+        let mut last: Option<Result<Response<Body>, ProxyError>> = None;
+
+        for attempt in 0..tries {
+            if attempt > 0 {
+                let ctx = PickContext {
+                    ip: peer.ip(),
+                    headers: template.as_ref().map_or(&self.empty_headers, |p| &p.headers),
+                    claim,
+                };
+                match upstream.choose(&ctx, &tried) {
+                    Some(i) => chosen = i,
+                    None => break,
+                }
+            }
+            let ticket = match &binding.breaker {
+                None => None,
+                Some(b) => match b.try_acquire() {
+                    Some(t) => Some(t),
+                    None if last.is_none() => {
+                        return Err(ProxyError::UpstreamUnavailable(format!(
+                            "circuit breaker of upstream {} is open",
+                            upstream.key
+                        )))
+                    }
+                    None => break,
+                },
+            };
+            tried.push(chosen);
+            let (Some(endpoint), Some(state)) =
+                (upstream.endpoints.get(chosen), binding.endpoints.get(chosen))
+            else {
+                break;
+            };
+            let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            if remaining.is_some_and(|r| r.is_zero()) {
+                break;
+            }
+            // With `timeout` listed, each try gets an even share of the time that is left.
+            let left = (tries - attempt) as u32;
+            let per_try = match (remaining, retry) {
+                (Some(r), Some(p)) if left > 1 && p.on("timeout") => Some(r / left),
+                (r, _) => r,
+            };
+            let Some(mut req_parts) = (if attempt + 1 < tries {
+                template.as_ref().map(copy_parts)
+            } else {
+                template.take()
+            }) else {
+                break;
+            };
+            req_parts.uri = Uri::from_parts({
+                let mut u = http::uri::Parts::default();
+                u.scheme = Some(endpoint.scheme.clone());
+                u.authority = Some(endpoint.authority.clone());
+                u.path_and_query = Some(pq.clone());
+                u
+            })
+            .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream URI: {e}")))?;
+            req_parts
+                .headers
+                .insert(header::HOST, endpoint.host_header.clone());
+            let body = match &mut outgoing {
+                Outgoing::Buffered(b) => Either::Right(Full::new(b.clone())),
+                Outgoing::Stream(b) => match b.take() {
+                    Some(b) => Either::Left(b),
+                    None => break,
+                },
+            };
+            let in_flight = state.start();
+            let call = client.request(Request::from_parts(req_parts, body));
+            let result = match per_try {
+                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| t),
+                None => Ok(call.await),
+            };
+            drop(in_flight);
+            let more = attempt + 1 < tries;
+            let (label, ok, retry_it, outcome) = match result {
+                Ok(Ok(mut resp)) => {
+                    let status = resp.status();
+                    let retry_it = retry.is_some_and(|p| {
+                        (status.is_server_error() && p.on("5xx"))
+                            || (matches!(status.as_u16(), 502..=504) && p.on("gateway-error"))
+                    });
+                    headers::strip_hop_by_hop(resp.headers_mut());
+                    (
+                        Some(status),
+                        !status.is_server_error(),
+                        retry_it,
+                        Ok(resp.map(Either::Left)),
+                    )
+                }
+                Ok(Err(e)) => {
+                    let connect = e.is_connect();
+                    let condition = if connect { "connect-failure" } else { "reset" };
+                    let msg = if connect {
+                        format!("cannot connect to {}", endpoint.url)
+                    } else {
+                        format!("{} failed: {}", endpoint.url, error_chain(&e))
+                    };
+                    (
+                        None,
+                        false,
+                        retry.is_some_and(|p| p.on(condition)),
+                        Err(ProxyError::BadGateway(msg)),
+                    )
+                }
+                Err(waited) => {
+                    let overall = route.timeout.unwrap_or(waited);
+                    let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+                    (
+                        None,
+                        false,
+                        !out_of_time && retry.is_some_and(|p| p.on("timeout")),
+                        Err(ProxyError::UpstreamTimeout(overall)),
+                    )
+                }
+            };
+            if let Some(t) = ticket {
+                t.record(ok);
+            }
+            self.metrics
+                .upstream_requests_total
+                .with_label_values(&[
+                    upstream.key.as_str(),
+                    label
+                        .as_ref()
+                        .map_or(if ok { "ok" } else { "error" }, |s| s.as_str()),
+                ])
+                .inc();
+            if !(retry_it && more) {
+                return outcome;
+            }
+            tracing::debug!(upstream = %upstream.key, endpoint = %endpoint.url, attempt, "retrying on another endpoint");
+            last = Some(outcome);
+        }
+        last.unwrap_or_else(|| {
+            Err(ProxyError::UpstreamTimeout(
+                route.timeout.unwrap_or(Duration::ZERO),
+            ))
+        })
     }
 
     /// The route for `req`, or the response the gateway gives instead (preflight, 404, 405).

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 
 use crate::api::{
-    CircuitBreaker, CorsPolicy, GatewayRoute, GatewayRouteSpec, GatewayUpstream, GatewayUpstreamSpec,
-    HealthCheck, LoadBalancer, Retries, RouteRateLimit, RouteTls, ServiceRef,
+    CircuitBreaker, GatewayRoute, GatewayRouteSpec, GatewayUpstream, GatewayUpstreamSpec, HealthCheck,
+    LoadBalancer, Retries, RouteRateLimit, RouteTls, ServiceRef,
 };
 
 /// Namespace given to resources declared inline in `gateway.yaml`.
@@ -128,14 +128,7 @@ impl InlineRoute {
                 window: r.window.clone().unwrap_or_else(|| "60s".into()),
                 key: r.key.clone(),
             }),
-            cors: self.cors.as_ref().map(|c| CorsPolicy {
-                allowed_origins: c.allowed_origins.clone(),
-                allowed_methods: c.allowed_methods.clone(),
-                allowed_headers: c.allowed_headers.clone(),
-                exposed_headers: c.exposed_headers.clone(),
-                allow_credentials: c.allow_credentials,
-                max_age: c.max_age,
-            }),
+            cors: self.cors.as_ref().map(|c| c.to_policy()),
             rewrite_prefix: self.rewrite_prefix.clone(),
             websocket: self.websocket,
             tls: self.tls.as_ref().map(|t| RouteTls {

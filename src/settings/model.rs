@@ -205,6 +205,7 @@ impl Default for RateLimitStorage {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
+/// `middleware.cors` (and an inline route's `cors`), in the seed's snake_case.
 pub struct CorsConfig {
     pub allowed_origins: Vec<String>,
     pub allowed_methods: Vec<String>,
@@ -386,4 +387,18 @@ pub struct RedisPubSub {
     pub enabled: bool,
     pub url: Option<String>,
     pub channels: Vec<String>,
+}
+
+impl CorsConfig {
+    /// The same policy as the CRD field spells it.
+    pub fn to_policy(&self) -> crate::api::CorsPolicy {
+        crate::api::CorsPolicy {
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_methods: self.allowed_methods.clone(),
+            allowed_headers: self.allowed_headers.clone(),
+            exposed_headers: self.exposed_headers.clone(),
+            allow_credentials: self.allow_credentials,
+            max_age: self.max_age,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! the one path that turns a snapshot into the live table.
 
 pub mod folder;
+pub mod kube;
 mod publish;
 
 pub use publish::{Published, Publisher};

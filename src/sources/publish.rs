@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::compile::{compile, CompileOptions, Snapshot, Verdict};
-use crate::routing::TableHandle;
+use crate::routing::{RoutingTable, TableHandle};
 use crate::telemetry::Metrics;
 
 /// The outcome of one publish.
@@ -22,7 +22,11 @@ pub struct Publisher {
     metrics: Metrics,
     last: Mutex<Option<(Snapshot, Vec<Verdict>)>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    before_swap: Option<BeforeSwap>,
 }
+
+/// Runs on each new table just before it goes live (binds runtime state, e.g. upstream health).
+pub type BeforeSwap = Box<dyn Fn(&RoutingTable) + Send + Sync>;
 
 impl Publisher {
     pub fn new(handle: TableHandle, options: CompileOptions, metrics: Metrics) -> Self {
@@ -32,7 +36,14 @@ impl Publisher {
             metrics,
             last: Mutex::new(None),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            before_swap: None,
         }
+    }
+
+    /// Calls `hook` with every new table before it is swapped in.
+    pub fn before_swap(mut self, hook: BeforeSwap) -> Self {
+        self.before_swap = Some(hook);
+        self
     }
 
     /// Set once the first table is published.
@@ -55,6 +66,9 @@ impl Publisher {
         }
         let compiled = compile(&snapshot, &self.options);
         let routes = compiled.table.routes().len();
+        if let Some(hook) = &self.before_swap {
+            hook(&compiled.table);
+        }
         self.handle.store(Arc::new(compiled.table));
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         self.metrics

@@ -1,10 +1,22 @@
 //! Upstreams as the proxy sees them: endpoints, the balancing policy and the protection
-//! policies (health checks, circuit breaker, retries) parsed from the resource.
+//! policies (health checks, circuit breaker, retries) parsed from the resource, plus the
+//! runtime state they are bound to (`runtime`), which outlives any one routing table.
 
+pub mod breaker;
+pub mod health;
+pub mod ring;
+pub mod runtime;
+
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
+use http::HeaderMap;
+
+pub use breaker::{Breaker, Phase, Ticket};
+pub use runtime::{Binding, EndpointState, InFlight, Registry};
 
 /// Wire protocol towards the endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +128,27 @@ pub struct Upstream {
     pub circuit_breaker: Option<BreakerPolicy>,
     pub retries: Option<RetryPolicy>,
     next: AtomicUsize,
+    /// Set by `Registry::bind` before the table goes live; private state otherwise.
+    binding: OnceLock<Binding>,
+}
+
+/// Looks a claim of the authenticated user up by name.
+pub type ClaimLookup = dyn Fn(&str) -> Option<String> + Sync;
+
+/// What a balancer may look at to choose an endpoint.
+pub struct PickContext<'a> {
+    pub ip: IpAddr,
+    pub headers: &'a HeaderMap,
+    /// Claim lookup of the authenticated user (`hashOn: claim:NAME`); the auth step fills it.
+    pub claim: Option<&'a ClaimLookup>,
+}
+
+impl RetryPolicy {
+    /// Whether `condition` (`connect-failure`, `gateway-error`, `5xx`, `reset`, `timeout`)
+    /// is listed.
+    pub fn on(&self, condition: &str) -> bool {
+        self.retry_on.iter().any(|c| c == condition)
+    }
 }
 
 impl Upstream {
@@ -140,6 +173,7 @@ impl Upstream {
             circuit_breaker,
             retries,
             next: AtomicUsize::new(0),
+            binding: OnceLock::new(),
         }
     }
 
@@ -164,6 +198,72 @@ impl Upstream {
             1 => self.endpoints.first(),
             n => self.endpoints.get(self.next.fetch_add(1, Ordering::Relaxed) % n),
         }
+    }
+
+    /// The runtime state this upstream is bound to.
+    pub fn binding(&self) -> &Binding {
+        self.binding.get_or_init(|| Binding::standalone(self))
+    }
+
+    /// Whether the registry bound it (the admin API shows only shared state).
+    pub fn is_bound(&self) -> bool {
+        self.binding.get().is_some()
+    }
+
+    /// Chooses a healthy endpoint not in `tried` with the upstream's balancer: its index in
+    /// `endpoints`, or `None` when no healthy endpoint is left.
+    pub fn choose(&self, ctx: &PickContext<'_>, tried: &[usize]) -> Option<usize> {
+        let n = self.endpoints.len();
+        let b = self.binding();
+        let usable = |i: usize| !tried.contains(&i) && b.endpoints.get(i).is_some_and(|e| e.is_healthy());
+        let scan = |start: usize| (0..n).map(|k| (start + k) % n).find(|&i| usable(i));
+        match n {
+            0 => return None,
+            1 => return usable(0).then_some(0),
+            _ => {}
+        }
+        match &self.balancer {
+            Balancer::RoundRobin => scan(self.next.fetch_add(1, Ordering::Relaxed)),
+            Balancer::Random => scan(rand::random_range(0..n)),
+            Balancer::LeastRequest => {
+                // Power of two choices: two distinct random endpoints, the less busy one wins.
+                let a = rand::random_range(0..n);
+                let b2 = (a + rand::random_range(1..n)) % n;
+                match (usable(a), usable(b2)) {
+                    (true, true) => {
+                        let load = |i: usize| b.endpoints.get(i).map_or(usize::MAX, |e| e.in_flight());
+                        Some(if load(b2) < load(a) { b2 } else { a })
+                    }
+                    (true, false) => Some(a),
+                    (false, true) => Some(b2),
+                    (false, false) => scan(a),
+                }
+            }
+            Balancer::ConsistentHash(on) => {
+                let ring = b.ring.as_ref()?;
+                ring.lookup(hash_key(on, ctx), usable)
+            }
+        }
+    }
+}
+
+/// The hash a consistent-hash upstream places a request by; a missing header or claim falls
+/// back to the client IP.
+fn hash_key(on: &HashOn, ctx: &PickContext<'_>) -> u64 {
+    let by_ip = || match ctx.ip {
+        IpAddr::V4(v4) => ring::stable_hash(&v4.octets()),
+        IpAddr::V6(v6) => ring::stable_hash(&v6.octets()),
+    };
+    match on {
+        HashOn::Ip => by_ip(),
+        HashOn::Header(name) => ctx
+            .headers
+            .get(name)
+            .map_or_else(by_ip, |v| ring::stable_hash(v.as_bytes())),
+        HashOn::Claim(claim) => ctx
+            .claim
+            .and_then(|lookup| lookup(claim))
+            .map_or_else(by_ip, |v| ring::stable_hash(v.as_bytes())),
     }
 }
 
@@ -208,5 +308,99 @@ mod tests {
             .collect();
         assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
         assert!(Upstream::empty("ns/x".into()).pick().is_none());
+    }
+
+    fn upstream(balancer: Balancer, n: usize) -> Upstream {
+        let eps = (0..n)
+            .map(|i| Endpoint::parse(&format!("http://10.0.0.{i}:80"), Protocol::Http).expect("ok"))
+            .collect();
+        Upstream::new(
+            "ns/u".into(),
+            Protocol::Http,
+            eps,
+            balancer,
+            None,
+            None,
+            None,
+            None,
+        )
+    }
+
+    fn ctx(headers: &HeaderMap) -> PickContext<'_> {
+        PickContext {
+            ip: "192.0.2.7".parse().expect("ip"),
+            headers,
+            claim: None,
+        }
+    }
+
+    #[test]
+    fn balancers_choose_only_healthy_untried_endpoints() {
+        let h = HeaderMap::new();
+        for balancer in [
+            Balancer::RoundRobin,
+            Balancer::Random,
+            Balancer::LeastRequest,
+            Balancer::ConsistentHash(HashOn::Ip),
+        ] {
+            let u = upstream(balancer.clone(), 4);
+            u.binding().endpoints[1].set_healthy(false);
+            u.binding().endpoints[3].set_healthy(false);
+            for _ in 0..50 {
+                let i = u.choose(&ctx(&h), &[]).expect("a healthy endpoint");
+                assert!(i == 0 || i == 2, "{balancer:?} chose {i}");
+                let j = u.choose(&ctx(&h), &[i]).expect("the other healthy endpoint");
+                assert_eq!(j, 2 - i, "{balancer:?}");
+                assert_eq!(u.choose(&ctx(&h), &[0, 2]), None, "{balancer:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_endpoints_in_order() {
+        let h = HeaderMap::new();
+        let u = upstream(Balancer::RoundRobin, 3);
+        u.binding().endpoints[1].set_healthy(false);
+        let picks: Vec<_> = (0..4).map(|_| u.choose(&ctx(&h), &[]).expect("some")).collect();
+        assert_eq!(picks, [0, 2, 2, 0]);
+    }
+
+    #[test]
+    fn least_request_prefers_the_less_busy_endpoint() {
+        let h = HeaderMap::new();
+        let u = upstream(Balancer::LeastRequest, 2);
+        let busy: Vec<_> = (0..5).map(|_| u.binding().endpoints[0].start()).collect();
+        assert!((0..50).all(|_| u.choose(&ctx(&h), &[]) == Some(1)));
+        drop(busy);
+        let _other = u.binding().endpoints[1].start();
+        assert!((0..50).all(|_| u.choose(&ctx(&h), &[]) == Some(0)));
+    }
+
+    #[test]
+    fn consistent_hash_keeps_a_key_on_one_endpoint() {
+        let u = upstream(
+            Balancer::ConsistentHash(HashOn::Header(http::HeaderName::from_static("x-tenant"))),
+            5,
+        );
+        let mut seen = std::collections::HashSet::new();
+        for tenant in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let mut h = HeaderMap::new();
+            h.insert("x-tenant", tenant.parse().expect("value"));
+            let first = u.choose(&ctx(&h), &[]).expect("some");
+            assert!((0..20).all(|_| u.choose(&ctx(&h), &[]) == Some(first)));
+            seen.insert(first);
+        }
+        assert!(seen.len() > 1, "tenants spread over endpoints");
+        // By claim, through the auth step's lookup.
+        let u = upstream(Balancer::ConsistentHash(HashOn::Claim("tenant".into())), 5);
+        let h = HeaderMap::new();
+        let lookup = |name: &str| (name == "tenant").then(|| "acme".to_string());
+        let c = PickContext {
+            ip: "192.0.2.7".parse().expect("ip"),
+            headers: &h,
+            claim: Some(&lookup),
+        };
+        let first = u.choose(&c, &[]).expect("some");
+        assert!((0..20).all(|_| u.choose(&c, &[]) == Some(first)));
     }
 }

@@ -1,0 +1,64 @@
+//! The controller side of Kubernetes mode: the Lease that picks one status writer among the
+//! replicas, and the writer that turns verdicts into status (server-side apply, only changes).
+
+pub mod lease;
+pub mod status;
+pub mod writer;
+
+pub use lease::LeaseConfig;
+pub use status::StatusView;
+pub use writer::{StatusLookup, WriterStats};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::compile::Verdict;
+
+/// The running lease campaign and status writer.
+pub struct Controller {
+    pub leader: watch::Receiver<bool>,
+    pub stats: Arc<WriterStats>,
+    stop: watch::Sender<bool>,
+    lease: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+/// Starts campaigning for the Lease and writing status while holding it.
+pub fn start(
+    client: Client,
+    lease: LeaseConfig,
+    lookup: Arc<dyn StatusLookup>,
+    verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
+) -> Controller {
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = Arc::new(WriterStats::default());
+    let lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop_rx));
+    let writer = tokio::spawn(writer::run(
+        client,
+        lookup,
+        verdicts,
+        leader_rx.clone(),
+        stats.clone(),
+    ));
+    Controller {
+        leader: leader_rx,
+        stats,
+        stop,
+        lease,
+        writer,
+    }
+}
+
+impl Controller {
+    /// Stops writing and releases the Lease so that another replica takes over at once.
+    pub async fn shutdown(self) {
+        self.writer.abort();
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.lease).await;
+    }
+}

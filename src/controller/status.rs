@@ -1,0 +1,175 @@
+//! Status of one resource: what the compiler decided, stamped with generation and transition
+//! times, compared with what the API server holds so that nothing is written twice.
+
+use serde_json::json;
+
+use crate::api::{Condition, EndpointCounts, API_VERSION};
+use crate::compile::{Kind, Verdict};
+
+/// The status fields Gatehouse owns, common to the three kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusView {
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    pub endpoints: Option<EndpointCounts>,
+}
+
+impl StatusView {
+    /// Equal in everything but `lastTransitionTime`: the test for "nothing to write".
+    pub fn same_ignoring_time(&self, other: &StatusView) -> bool {
+        self.observed_generation == other.observed_generation
+            && self.endpoints == other.endpoints
+            && self.conditions.len() == other.conditions.len()
+            && self.conditions.iter().all(|c| {
+                other.conditions.iter().any(|o| {
+                    o.type_ == c.type_
+                        && o.status == c.status
+                        && o.reason == c.reason
+                        && o.message == c.message
+                        && o.observed_generation == c.observed_generation
+                })
+            })
+    }
+
+    /// The server-side apply body for the status subresource of `kind`.
+    pub fn apply_body(&self, kind: Kind, name: &str) -> serde_json::Value {
+        let mut status = json!({
+            "observedGeneration": self.observed_generation,
+            "conditions": self.conditions,
+        });
+        if let (Some(e), Some(obj)) = (&self.endpoints, status.as_object_mut()) {
+            obj.insert("endpoints".into(), json!(e));
+        }
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": kind.to_string(),
+            "metadata": {"name": name},
+            "status": status,
+        })
+    }
+}
+
+/// The status a verdict asks for, given the status the object has now: each condition keeps
+/// its `lastTransitionTime` unless its `status` changed; `now` stamps the ones that did.
+pub fn desired(verdict: &Verdict, current: Option<&StatusView>, now: &str) -> StatusView {
+    let conditions = verdict
+        .conditions
+        .iter()
+        .map(|c| {
+            let previous = current.and_then(|s| s.conditions.iter().find(|o| o.type_ == c.type_));
+            let time = match previous {
+                Some(p) if p.status == c.status && p.last_transition_time.is_some() => {
+                    p.last_transition_time.clone()
+                }
+                _ => Some(now.to_string()),
+            };
+            Condition {
+                last_transition_time: time,
+                observed_generation: verdict.generation,
+                ..c.clone()
+            }
+        })
+        .collect();
+    StatusView {
+        observed_generation: verdict.generation,
+        conditions,
+        endpoints: verdict.endpoints.clone(),
+    }
+}
+
+/// RFC 3339 with whole seconds, as `metav1.Time` is written.
+pub fn now_rfc3339() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{reasons, types};
+
+    fn verdict(gen: i64, accepted: bool) -> Verdict {
+        let mut v = Verdict::new(Kind::GatewayRoute, "ns", "r", Some(gen));
+        if accepted {
+            v.set(Condition::new(
+                types::ACCEPTED,
+                true,
+                reasons::ACCEPTED,
+                "route is valid",
+            ));
+            v.set(Condition::new(
+                types::PROGRAMMED,
+                true,
+                reasons::PROGRAMMED,
+                "live",
+            ));
+        } else {
+            v.reject(reasons::INVALID_PATH, "bad path");
+        }
+        v
+    }
+
+    #[test]
+    fn first_status_is_stamped_with_now_and_generation() {
+        let s = desired(&verdict(3, true), None, "2024-01-01T00:00:00Z");
+        assert_eq!(s.observed_generation, Some(3));
+        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)
+            && c.last_transition_time.as_deref() == Some("2024-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn unchanged_verdict_means_no_write_and_keeps_times() {
+        let first = desired(&verdict(1, true), None, "2024-01-01T00:00:00Z");
+        let again = desired(&verdict(1, true), Some(&first), "2024-02-02T00:00:00Z");
+        assert!(again.same_ignoring_time(&first));
+        assert_eq!(again, first, "transition times must not move");
+    }
+
+    #[test]
+    fn transition_time_moves_only_for_the_condition_whose_status_changed() {
+        let first = desired(&verdict(1, true), None, "2024-01-01T00:00:00Z");
+        let mut v = verdict(2, true);
+        v.set(Condition::new(
+            types::PROGRAMMED,
+            false,
+            reasons::NOT_PROGRAMMED,
+            "gone",
+        ));
+        let next = desired(&v, Some(&first), "2024-02-02T00:00:00Z");
+        assert!(!next.same_ignoring_time(&first));
+        let time = |s: &StatusView, t: &str| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .and_then(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(
+            time(&next, types::ACCEPTED).as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            time(&next, types::PROGRAMMED).as_deref(),
+            Some("2024-02-02T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_new_generation_alone_is_a_change() {
+        let first = desired(&verdict(1, true), None, "t0");
+        let next = desired(&verdict(2, true), Some(&first), "t1");
+        assert!(!next.same_ignoring_time(&first));
+        assert_eq!(next.conditions[0].last_transition_time.as_deref(), Some("t0"));
+    }
+
+    #[test]
+    fn apply_body_names_kind_and_carries_endpoints() {
+        let mut v = Verdict::new(Kind::GatewayUpstream, "ns", "u", Some(1));
+        v.endpoints = Some(EndpointCounts { total: 3, healthy: 3 });
+        let body = desired(&v, None, "t").apply_body(Kind::GatewayUpstream, "u");
+        assert_eq!(body["kind"], "GatewayUpstream");
+        assert_eq!(body["apiVersion"], API_VERSION);
+        assert_eq!(body["status"]["endpoints"]["total"], 3);
+    }
+}

@@ -1,0 +1,268 @@
+//! Kubernetes mode: watch GatewayRoute, GatewayUpstream and WebSocketChannel (all namespaces or
+//! the `--namespace` list), plus only the Services/EndpointSlices and Secrets the configuration
+//! refers to, and publish snapshots through the shared `Publisher`.
+//!
+//! Watchers feed one `Store`; a single publish loop turns the store into a `Snapshot` after a
+//! short coalescing delay, starts and stops the watches of referenced Services and Secrets, and
+//! hands the verdicts to the status writer.
+
+mod endpoints;
+mod store;
+mod watch;
+
+pub use endpoints::{EndpointsApi, ServiceInfo, SliceInfo};
+pub use store::{Change, Dependency, Store};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::watcher;
+use kube::Client;
+use tokio::sync::watch as channel;
+use tokio::task::JoinHandle;
+
+use super::Publisher;
+use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
+use crate::compile::Verdict;
+use crate::settings::GatewayConfig;
+use store::Tracked;
+
+/// How long changes are gathered before one compile.
+const COALESCE: Duration = Duration::from_millis(10);
+/// How long a publish waits for newly referenced Services/Secrets to be listed.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(2);
+
+/// What Kubernetes mode watches.
+#[derive(Clone, Debug, Default)]
+pub struct KubeOptions {
+    /// Watch only these namespaces (empty: all).
+    pub namespaces: Vec<String>,
+    /// Namespace of Secrets the static config names without one.
+    pub home_namespace: String,
+    /// Force an endpoints API instead of discovering it.
+    pub endpoints_api: Option<EndpointsApi>,
+}
+
+/// The running watchers. Dropping it stops them.
+pub struct KubeSource {
+    pub store: Arc<Store>,
+    /// The verdicts of the last published table (for the status writer).
+    pub verdicts: channel::Receiver<Arc<Vec<Verdict>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Secrets the static configuration refers to.
+pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
+    let refs = [
+        cfg.auth.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()),
+        cfg.server
+            .tls
+            .as_ref()
+            .and_then(|t| t.default_certificate.as_ref()),
+    ];
+    refs.into_iter()
+        .flatten()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| {
+            Dependency::Secret(
+                r.namespace.clone().unwrap_or_else(|| home.to_string()),
+                r.name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Starts watching and publishing. Returns at once; the first table is published when every
+/// watch has listed its objects.
+pub fn start(
+    client: Client,
+    cfg: &GatewayConfig,
+    opts: KubeOptions,
+    publisher: Arc<Publisher>,
+) -> KubeSource {
+    let store = Arc::new(Store::default());
+    let mut tasks = Vec::new();
+    let mut synced = Vec::new();
+    let scopes: Vec<Option<String>> = if opts.namespaces.is_empty() {
+        vec![None]
+    } else {
+        opts.namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in &scopes {
+        tasks.push(spawn_crd::<GatewayRoute>(&client, scope, &store, &mut synced));
+        tasks.push(spawn_crd::<GatewayUpstream>(&client, scope, &store, &mut synced));
+        tasks.push(spawn_crd::<WebSocketChannel>(&client, scope, &store, &mut synced));
+    }
+    let (tx, rx) = channel::channel(Arc::new(Vec::new()));
+    let extra = config_secrets(cfg, &opts.home_namespace);
+    tasks.push(tokio::spawn(publish_loop(
+        client,
+        store.clone(),
+        publisher,
+        tx,
+        synced,
+        extra,
+        opts.endpoints_api,
+    )));
+    KubeSource {
+        store,
+        verdicts: rx,
+        tasks,
+    }
+}
+
+fn spawn_crd<K: Tracked>(
+    client: &Client,
+    scope: &Option<String>,
+    store: &Arc<Store>,
+    synced: &mut Vec<Arc<AtomicBool>>,
+) -> JoinHandle<()> {
+    let api: Api<K> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    synced.push(flag.clone());
+    let store = store.clone();
+    let scope = scope.clone();
+    let what = format!(
+        "{} in {}",
+        K::KIND,
+        scope
+            .as_deref()
+            .map_or("all namespaces".to_string(), |n| format!("namespace {n}"))
+    );
+    tokio::spawn(async move {
+        watch::run(api, watcher::Config::default(), what, flag, move |c| {
+            store.apply(c, scope.as_deref())
+        })
+        .await
+    })
+}
+
+/// A watch of something the configuration refers to.
+struct Dep {
+    task: JoinHandle<()>,
+    synced: Vec<Arc<AtomicBool>>,
+}
+
+impl Dep {
+    fn synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+}
+
+/// Starts watches for new references and stops those no longer referenced. True if any started.
+fn reconcile_deps(
+    client: &Client,
+    api: EndpointsApi,
+    store: &Arc<Store>,
+    deps: &mut BTreeMap<Dependency, Dep>,
+    wanted: &BTreeSet<Dependency>,
+) -> bool {
+    let gone: Vec<Dependency> = deps.keys().filter(|d| !wanted.contains(*d)).cloned().collect();
+    for d in gone {
+        if let Some(dep) = deps.remove(&d) {
+            dep.task.abort();
+        }
+        store.forget(&d);
+        tracing::debug!(?d, "no longer referenced: stopped watching");
+    }
+    let mut started = false;
+    let new: Vec<Dependency> = wanted
+        .iter()
+        .filter(|d| !deps.contains_key(*d))
+        .cloned()
+        .collect();
+    for d in new {
+        started = true;
+        let dep = match &d {
+            Dependency::Secret(ns, name) => {
+                let flag = Arc::new(AtomicBool::new(false));
+                let key = format!("{ns}/{name}");
+                let store = store.clone();
+                let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+                let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                let what = format!("Secret {key}");
+                let task = tokio::spawn(watch::run(api, config, what, flag.clone(), move |c| {
+                    store.apply_secret(&key, c)
+                }));
+                Dep {
+                    task,
+                    synced: vec![flag],
+                }
+            }
+            Dependency::Service(ns, name) => {
+                let flags = [Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false))];
+                let task = tokio::spawn(endpoints::watch_service(
+                    client.clone(),
+                    api,
+                    ns.clone(),
+                    name.clone(),
+                    store.clone(),
+                    flags.clone(),
+                ));
+                Dep {
+                    task,
+                    synced: flags.to_vec(),
+                }
+            }
+        };
+        deps.insert(d, dep);
+    }
+    started
+}
+
+async fn publish_loop(
+    client: Client,
+    store: Arc<Store>,
+    publisher: Arc<Publisher>,
+    verdicts: channel::Sender<Arc<Vec<Verdict>>>,
+    primaries: Vec<Arc<AtomicBool>>,
+    extra: Vec<Dependency>,
+    forced: Option<EndpointsApi>,
+) {
+    let api = match forced {
+        Some(a) => a,
+        None => endpoints::discover(&client).await,
+    };
+    let mut deps: BTreeMap<Dependency, Dep> = BTreeMap::new();
+    let mut first = true;
+    loop {
+        store.changed.notified().await;
+        tokio::time::sleep(COALESCE).await;
+        if !primaries.iter().all(|s| s.load(Ordering::Acquire)) {
+            continue;
+        }
+        let wanted = store.references(&extra);
+        if reconcile_deps(&client, api, &store, &mut deps, &wanted) {
+            // Let new watches list first, so that a new reference does not flap to "not found".
+            let deadline = Instant::now() + DEPENDENCY_WAIT;
+            while !deps.values().all(Dep::synced) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let (snapshot, seen) = store.snapshot();
+        let p = publisher.clone();
+        let Ok(published) = tokio::task::spawn_blocking(move || p.publish(snapshot, seen, false)).await
+        else {
+            continue;
+        };
+        if published.swapped || first {
+            first = false;
+            verdicts.send_replace(Arc::new(published.verdicts));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Upstream protection through the real binary against real upstreams that fail on command:
+//! health checks, circuit breaker, retries, consistent hashing, and state that survives a
+//! routing-table swap.
+
+#[path = "policy_common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{get, resources, send, Gateway, Mode, Upstream};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+const CONFIG: &str = "middleware:\n  rate_limiting:\n    default_limit: 0\n";
+
+async fn gateway(upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
+    std::fs::write(
+        tmp.path().join("res/app.yaml"),
+        resources(upstream_spec, route_extra),
+    )
+    .expect("resources");
+    (Gateway::start(CONFIG, tmp.path()).await, tmp)
+}
+
+/// Who answered `n` GETs (by body), and every non-200 status seen.
+async fn tally(gw: &Gateway, n: usize) -> (HashMap<String, usize>, Vec<StatusCode>) {
+    let mut by = HashMap::new();
+    let mut bad = Vec::new();
+    for _ in 0..n {
+        match get(&gw.url("/x")).await {
+            Ok((StatusCode::OK, body)) => *by.entry(body).or_insert(0) += 1,
+            Ok((status, _)) => bad.push(status),
+            Err(e) => panic!("request failed: {e}"),
+        }
+    }
+    (by, bad)
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn endpoint_health(v: &serde_json::Value, url: &str) -> Option<bool> {
+    v["upstreams"][0]["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"] == url)?["healthy"]
+        .as_bool()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_endpoints_out_and_back_in_across_table_swaps() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let spec = format!(
+        "  endpoints: [\"{}\", \"{}\"]\n  healthCheck: {{path: /health, interval: 100ms, timeout: 500ms, \
+         healthyThreshold: 2, unhealthyThreshold: 2}}",
+        a.url(),
+        b.url()
+    );
+    let (gw, _tmp) = gateway(&spec, "").await;
+    let (by, bad) = tally(&gw, 20).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!((by["a"], by["b"]), (10, 10), "round robin over both");
+
+    b.set_health(Mode::Fail500);
+    wait_until("b is marked unhealthy", || async {
+        endpoint_health(&gw.admin_json("/admin/upstreams").await, &b.url()) == Some(false)
+    })
+    .await;
+    let (by, bad) = tally(&gw, 10).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(
+        by.get("a"),
+        Some(&10),
+        "all traffic on the healthy endpoint: {by:?}"
+    );
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains(r#"gateway_upstream_endpoints{state="unhealthy",upstream="default/svc"} 1"#),
+        "{metrics}"
+    );
+
+    // A new table (another route added) keeps the health state it had.
+    let route2 = "---\napiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: other, \
+                  namespace: default}\nspec: {path: /other, upstream: svc}\n";
+    gw.write_resources("app.yaml", &(resources(&spec, "") + route2));
+    wait_until("the new table is live", || async {
+        gw.admin_json("/admin/routes").await["routes"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let (by, _) = tally(&gw, 6).await;
+    assert_eq!(by.get("a"), Some(&6), "b still out after the swap: {by:?}");
+
+    b.set_health(Mode::Ok);
+    wait_until("b is healthy again", || async {
+        endpoint_health(&gw.admin_json("/admin/upstreams").await, &b.url()) == Some(true)
+    })
+    .await;
+    let (by, _) = tally(&gw, 10).await;
+    assert!(by.get("b").is_some_and(|&n| n >= 4), "b back in rotation: {by:?}");
+
+    // An endpoint that stops listening is taken out too.
+    drop(b);
+    wait_until("a stopped endpoint is unhealthy", || async {
+        gw.admin_json("/admin/upstreams").await["upstreams"][0]["healthy"] == 1
+    })
+    .await;
+    let (by, bad) = tally(&gw, 6).await;
+    assert!(bad.is_empty() && by.get("a") == Some(&6), "{by:?} {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_answers_503_at_once_then_probes_and_closes() {
+    let a = Upstream::start("a").await;
+    let spec = format!(
+        "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 3, timeout: 1s, successThreshold: 1}}",
+        a.url()
+    );
+    let (gw, _tmp) = gateway(&spec, "").await;
+    a.set(Mode::Fail500);
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw.url("/x")).await.expect("answer").0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    let hits = a.hits();
+    let started = Instant::now();
+    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains("upstream_unavailable") && body.contains("circuit breaker"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(a.hits(), hits, "an open breaker does not call the upstream");
+    let admin = gw.admin_json("/admin/upstreams").await;
+    assert_eq!(
+        admin["upstreams"][0]["circuit_breaker"]["state"], "open",
+        "{admin}"
+    );
+    assert!(gw
+        .metrics_text()
+        .await
+        .contains(r#"gateway_circuit_breaker_open{upstream="default/svc"} 1"#));
+
+    // Still open across a table swap (the route gains a timeout).
+    gw.write_resources("app.yaml", &resources(&spec, "  timeout: 9s"));
+    wait_until("the new table is live", || async {
+        gw.admin_json("/admin/routes").await["routes"][0]["timeout_ms"] == 9000
+    })
+    .await;
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            get(&gw.url("/x")).await.expect("answer").0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    // After the open timeout, one probe goes through; it succeeds and closes the breaker.
+    a.set(Mode::Ok);
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed())).await;
+    assert_eq!(get(&gw.url("/x")).await.expect("answer").0, StatusCode::OK);
+    assert_eq!(
+        gw.admin_json("/admin/upstreams").await["upstreams"][0]["circuit_breaker"]["state"],
+        "closed"
+    );
+    assert!(gw
+        .metrics_text()
+        .await
+        .contains(r#"gateway_circuit_breaker_open{upstream="default/svc"} 0"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_requests_are_retried_on_another_endpoint() {
+    let bad = Upstream::start("bad").await;
+    let good = Upstream::start("good").await;
+    let closed_port = common::free_port();
+    let spec = format!(
+        "  endpoints: [\"{}\", \"{}\", \"http://127.0.0.1:{closed_port}\"]\n  loadBalancer: {{type: RoundRobin}}\n  \
+         retries: {{attempts: 2, retryOn: [connect-failure, reset, 5xx, timeout]}}",
+        bad.url(),
+        good.url()
+    );
+    let (gw, _tmp) = gateway(&spec, "  timeout: 3s").await;
+
+    // `Slow` answers 200 after 2s, inside the 3s route timeout: only the per-try share of the
+    // timeout (1s with two retries left) moves those requests to `good`.
+    for mode in [Mode::Fail500, Mode::Close, Mode::Slow] {
+        bad.set(mode);
+        let (by, errors) = tally(&gw, 9).await;
+        assert!(errors.is_empty(), "{mode:?}: {errors:?}");
+        assert_eq!(by.get("good"), Some(&9), "{mode:?}: {by:?}");
+    }
+
+    // POST is not idempotent: a 500 comes back as it is, and only one endpoint is tried.
+    bad.set(Mode::Fail500);
+    let (before_bad, before_good) = (bad.hits(), good.hits());
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let req = Request::post(gw.url("/x"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        statuses.push(send(req).await.expect("answer").0);
+    }
+    let tried = (bad.hits() - before_bad) + (good.hits() - before_good);
+    assert!(tried <= 3, "POSTs were sent {tried} times");
+    assert!(
+        statuses.contains(&StatusCode::INTERNAL_SERVER_ERROR) || statuses.contains(&StatusCode::BAD_GATEWAY),
+        "{statuses:?}"
+    );
+
+    // A PUT with a small body is retried with its body intact.
+    let req = Request::put(gw.url("/x"))
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .expect("request");
+    let (status, _, body) = send(req).await.expect("answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retries_failures_surface_and_the_route_timeout_holds() {
+    let a = Upstream::start("a").await;
+    let spec = format!("  endpoints: [\"{}\"]", a.url());
+    let (gw, _tmp) = gateway(&spec, "  timeout: 500ms").await;
+    a.set(Mode::Slow);
+    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    a.set(Mode::Close);
+    assert_eq!(
+        get(&gw.url("/x")).await.expect("answer").0,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_sends_one_key_to_one_endpoint() {
+    let ups = [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    ];
+    let urls: Vec<String> = ups.iter().map(|u| format!("\"{}\"", u.url())).collect();
+    let spec = format!(
+        "  endpoints: [{}]\n  loadBalancer: {{type: ConsistentHash, hashOn: \"header:x-tenant\"}}",
+        urls.join(", ")
+    );
+    let (gw, _tmp) = gateway(&spec, "").await;
+    let mut owners = HashMap::new();
+    for round in 0..3 {
+        for t in 0..12 {
+            let req = Request::get(gw.url("/x"))
+                .header("x-tenant", format!("tenant-{t}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let (status, _, body) = send(req).await.expect("answer");
+            assert_eq!(status, StatusCode::OK);
+            let owner = owners.entry(t).or_insert_with(|| body.clone());
+            assert_eq!(*owner, body, "tenant-{t} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert!(distinct.len() >= 2, "{owners:?}");
+}
