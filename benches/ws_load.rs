@@ -28,11 +28,18 @@ const SECRET: &str = "load-secret";
 const HOOK: &str = "load-hook";
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -45,6 +52,20 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process (clock ticks at 100 Hz).
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 fn nofile_limit() -> u64 {
@@ -83,7 +104,10 @@ async fn main() {
     let in_flight = env_num("WS_LOAD_CONNECT_CONCURRENCY", 256);
     let limit = nofile_limit();
     if limit < n as u64 + 200 {
-        eprintln!("ulimit -n is {limit}; {n} connections need at least {}: raise it and run again", n + 200);
+        eprintln!(
+            "ulimit -n is {limit}; {n} connections need at least {}: raise it and run again",
+            n + 200
+        );
         std::process::exit(2);
     }
 
@@ -124,7 +148,11 @@ async fn main() {
     let idle_rss = rss_kib(pid);
 
     // Tokens first, so that signing is not part of the connect rate.
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
     let tokens: Vec<String> = (0..n)
         .map(|i| {
@@ -170,9 +198,13 @@ async fn main() {
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Text(t) = m {
                     let now = base.elapsed().as_secs_f64() * 1e3;
-                    if let Some(sent) = serde_json::from_str::<Value>(t.as_str())
-                        .ok()
-                        .and_then(|v| v["data"]["payload"]["message"]["t"].as_f64())
+                    // The send time is the message's last field: read it without a full parse,
+                    // so that the client side adds as little as possible to the latency.
+                    if let Some(sent) = t
+                        .as_str()
+                        .rsplit_once("\"t\":")
+                        .and_then(|(_, rest)| rest.split(['}', ',']).next())
+                        .and_then(|n| n.parse::<f64>().ok())
                     {
                         let _ = lat_tx.send(now - sent);
                     }
@@ -186,7 +218,10 @@ async fn main() {
     while subscribed.load(Ordering::Relaxed) < n {
         if Instant::now() > deadline || tasks.iter().filter(|t| t.is_finished()).count() > 0 {
             let failed = tasks.iter().filter(|t| t.is_finished()).count();
-            eprintln!("only {} of {n} connections subscribed ({failed} failed)", subscribed.load(Ordering::Relaxed));
+            eprintln!(
+                "only {} of {n} connections subscribed ({failed} failed)",
+                subscribed.load(Ordering::Relaxed)
+            );
             std::process::exit(1);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -200,9 +235,12 @@ async fn main() {
     let mut latencies = Vec::with_capacity(n * rounds);
     let mut delivered_total = 0u64;
     let t1 = Instant::now();
+    let cpu0 = cpu_secs(pid);
+    let own0 = cpu_secs(std::process::id());
     for r in 0..rounds {
         let sent = base.elapsed().as_secs_f64() * 1e3;
-        let body = json!({"type": "channel_broadcast", "channel": "load", "message": {"round": r, "t": sent}});
+        let body =
+            json!({"type": "channel_broadcast", "channel": "load", "message": {"round": r, "t": sent}});
         let req = http::Request::post(&hook)
             .header("authorization", format!("Bearer {HOOK}"))
             .body(Full::new(bytes::Bytes::from(body.to_string())))
@@ -222,6 +260,8 @@ async fn main() {
         }
     }
     let broadcast_secs = t1.elapsed().as_secs_f64();
+    let gateway_cpu = cpu_secs(pid) - cpu0;
+    let client_cpu = cpu_secs(std::process::id()) - own0;
     latencies.sort_by(|a, b| a.total_cmp(b));
     let received = latencies.len();
     println!("WebSocket hub load run (loopback, one gateway process, its default worker threads)");
@@ -250,6 +290,16 @@ async fn main() {
         "  throughput:         {:.0} messages/s delivered over {broadcast_secs:.2} s",
         received as f64 / broadcast_secs
     );
+    println!(
+        "  CPU while broadcasting: gateway {gateway_cpu:.2} s ({:.1} us per delivered message), load tool {client_cpu:.2} s",
+        gateway_cpu * 1e6 / received.max(1) as f64
+    );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "  machine load average: {}",
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     for t in tasks {
         t.abort();

@@ -327,16 +327,16 @@ async fn write_loop(
     let mut next_ping = Instant::now() + ping_every.unwrap_or(far);
     // (deadline, connection clock in ms when the ping went out)
     let mut pong_due: Option<(Instant, u64)> = None;
+    // The idle deadline only moves later with activity, so it is re-read when the timer fires
+    // rather than re-arming the timer on every message.
+    let mut idle_at = idle.map_or(Instant::now() + far, |d| Instant::now() + d);
     let timer = tokio::time::sleep(far);
     tokio::pin!(timer);
     let mut batch: Vec<Message> = Vec::with_capacity(8);
     loop {
-        let mut wake = next_ping;
+        let mut wake = next_ping.min(idle_at);
         if let Some((d, _)) = pong_due {
             wake = wake.min(d);
-        }
-        if let Some(idle) = idle {
-            wake = wake.min(Instant::from_std(conn.last_activity()) + idle);
         }
         if timer.deadline() != wake {
             timer.as_mut().reset(wake);
@@ -386,7 +386,9 @@ async fn write_loop(
                     }
                 }
                 if let Some(idle) = idle {
-                    if now >= Instant::from_std(conn.last_activity()) + idle {
+                    idle_at = Instant::from_std(conn.last_activity()) + idle;
+                    if now >= idle_at {
+                        idle_at = now + far;
                         conn.close(CloseCode::Normal, "idle timeout");
                         continue;
                     }
