@@ -27,12 +27,17 @@ pub fn run(
     for p in &loaded.problems {
         writeln!(out, "{p}")?;
     }
+    let auth = crate::auth::report(&compiled.table);
+    for line in &auth.lines {
+        writeln!(out, "{line}")?;
+    }
     let mut verdicts = compiled.verdicts;
     verdicts.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     for v in &verdicts {
         writeln!(out, "{v}")?;
     }
-    let rejected = verdicts.iter().filter(|v| v.is_rejected()).count() + loaded.problems.len();
+    let rejected =
+        verdicts.iter().filter(|v| v.is_rejected()).count() + loaded.problems.len() + auth.rejected;
     writeln!(
         out,
         "{} resources: {} rejected, {} routes programmed",

@@ -49,6 +49,7 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
         default_cors,
         reserved_paths,
         channels: ChannelDefaults::from_config(&cfg.websocket).map_err(Error::Config)?,
+        jwt: crate::auth::JwtSettings::from_config(&cfg.auth).map_err(Error::Config)?,
     })
 }
 
@@ -211,7 +212,7 @@ async fn serve(core: Core) -> Result<(), Error> {
     }
     let shutdown = Shutdown { stop: stop_rx, grace };
     let hub = if cfg.websocket.enabled {
-        let verifier = crate::websocket::auth::from_config(cfg.auth.jwt.as_ref()).map_err(Error::Config)?;
+        let verifier = Arc::new(crate::websocket::auth::TableVerifier(handle.clone()));
         let settings = HubSettings::from_config(&cfg).map_err(Error::Config)?;
         Some(Hub::start(settings, handle.clone(), verifier, metrics.clone()).map_err(Error::Config)?)
     } else {

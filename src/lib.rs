@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod compile;

@@ -44,16 +44,27 @@ impl AdminState {
             }
             _ => {}
         }
-        if !self.authorized(&req) {
-            let mut resp = json_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "admin token required",
-                "",
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
+        match self.authorized(&req) {
+            Access::Granted => {}
+            Access::Denied => {
+                let mut resp = json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "admin token or a JWT with the role admin required",
+                    "",
+                );
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return resp;
+            }
+            Access::Forbidden => {
+                return json_error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the admin API requires the role admin",
+                    "",
+                );
+            }
         }
         if path.starts_with("/admin/websocket/") {
             return websocket::handle(self.websocket.as_ref(), req).await;
@@ -70,17 +81,22 @@ impl AdminState {
         }
     }
 
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
-            return false;
+    /// `GATEWAY_ADMIN_TOKEN`, or a valid JWT (the proxy's key set) with the role `admin`.
+    fn authorized<B>(&self, req: &Request<B>) -> Access {
+        let Ok(given) = crate::auth::extract_token(req.headers(), None, false) else {
+            return Access::Denied;
         };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        constant_time_eq(given.as_bytes(), token.as_bytes())
+        if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Access::Granted;
+            }
+        }
+        let table = self.table.load();
+        match table.auth.as_deref().map(|v| v.verify(given)) {
+            Some(Ok(user)) if user.has_role(ADMIN_ROLE) => Access::Granted,
+            Some(Ok(_)) => Access::Forbidden,
+            _ => Access::Denied,
+        }
     }
 
     fn routes(&self) -> serde_json::Value {
@@ -157,6 +173,17 @@ fn balancer_name(b: &Balancer) -> String {
         Balancer::ConsistentHash(HashOn::Header(h)) => format!("ConsistentHash(header:{h})"),
         Balancer::ConsistentHash(HashOn::Claim(c)) => format!("ConsistentHash(claim:{c})"),
     }
+}
+
+/// The JWT role that opens the admin API.
+pub const ADMIN_ROLE: &str = "admin";
+
+enum Access {
+    Granted,
+    /// No or an invalid credential: 401.
+    Denied,
+    /// A valid JWT without the admin role: 403.
+    Forbidden,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

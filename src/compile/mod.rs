@@ -32,6 +32,8 @@ pub struct CompileOptions {
     pub default_cors: Option<CorsPolicy>,
     /// Paths the gateway answers itself (`/health`, `/ready`, the hub path).
     pub reserved_paths: Vec<String>,
+    /// `auth.jwt`: the verifier of each table is built from it and `Snapshot::secrets`.
+    pub jwt: Option<crate::auth::JwtSettings>,
     /// `websocket.channels` and friends: what undeclared channels and resources inherit.
     pub channels: crate::websocket::ChannelDefaults,
 }
@@ -42,6 +44,7 @@ impl Default for CompileOptions {
             default_timeout: Some(Duration::from_secs(30)),
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
+            jwt: None,
             channels: Default::default(),
         }
     }
@@ -222,6 +225,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         &options.channels,
         &declared,
     ));
+    table.auth = options
+        .jwt
+        .as_ref()
+        .map(|jwt| Arc::new(crate::auth::Verifier::new(jwt, &snapshot.secrets)));
     Compiled { table, verdicts }
 }
 

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error::ProxyError;
 use super::headers;
+use crate::auth::{self, UserContext};
 use crate::policy::cors;
 use crate::policy::ratelimit::{Caller, Decision, RateLimiter, Verdict};
 use crate::routing::{Lookup, Route, TableHandle};
@@ -161,36 +162,37 @@ impl ProxyState {
             Ok(route) => route,
             Err(resp) => return Ok(resp),
         };
-        // Seam for the auth step: the authenticated user id and a claim lookup, once known.
-        let user: Option<&str> = None;
-        let claim: Option<&ClaimLookup> = None;
-        if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
-            let resp = match self.rate_limit(&route, peer, &req, user).await {
-                Ok(_) => super::upgrade::tunnel(&self, &route, peer, req, &request_id)
-                    .await
-                    .unwrap_or_else(|err| error_response(&err, &request_id)),
-                Err(err) => error_response(&err, &request_id),
-            };
-            self.count(&route.id, &method, resp.status(), start);
-            return Ok(resp);
-        }
         let origin = req.headers().get(header::ORIGIN).cloned();
-        let result = match self.rate_limit(&route, peer, &req, user).await {
-            Ok(limit) => self
-                .forward(&route, peer, req, &request_id, claim)
-                .await
-                .map(|resp| (resp, limit)),
-            Err(err) => Err(err),
-        };
-        let mut resp = match result {
-            Ok((mut resp, limit)) => {
-                if let Some(d) = limit {
-                    d.add_headers(resp.headers_mut());
-                }
-                resp
+        // Authenticate, then count against the rate limit (per user where the key says so),
+        // then forward with the user's context.
+        let result = async {
+            let user = self.authenticate(&route, &req)?;
+            let user_id = user.as_deref().map(|u| u.user_id.as_str());
+            let limit = self.rate_limit(&route, peer, &req, user_id).await?;
+            if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
+                return super::upgrade::tunnel(&self, &route, peer, req, &request_id, user.as_deref()).await;
             }
+            let claim_of = |name: &str| user.as_deref().and_then(|u| u.claim_str(name));
+            let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };
+            let mut resp = self
+                .forward(&route, peer, req, &request_id, user.as_deref(), claim)
+                .await?;
+            if let Some(d) = limit {
+                d.add_headers(resp.headers_mut());
+            }
+            Ok::<_, ProxyError>(resp)
+        }
+        .await;
+        let mut resp = match result {
+            Ok(resp) => resp,
             Err(err) => {
-                if matches!(err, ProxyError::BadGateway(_) | ProxyError::UpstreamTimeout(_)) {
+                if matches!(
+                    err,
+                    ProxyError::BadGateway(_)
+                        | ProxyError::UpstreamTimeout(_)
+                        | ProxyError::Unauthorized(_)
+                        | ProxyError::Forbidden(_)
+                ) {
                     tracing::debug!(route = %route.id, request_id = ?request_id, "{err}");
                 }
                 error_response(&err, &request_id)
@@ -247,7 +249,8 @@ impl ProxyState {
         peer: SocketAddr,
         req: Request<Incoming>,
         request_id: &HeaderValue,
-        claim: Option<&ClaimLookup>,
+        user: Option<&UserContext>,
+        claim: Option<&ClaimLookup<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let content_length = parts
@@ -303,6 +306,9 @@ impl ProxyState {
         headers::strip_hop_by_hop(h);
         for name in &headers::USER_HEADERS {
             h.remove(name);
+        }
+        if let Some(user) = user {
+            user.apply_headers(h);
         }
         headers::add_forwarded(h, peer.ip(), self.proto, client_host.as_ref());
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
@@ -478,6 +484,34 @@ impl ProxyState {
             Err(ProxyError::UpstreamTimeout(
                 route.timeout.unwrap_or(Duration::ZERO),
             ))
+        })
+    }
+
+    /// The caller on a protected route (`None` on public ones), or why it may not call.
+    fn authenticate(
+        &self,
+        route: &Route,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Arc<UserContext>>, ProxyError> {
+        if !route.auth.required {
+            return Ok(None);
+        }
+        let table = self.table.load();
+        let upgrade = route.websocket && req.headers().contains_key(header::UPGRADE);
+        auth::authenticate(
+            table.auth.as_deref(),
+            &route.auth,
+            req.headers(),
+            req.uri().query(),
+            upgrade,
+        )
+        .map(Some)
+        .map_err(|e| {
+            if e.is_forbidden() {
+                ProxyError::Forbidden(e.to_string())
+            } else {
+                ProxyError::Unauthorized(e.to_string())
+            }
         })
     }
 

@@ -24,6 +24,7 @@ pub(super) async fn tunnel(
     peer: SocketAddr,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
+    user: Option<&crate::auth::UserContext>,
 ) -> Result<Response<Body>, ProxyError> {
     let upstream = &route.upstream;
     let endpoint = upstream.pick().ok_or_else(|| {
@@ -60,6 +61,9 @@ pub(super) async fn tunnel(
     headers::strip_hop_by_hop(h);
     for name in &headers::USER_HEADERS {
         h.remove(name);
+    }
+    if let Some(u) = user {
+        u.apply_headers(h);
     }
     if let Some(u) = upgrade {
         h.insert(header::UPGRADE, u);

@@ -37,6 +37,8 @@ pub struct RoutingTable {
     wildcard_hosts: Vec<(Box<str>, PathIndex)>,
     /// Accepted upstreams by `namespace/name`.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// The JWT verifier built with this table (`None` without `auth.jwt`).
+    pub auth: Option<Arc<crate::auth::Verifier>>,
     /// WebSocket channel policies compiled with this table.
     pub channels: Arc<crate::websocket::ChannelTable>,
 }

@@ -65,6 +65,13 @@ impl Publisher {
             }
         }
         let compiled = compile(&snapshot, &self.options);
+        for line in crate::auth::report(&compiled.table).lines {
+            if line.starts_with("ok") {
+                tracing::info!("{line}");
+            } else {
+                tracing::warn!("{line}");
+            }
+        }
         let routes = compiled.table.routes().len();
         if let Some(hook) = &self.before_swap {
             hook(&compiled.table);

@@ -133,14 +133,14 @@ pub struct Upstream {
 }
 
 /// Looks a claim of the authenticated user up by name.
-pub type ClaimLookup = dyn Fn(&str) -> Option<String> + Sync;
+pub type ClaimLookup<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
 
 /// What a balancer may look at to choose an endpoint.
 pub struct PickContext<'a> {
     pub ip: IpAddr,
     pub headers: &'a HeaderMap,
     /// Claim lookup of the authenticated user (`hashOn: claim:NAME`); the auth step fills it.
-    pub claim: Option<&'a ClaimLookup>,
+    pub claim: Option<&'a ClaimLookup<'a>>,
 }
 
 impl RetryPolicy {
