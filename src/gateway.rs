@@ -14,6 +14,7 @@ use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
 use crate::telemetry::Metrics;
 use crate::upstream::Registry;
+use crate::websocket::{ChannelDefaults, Hub, HubSettings};
 
 /// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +40,15 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     if let Some(c) = &default_cors {
         crate::compile::compile_cors(c).map_err(|e| Error::Config(format!("middleware.cors: {e}")))?;
     }
+    let mut reserved_paths = vec!["/health".to_string(), "/ready".to_string()];
+    if cfg.websocket.enabled {
+        reserved_paths.extend(HubSettings::from_config(cfg).map_err(Error::Config)?.paths());
+    }
     Ok(CompileOptions {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
-        reserved_paths: vec!["/health".into(), "/ready".into()],
+        reserved_paths,
+        channels: ChannelDefaults::from_config(&cfg.websocket).map_err(Error::Config)?,
         jwt: crate::auth::JwtSettings::from_config(&cfg.auth).map_err(Error::Config)?,
         default_certificate: cfg
             .server
@@ -230,17 +236,26 @@ async fn serve(core: Core) -> Result<(), Error> {
         });
     }
     let shutdown = Shutdown { stop: stop_rx, grace };
-    let state = Arc::new(
-        ProxyState::new(
-            handle.clone(),
-            metrics.clone(),
-            ready.clone(),
-            connect_timeout,
-            cfg.server.limits.max_body_size,
-        )
-        .with_rate_limiter(limiter)
-        .with_tracing(tracer.clone()),
-    );
+    let hub = if cfg.websocket.enabled {
+        let verifier = Arc::new(crate::websocket::auth::TableVerifier(handle.clone()));
+        let settings = HubSettings::from_config(&cfg).map_err(Error::Config)?;
+        Some(Hub::start(settings, handle.clone(), verifier, metrics.clone()).map_err(Error::Config)?)
+    } else {
+        None
+    };
+    let mut state = ProxyState::new(
+        handle.clone(),
+        metrics.clone(),
+        ready.clone(),
+        connect_timeout,
+        cfg.server.limits.max_body_size,
+    )
+    .with_rate_limiter(limiter)
+    .with_tracing(tracer.clone());
+    if let Some(hub) = &hub {
+        state = state.with_hub(hub.clone());
+    }
+    let state = Arc::new(state);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let tls_state = state.clone();
@@ -286,6 +301,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         table: handle.clone(),
         ready: ready.clone(),
         token: cfg.admin.token.clone(),
+        websocket: hub.clone(),
     });
     tasks.spawn(proxy::serve_simple(
         admin_listener,
@@ -314,6 +330,9 @@ async fn serve(core: Core) -> Result<(), Error> {
     tracing::info!("shutting down: draining for up to {grace:?}");
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    if let Some(hub) = &hub {
+        hub.shutdown(grace).await;
+    }
     let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })

@@ -25,3 +25,4 @@ pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod websocket;

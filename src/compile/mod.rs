@@ -37,6 +37,8 @@ pub struct CompileOptions {
     pub jwt: Option<crate::auth::JwtSettings>,
     /// `server.tls.default_certificate`: the Secret (namespace, name) served without SNI.
     pub default_certificate: Option<(String, String)>,
+    /// `websocket.channels` and friends: what undeclared channels and resources inherit.
+    pub channels: crate::websocket::ChannelDefaults,
 }
 
 impl Default for CompileOptions {
@@ -47,6 +49,7 @@ impl Default for CompileOptions {
             reserved_paths: vec!["/health".into(), "/ready".into()],
             jwt: None,
             default_certificate: None,
+            channels: Default::default(),
         }
     }
 }
@@ -223,8 +226,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         verdicts.push(v);
     }
 
-    compile_channels(snapshot, &mut verdicts);
+    let declared = compile_channels(snapshot, &options.channels, &mut verdicts);
     let mut table = builder.build();
+    table.channels = Arc::new(crate::websocket::ChannelTable::build(
+        &options.channels,
+        &declared,
+    ));
     table.auth = options
         .jwt
         .as_ref()
@@ -396,7 +403,13 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
     })
 }
 
-fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
+/// Verdicts for `WebSocketChannel`s; returns the accepted ones (oldest first).
+fn compile_channels<'s>(
+    snapshot: &'s Snapshot,
+    defaults: &crate::websocket::ChannelDefaults,
+    verdicts: &mut Vec<Verdict>,
+) -> Vec<crate::websocket::policy::Declared<'s>> {
+    let mut declared = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut channels: Vec<_> = snapshot.channels.iter().collect();
     channels.sort_by(|a, b| {
@@ -432,6 +445,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
             {
                 return Err("rateLimit.messagesPerMinute must be > 0".into());
             }
+            defaults.base(&channel).clone().overlay_resource(&c.spec)?;
             Ok(())
         };
         match check() {
@@ -443,6 +457,11 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
                 ),
                 None => {
                     seen.insert(channel.clone(), format!("{ns}/{name}"));
+                    declared.push(crate::websocket::policy::Declared {
+                        channel: channel.clone(),
+                        resource: format!("{ns}/{name}"),
+                        spec: &c.spec,
+                    });
                     v.set(Condition::new(
                         types::ACCEPTED,
                         true,
@@ -454,6 +473,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
         }
         verdicts.push(v);
     }
+    declared
 }
 
 #[cfg(test)]

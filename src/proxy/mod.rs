@@ -5,6 +5,7 @@ mod error;
 pub mod headers;
 mod pipeline;
 mod server;
+mod upgrade;
 
 pub use error::{json_error, ProxyError};
 pub use pipeline::{Body, ProxyState};

@@ -82,6 +82,8 @@ pub struct ProxyState {
     h2c: HttpClient,
     limiter: Option<Arc<RateLimiter>>,
     empty_headers: http::HeaderMap,
+    /// The WebSocket hub, when `websocket.enabled`: it answers its own paths.
+    hub: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl ProxyState {
@@ -120,6 +122,7 @@ impl ProxyState {
             h2c,
             limiter: None,
             empty_headers: http::HeaderMap::new(),
+            hub: None,
         }
     }
 
@@ -135,6 +138,19 @@ impl ProxyState {
         self
     }
 
+    /// Hands the hub's paths (`websocket.server.path`, the webhook) to `hub`.
+    pub fn with_hub(mut self, hub: Arc<crate::websocket::Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    pub(super) fn count_upstream(&self, upstream: &str, status: &str) {
+        self.metrics
+            .upstream_requests_total
+            .with_label_values(&[upstream, status])
+            .inc();
+    }
+
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(
         self: Arc<Self>,
@@ -146,6 +162,11 @@ impl ProxyState {
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
+            p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                if let Some(hub) = &self.hub {
+                    return Ok(hub.handle(peer, req).await.map(Either::Right));
+                }
+            }
             _ => {}
         }
         let method = req.method().clone();
@@ -177,6 +198,9 @@ impl ProxyState {
             let user = self.authenticate(&route, &req)?;
             let user_id = user.as_deref().map(|u| u.user_id.as_str());
             let limit = self.rate_limit(&route, peer, &req, user_id).await?;
+            if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
+                return super::upgrade::tunnel(&self, &route, peer, req, &request_id, user.as_deref()).await;
+            }
             let claim_of = |name: &str| user.as_deref().and_then(|u| u.claim_str(name));
             let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };
             let mut resp = self

@@ -41,6 +41,8 @@ pub struct RoutingTable {
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// Certificates for the HTTPS listener and TLS settings towards upstreams.
     pub tls: crate::tls::CertStore,
+    /// WebSocket channel policies compiled with this table.
+    pub channels: Arc<crate::websocket::ChannelTable>,
 }
 
 #[derive(Debug, Default)]

@@ -315,3 +315,4 @@ pub fn write_atomic(path: &Path, text: &str) {
 
 pub const BASE_CONFIG: &str =
     "middleware:\n  rate_limiting:\n    default_limit: 0\nobservability:\n  logging:\n    level: info\n";
+pub mod ws;
