@@ -271,7 +271,8 @@ impl RoutingTable {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without a `:port` (IPv6 literals keep their brackets).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_inclusive(']').next().unwrap_or(host);
     }

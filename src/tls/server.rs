@@ -11,7 +11,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::routing::TableHandle;
+use crate::routing::{strip_port, TableHandle};
 
 /// Marks requests that arrived over TLS (a request extension set by the HTTPS listener).
 #[derive(Clone, Copy, Debug)]
@@ -98,19 +98,6 @@ pub fn https_redirect<B>(req: &Request<B>, https_port: u16) -> Option<Response<F
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Some(resp)
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    })
 }
 
 #[cfg(test)]
