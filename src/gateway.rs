@@ -14,6 +14,7 @@ use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
 use crate::telemetry::Metrics;
 use crate::upstream::Registry;
+use crate::websocket::{ChannelDefaults, Hub, HubSettings};
 
 /// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +40,27 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     if let Some(c) = &default_cors {
         crate::compile::compile_cors(c).map_err(|e| Error::Config(format!("middleware.cors: {e}")))?;
     }
+    let mut reserved_paths = vec!["/health".to_string(), "/ready".to_string()];
+    if cfg.websocket.enabled {
+        reserved_paths.extend(HubSettings::from_config(cfg).map_err(Error::Config)?.paths());
+    }
     Ok(CompileOptions {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
-        reserved_paths: vec!["/health".into(), "/ready".into()],
+        reserved_paths,
+        channels: ChannelDefaults::from_config(&cfg.websocket).map_err(Error::Config)?,
         jwt: crate::auth::JwtSettings::from_config(&cfg.auth).map_err(Error::Config)?,
+        default_certificate: cfg
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.default_certificate.as_ref()?.secret_ref.as_ref())
+            .map(|r| {
+                (
+                    r.namespace.clone().unwrap_or_else(|| "default".into()),
+                    r.name.clone(),
+                )
+            }),
     })
 }
 
@@ -57,6 +74,8 @@ struct Core {
     grace: Duration,
     connect_timeout: Duration,
     proxy_listener: tokio::net::TcpListener,
+    https_listener: tokio::net::TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
     admin_listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
 }
@@ -85,6 +104,12 @@ impl Core {
 
         let bind = cfg.server.bind_address.as_str();
         let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
+        let tls_config = crate::tls::server_config(
+            handle.clone(),
+            cfg.server.tls.as_ref().and_then(|t| t.min_version.as_deref()),
+        )
+        .map_err(Error::Config)?;
+        let https_listener = proxy::bind(bind, cfg.server.https_port, "https").await?;
         let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
         let metrics_listener = if cfg.observability.metrics.prometheus_enabled {
             Some(proxy::bind(bind, cfg.server.metrics_port, "metrics").await?)
@@ -100,6 +125,8 @@ impl Core {
             grace,
             connect_timeout,
             proxy_listener,
+            https_listener,
+            tls_config,
             admin_listener,
             metrics_listener,
         })
@@ -185,12 +212,16 @@ async fn serve(core: Core) -> Result<(), Error> {
         grace,
         connect_timeout,
         proxy_listener,
+        https_listener,
+        tls_config,
         admin_listener,
         metrics_listener,
     } = core;
+    let redirect_http = cfg.server.tls.as_ref().is_some_and(|t| t.redirect_http);
     let published = publisher.published_flag();
     let ready = Arc::new(AtomicBool::new(published.load(Ordering::Acquire)));
 
+    let tracer = crate::telemetry::Tracing::from_config(&cfg.observability.tracing).map_err(Error::Config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if !ready.load(Ordering::Acquire) {
         let ready = ready.clone();
@@ -205,20 +236,50 @@ async fn serve(core: Core) -> Result<(), Error> {
         });
     }
     let shutdown = Shutdown { stop: stop_rx, grace };
-    let state = Arc::new(
-        ProxyState::new(
-            handle.clone(),
-            metrics.clone(),
-            ready.clone(),
-            connect_timeout,
-            cfg.server.limits.max_body_size,
-        )
-        .with_rate_limiter(limiter),
-    );
+    let hub = if cfg.websocket.enabled {
+        let verifier = Arc::new(crate::websocket::auth::TableVerifier(handle.clone()));
+        let settings = HubSettings::from_config(&cfg).map_err(Error::Config)?;
+        Some(Hub::start(settings, handle.clone(), verifier, metrics.clone()).map_err(Error::Config)?)
+    } else {
+        None
+    };
+    let mut state = ProxyState::new(
+        handle.clone(),
+        metrics.clone(),
+        ready.clone(),
+        connect_timeout,
+        cfg.server.limits.max_body_size,
+    )
+    .with_rate_limiter(limiter)
+    .with_tracing(tracer.clone());
+    if let Some(hub) = &hub {
+        state = state.with_hub(hub.clone());
+    }
+    let state = Arc::new(state);
     let mut tasks = tokio::task::JoinSet::new();
     {
-        let state = state.clone();
-        let handler = move |peer, req| state.clone().handle(peer, req);
+        let tls_state = state.clone();
+        let handler = move |peer, req| tls_state.clone().handle(peer, req);
+        tasks.spawn(proxy::serve_tls(
+            https_listener,
+            tls_config,
+            handler,
+            shutdown.clone(),
+            cfg.server.limits.max_header_size,
+        ));
+        // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
+        let https_port = redirect_http.then_some(cfg.server.https_port);
+        let proxy_state = state.clone();
+        let handler = move |peer, req: http::Request<hyper::body::Incoming>| {
+            let redirect = https_port.and_then(|port| crate::tls::https_redirect(&req, port));
+            let state = proxy_state.clone();
+            async move {
+                match redirect {
+                    Some(r) => Ok(r.map(http_body_util::Either::Right)),
+                    None => state.handle(peer, req).await,
+                }
+            }
+        };
         tasks.spawn(proxy::serve(
             proxy_listener,
             handler,
@@ -226,10 +287,21 @@ async fn serve(core: Core) -> Result<(), Error> {
             cfg.server.limits.max_header_size,
         ));
     }
+    // The expiry gauges count down between publishes.
+    let expiry = {
+        let (handle, metrics) = (handle.clone(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                handle.load().tls.export_expiry(&metrics, crate::tls::unix_now());
+            }
+        })
+    };
     let admin = Arc::new(AdminState {
         table: handle.clone(),
         ready: ready.clone(),
         token: cfg.admin.token.clone(),
+        websocket: hub.clone(),
     });
     tasks.spawn(proxy::serve_simple(
         admin_listener,
@@ -247,21 +319,29 @@ async fn serve(core: Core) -> Result<(), Error> {
     }
     tracing::info!(
         http = cfg.server.http_port,
+        https = cfg.server.https_port,
         admin = cfg.server.admin_port,
         metrics = cfg.server.metrics_port,
         "gatehouse listening"
     );
 
     wait_for_signal().await;
+    expiry.abort();
     tracing::info!("shutting down: draining for up to {grace:?}");
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    if let Some(hub) = &hub {
+        hub.shutdown(grace).await;
+    }
     let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!("listeners did not finish draining in time");
+    }
+    if let Some(t) = tracer {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -23,4 +23,6 @@ pub mod routing;
 pub mod settings;
 pub mod sources;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
+pub mod websocket;

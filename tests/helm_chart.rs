@@ -242,8 +242,7 @@ async fn release_env(
             env.push((name.to_string(), v.to_string()));
         }
     }
-    // Loopback and free ports (the harness picks http, admin and metrics) on a shared machine.
-    env.push(("GATEWAY_SERVER_HTTPS_PORT".into(), free_port().to_string()));
+    // Loopback only (the harness picks free ports) on a shared machine.
     env.push(("GATEWAY_BIND_ADDRESS".into(), "127.0.0.1".into()));
     // The config file's path inside the pod becomes the local copy.
     for (k, v) in env.iter_mut() {

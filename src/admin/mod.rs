@@ -1,5 +1,7 @@
 //! The admin API (port 8081) and the metrics endpoint (port 9090).
 
+mod websocket;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,10 +22,16 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// `GATEWAY_ADMIN_TOKEN`; without one, only `/health` and `/ready` answer.
     pub token: Option<String>,
+    /// The WebSocket hub, when enabled (`/admin/websocket/...`).
+    pub websocket: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl AdminState {
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>> {
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let path = req.uri().path();
         match path {
             "/health" => return json_response(StatusCode::OK, json!({"status": "ok"})),
@@ -57,6 +65,9 @@ impl AdminState {
                     "",
                 );
             }
+        }
+        if path.starts_with("/admin/websocket/") {
+            return websocket::handle(self.websocket.as_ref(), req).await;
         }
         match (req.method(), path) {
             (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, self.routes()),

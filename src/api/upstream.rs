@@ -47,6 +47,23 @@ pub struct GatewayUpstreamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::opt_duration_schema")]
     pub connect_timeout: Option<String>,
+    /// For `protocol: https`: how the endpoints' certificates are verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// Verification of `https` endpoints. Without it: the system roots and the endpoint's host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// A Secret in the upstream's namespace whose `ca.crt` (PEM) holds the CAs to trust instead
+    /// of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
+    /// The name sent as SNI and verified in the certificate, for endpoints addressed by IP
+    /// (such as discovered Pods); default: the endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// A Service in the upstream's namespace, and the port to use (number or name).

@@ -6,6 +6,7 @@
 
 mod path;
 mod snapshot;
+mod tls;
 mod upstreams;
 
 pub use path::{PathKind, PathPattern, Segment};
@@ -34,6 +35,10 @@ pub struct CompileOptions {
     pub reserved_paths: Vec<String>,
     /// `auth.jwt`: the verifier of each table is built from it and `Snapshot::secrets`.
     pub jwt: Option<crate::auth::JwtSettings>,
+    /// `server.tls.default_certificate`: the Secret (namespace, name) served without SNI.
+    pub default_certificate: Option<(String, String)>,
+    /// `websocket.channels` and friends: what undeclared channels and resources inherit.
+    pub channels: crate::websocket::ChannelDefaults,
 }
 
 impl Default for CompileOptions {
@@ -43,6 +48,8 @@ impl Default for CompileOptions {
             default_cors: None,
             reserved_paths: vec!["/health".into(), "/ready".into()],
             jwt: None,
+            default_certificate: None,
+            channels: Default::default(),
         }
     }
 }
@@ -63,6 +70,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     for u in upstreams.values().flatten() {
         builder.add_upstream(u.clone());
     }
+    let mut certs = crate::tls::StoreBuilder::new(&snapshot.secrets);
+    tls::upstream_settings(snapshot, &upstreams, &mut certs, &mut verdicts);
 
     let default_cors = options
         .default_cors
@@ -182,6 +191,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             reasons::RESOLVED_REFS,
             "upstream found",
         ));
+        tls::route_certificate(&mut certs, r, &ns, &mut v);
         if pattern.kind == PathKind::Exact && options.reserved_paths.contains(&pattern.raw) {
             v.set(not_programmed(&format!(
                 "{} is answered by the gateway itself",
@@ -216,12 +226,20 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         verdicts.push(v);
     }
 
-    compile_channels(snapshot, &mut verdicts);
+    let declared = compile_channels(snapshot, &options.channels, &mut verdicts);
     let mut table = builder.build();
+    table.channels = Arc::new(crate::websocket::ChannelTable::build(
+        &options.channels,
+        &declared,
+    ));
     table.auth = options
         .jwt
         .as_ref()
         .map(|jwt| Arc::new(crate::auth::Verifier::new(jwt, &snapshot.secrets)));
+    if let Some((ns, name)) = &options.default_certificate {
+        certs.set_default(ns, name);
+    }
+    table.tls = certs.build();
     Compiled { table, verdicts }
 }
 
@@ -385,7 +403,13 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
     })
 }
 
-fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
+/// Verdicts for `WebSocketChannel`s; returns the accepted ones (oldest first).
+fn compile_channels<'s>(
+    snapshot: &'s Snapshot,
+    defaults: &crate::websocket::ChannelDefaults,
+    verdicts: &mut Vec<Verdict>,
+) -> Vec<crate::websocket::policy::Declared<'s>> {
+    let mut declared = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut channels: Vec<_> = snapshot.channels.iter().collect();
     channels.sort_by(|a, b| {
@@ -421,6 +445,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
             {
                 return Err("rateLimit.messagesPerMinute must be > 0".into());
             }
+            defaults.base(&channel).clone().overlay_resource(&c.spec)?;
             Ok(())
         };
         match check() {
@@ -432,6 +457,11 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
                 ),
                 None => {
                     seen.insert(channel.clone(), format!("{ns}/{name}"));
+                    declared.push(crate::websocket::policy::Declared {
+                        channel: channel.clone(),
+                        resource: format!("{ns}/{name}"),
+                        spec: &c.spec,
+                    });
                     v.set(Condition::new(
                         types::ACCEPTED,
                         true,
@@ -443,6 +473,7 @@ fn compile_channels(snapshot: &Snapshot, verdicts: &mut Vec<Verdict>) {
         }
         verdicts.push(v);
     }
+    declared
 }
 
 #[cfg(test)]

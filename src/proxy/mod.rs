@@ -5,7 +5,8 @@ mod error;
 pub mod headers;
 mod pipeline;
 mod server;
+mod upgrade;
 
 pub use error::{json_error, ProxyError};
 pub use pipeline::{Body, ProxyState};
-pub use server::{bind, serve, serve_simple, Shutdown};
+pub use server::{bind, serve, serve_simple, serve_tls, Shutdown};

@@ -33,7 +33,8 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// Request bodies towards upstreams: streamed from the client, or replayed from memory.
 type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
-type HttpClient = Client<HttpConnector, UpstreamBody>;
+/// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
+type HttpClient = Client<crate::tls::UpstreamConnector, UpstreamBody>;
 
 /// The largest request body kept in memory so that a retry can send it again.
 const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -75,10 +76,14 @@ pub struct ProxyState {
     pub ready: Arc<AtomicBool>,
     pub max_body_size: u64,
     pub proto: &'static str,
+    /// Distributed tracing, when `observability.tracing.enabled`.
+    pub tracing: Option<crate::telemetry::Tracing>,
     http1: HttpClient,
     h2c: HttpClient,
     limiter: Option<Arc<RateLimiter>>,
     empty_headers: http::HeaderMap,
+    /// The WebSocket hub, when `websocket.enabled`: it answers its own paths.
+    hub: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl ProxyState {
@@ -89,13 +94,15 @@ impl ProxyState {
         connect_timeout: Duration,
         max_body_size: u64,
     ) -> Self {
-        let connector = || {
+        let tcp = {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
             c.set_connect_timeout(Some(connect_timeout));
             c.set_keepalive(Some(Duration::from_secs(60)));
             c
         };
+        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone());
+        let connector = || upstream_connector.clone();
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -110,10 +117,12 @@ impl ProxyState {
             ready,
             max_body_size,
             proto: "http",
+            tracing: None,
             http1,
             h2c,
             limiter: None,
             empty_headers: http::HeaderMap::new(),
+            hub: None,
         }
     }
 
@@ -123,24 +132,65 @@ impl ProxyState {
         self
     }
 
+    /// Turns on distributed tracing for the requests of this state.
+    pub fn with_tracing(mut self, tracing: Option<crate::telemetry::Tracing>) -> Self {
+        self.tracing = tracing;
+        self
+    }
+
+    /// Hands the hub's paths (`websocket.server.path`, the webhook) to `hub`.
+    pub fn with_hub(mut self, hub: Arc<crate::websocket::Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    pub(super) fn count_upstream(&self, upstream: &str, status: &str) {
+        self.metrics
+            .upstream_requests_total
+            .with_label_values(&[upstream, status])
+            .inc();
+    }
+
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
         let request_id = headers::request_id(req.headers());
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
+            p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                if let Some(hub) = &self.hub {
+                    return Ok(hub.handle(peer, req).await.map(Either::Right));
+                }
+            }
             _ => {}
         }
         let method = req.method().clone();
+        let span = self.tracing.as_ref().map(|t| {
+            let scheme = match req.extensions().get::<crate::tls::TlsConn>() {
+                Some(_) => "https",
+                None => self.proto,
+            };
+            let span = t.start_request(&req, peer, scheme);
+            req.extensions_mut().insert(span.clone());
+            span
+        });
         let route = match self.route_for(&req, &method, &request_id, start) {
             Ok(route) => route,
-            Err(resp) => return Ok(resp),
+            Err(resp) => {
+                if let Some(s) = &span {
+                    s.finish(resp.status());
+                }
+                return Ok(resp);
+            }
         };
+        if let Some(s) = &span {
+            s.set_route(&method, &route.id, &route.path);
+        }
         let origin = req.headers().get(header::ORIGIN).cloned();
         // Authenticate, then count against the rate limit (per user where the key says so),
         // then forward with the user's context.
@@ -148,6 +198,9 @@ impl ProxyState {
             let user = self.authenticate(&route, &req)?;
             let user_id = user.as_deref().map(|u| u.user_id.as_str());
             let limit = self.rate_limit(&route, peer, &req, user_id).await?;
+            if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
+                return super::upgrade::tunnel(&self, &route, peer, req, &request_id, user.as_deref()).await;
+            }
             let claim_of = |name: &str| user.as_deref().and_then(|u| u.claim_str(name));
             let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };
             let mut resp = self
@@ -179,6 +232,9 @@ impl ProxyState {
         }
         resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
         self.count(&route.id, &method, resp.status(), start);
+        if let Some(s) = &span {
+            s.finish(resp.status());
+        }
         Ok(resp)
     }
 
@@ -286,10 +342,14 @@ impl ProxyState {
         if let Some(user) = user {
             user.apply_headers(h);
         }
-        headers::add_forwarded(h, peer.ip(), self.proto, client_host.as_ref());
+        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
+            Some(_) => "https",
+            None => self.proto,
+        };
+        headers::add_forwarded(h, peer.ip(), proto, client_host.as_ref());
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
-        let tp = headers::traceparent(h, false);
-        h.insert(&headers::TRACEPARENT, tp);
+        // The upstream hop's trace context is set per try, just before the send.
+        let request_span = parts.extensions.remove::<crate::telemetry::RequestSpan>();
         let client = match upstream.protocol {
             Protocol::H2c => {
                 parts.version = Version::HTTP_2;
@@ -389,6 +449,16 @@ impl ProxyState {
                     None => break,
                 },
             };
+            // Each try is its own upstream hop: a client span when tracing is on, else a fresh
+            // parent id for the client's trace.
+            let upstream_span = match &request_span {
+                Some(s) => Some(s.upstream_call(&upstream.key, &endpoint.url, &mut req_parts.headers)),
+                None => {
+                    let tp = headers::traceparent(&req_parts.headers, false);
+                    req_parts.headers.insert(&headers::TRACEPARENT, tp);
+                    None
+                }
+            };
             let in_flight = state.start();
             let call = client.request(Request::from_parts(req_parts, body));
             let result = match per_try {
@@ -396,6 +466,13 @@ impl ProxyState {
                 None => Ok(call.await),
             };
             drop(in_flight);
+            if let Some(span) = upstream_span {
+                match &result {
+                    Ok(Ok(resp)) => span.finish(Ok(resp.status())),
+                    Ok(Err(e)) => span.finish(Err(&error_chain(e))),
+                    Err(_) => span.finish(Err("timeout")),
+                }
+            }
             let more = attempt + 1 < tries;
             let (label, ok, retry_it, outcome) = match result {
                 Ok(Ok(mut resp)) => {

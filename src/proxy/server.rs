@@ -1,8 +1,10 @@
-//! Accept loops: HTTP/1.1 and h2c on one port, graceful drain on shutdown.
+//! Accept loops: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
+//! another, graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -45,17 +47,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(max_header_size.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024);
+    let builder = http_builder(max_header_size);
     let graceful = GracefulShutdown::new();
     let mut stop = shutdown.stop.clone();
     loop {
@@ -85,6 +77,88 @@ where
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(shutdown.grace) => {
             tracing::warn!("shutdown grace of {:?} ended with connections still open", shutdown.grace);
+        }
+    }
+}
+
+fn http_builder(max_header_size: usize) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(max_header_size.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
+    builder
+}
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `serve` over TLS: each connection does the rustls handshake (certificate chosen per
+/// handshake by the config's resolver), then the same HTTP/1.1 + h2 stack runs on it. Requests
+/// carry the `TlsConn` extension. A failed handshake closes only that connection.
+pub async fn serve_tls<F, Fut, B>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: F,
+    shutdown: Shutdown,
+    max_header_size: usize,
+) where
+    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = Arc::new(http_builder(max_header_size));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let mut stop = shutdown.stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let svc = service_fn(move |mut req: Request<Incoming>| {
+                            req.extensions_mut().insert(crate::tls::TlsConn);
+                            h(peer, req)
+                        });
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(shutdown.grace) => {
+            tracing::warn!("shutdown grace of {:?} ended with TLS connections still open", shutdown.grace);
         }
     }
 }

@@ -7,7 +7,7 @@ mod table;
 
 pub use handle::TableHandle;
 pub use method::MethodSet;
-pub use table::{Lookup, RoutingTable, TableBuilder};
+pub use table::{strip_port, Lookup, RoutingTable, TableBuilder};
 
 use std::sync::Arc;
 use std::time::Duration;

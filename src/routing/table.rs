@@ -39,6 +39,10 @@ pub struct RoutingTable {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The JWT verifier built with this table (`None` without `auth.jwt`).
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// Certificates for the HTTPS listener and TLS settings towards upstreams.
+    pub tls: crate::tls::CertStore,
+    /// WebSocket channel policies compiled with this table.
+    pub channels: Arc<crate::websocket::ChannelTable>,
 }
 
 #[derive(Debug, Default)]
@@ -267,7 +271,8 @@ impl RoutingTable {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without a `:port` (IPv6 literals keep their brackets).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_inclusive(']').next().unwrap_or(host);
     }

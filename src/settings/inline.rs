@@ -180,6 +180,7 @@ impl InlineUpstream {
                 retry_on: r.retry_on.clone(),
             }),
             connect_timeout: self.connect_timeout.clone(),
+            tls: None,
         };
         let mut u = GatewayUpstream::new(name, spec);
         u.metadata.namespace = Some(INLINE_NAMESPACE.to_string());

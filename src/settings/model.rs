@@ -98,9 +98,16 @@ impl Default for Limits {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ServerTls {
-    pub default_certificate: Option<SecretKeyRef>,
+    pub default_certificate: Option<CertificateRef>,
     pub min_version: Option<String>,
     pub redirect_http: bool,
+}
+
+/// `default_certificate: {secret_ref: {name, namespace}}`: a `kubernetes.io/tls` Secret.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct CertificateRef {
+    pub secret_ref: Option<SecretKeyRef>,
 }
 
 /// A reference to a Kubernetes Secret (and optionally one key in it).

@@ -76,6 +76,7 @@ impl Publisher {
         if let Some(hook) = &self.before_swap {
             hook(&compiled.table);
         }
+        compiled.table.tls.published(&self.metrics);
         self.handle.store(Arc::new(compiled.table));
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         self.metrics

@@ -1,8 +1,8 @@
 //! The Prometheus series of SPEC §7, in one registry served on the metrics port.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every series the gateway exports.
@@ -19,6 +19,93 @@ pub struct Metrics {
     pub routes: IntGauge,
     pub tls_certificate_expiry_seconds: prometheus::GaugeVec,
     pub config_propagation_seconds: Histogram,
+    /// WebSocket hub: see `WsMetrics`.
+    pub ws: WsMetrics,
+}
+
+/// The seed's `websocket_*` series, plus refusals and slow-consumer disconnects.
+#[derive(Clone)]
+pub struct WsMetrics {
+    /// Open connections (the seed names this gauge `websocket_connections_total`).
+    pub connections: IntGauge,
+    /// `connected` and `closing` are current counts; `closed` counts closes since start.
+    pub connections_by_state: IntGaugeVec,
+    pub messages_sent_total: IntCounter,
+    pub messages_received_total: IntCounter,
+    pub channel_subscribers: IntGaugeVec,
+    pub connection_duration_seconds: Histogram,
+    /// `direction`: `in` (from clients) or `out` (each published frame, once).
+    pub message_size_bytes: HistogramVec,
+    pub slow_consumers_total: IntCounter,
+    /// Upgrades refused, by `reason`.
+    pub upgrades_refused_total: IntCounterVec,
+}
+
+impl WsMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = WsMetrics {
+            connections: IntGauge::new("websocket_connections_total", "Open WebSocket connections")?,
+            connections_by_state: IntGaugeVec::new(
+                Opts::new(
+                    "websocket_connections_by_state",
+                    "WebSocket connections by state (connected, closing; closed counts closes)",
+                ),
+                &["state"],
+            )?,
+            messages_sent_total: IntCounter::new(
+                "websocket_messages_sent_total",
+                "Frames sent to WebSocket clients",
+            )?,
+            messages_received_total: IntCounter::new(
+                "websocket_messages_received_total",
+                "Data frames received from WebSocket clients",
+            )?,
+            channel_subscribers: IntGaugeVec::new(
+                Opts::new(
+                    "websocket_channel_subscribers",
+                    "Subscribers per channel on this replica",
+                ),
+                &["channel"],
+            )?,
+            connection_duration_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "websocket_connection_duration_seconds",
+                    "WebSocket connection lifetime",
+                )
+                .buckets(vec![1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0]),
+            )?,
+            message_size_bytes: HistogramVec::new(
+                HistogramOpts::new("websocket_message_size_bytes", "WebSocket message size").buckets(vec![
+                    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+                ]),
+                &["direction"],
+            )?,
+            slow_consumers_total: IntCounter::new(
+                "websocket_slow_consumers_disconnected_total",
+                "Connections dropped because their send queue was full",
+            )?,
+            upgrades_refused_total: IntCounterVec::new(
+                Opts::new(
+                    "websocket_upgrades_refused_total",
+                    "WebSocket upgrades refused, by reason",
+                ),
+                &["reason"],
+            )?,
+        };
+        registry.register(Box::new(m.connections.clone()))?;
+        registry.register(Box::new(m.connections_by_state.clone()))?;
+        registry.register(Box::new(m.messages_sent_total.clone()))?;
+        registry.register(Box::new(m.messages_received_total.clone()))?;
+        registry.register(Box::new(m.channel_subscribers.clone()))?;
+        registry.register(Box::new(m.connection_duration_seconds.clone()))?;
+        registry.register(Box::new(m.message_size_bytes.clone()))?;
+        registry.register(Box::new(m.slow_consumers_total.clone()))?;
+        registry.register(Box::new(m.upgrades_refused_total.clone()))?;
+        for state in ["connected", "closing", "closed"] {
+            m.connections_by_state.with_label_values(&[state]);
+        }
+        Ok(m)
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -91,6 +178,7 @@ impl Metrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
             )?,
+            ws: WsMetrics::new(&registry)?,
             registry: registry.clone(),
         };
         registry.register(Box::new(m.http_requests_total.clone()))?;

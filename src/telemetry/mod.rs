@@ -1,8 +1,10 @@
-//! Logs (tracing, JSON or text) and the Prometheus registry.
+//! Logs (tracing, JSON or text), the Prometheus registry, and distributed tracing (OTLP).
 
 mod metrics;
+mod trace;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, WsMetrics};
+pub use trace::{traces_url, RequestSpan, Tracing, UpstreamSpan, DEFAULT_ENDPOINT};
 
 use tracing_subscriber::{fmt, EnvFilter};
 

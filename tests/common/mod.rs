@@ -127,6 +127,7 @@ pub struct Gateway {
     pub http: u16,
     pub admin: u16,
     pub metrics: u16,
+    pub https: u16,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
 }
@@ -149,7 +150,7 @@ impl Gateway {
         }
         let cfg = dir.path().join("gateway.yaml");
         std::fs::write(&cfg, config).unwrap();
-        let (http, admin, metrics) = (free_port(), free_port(), free_port());
+        let (http, admin, metrics, https) = (free_port(), free_port(), free_port(), free_port());
         let log = dir.path().join("gateway.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args(["run", "--config"])
@@ -159,7 +160,7 @@ impl Gateway {
             .env("GATEWAY_SERVER_HTTP_PORT", http.to_string())
             .env("GATEWAY_ADMIN_PORT", admin.to_string())
             .env("GATEWAY_METRICS_PORT", metrics.to_string())
-            .env("GATEWAY_SERVER_HTTPS_PORT", free_port().to_string())
+            .env("GATEWAY_SERVER_HTTPS_PORT", https.to_string())
             .env("GATEWAY_BIND_ADDRESS", "127.0.0.1")
             .env("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("GATEWAY_WORKER_THREADS", "2")
@@ -178,6 +179,7 @@ impl Gateway {
             http,
             admin,
             metrics,
+            https,
             dir,
             log,
         };
@@ -313,3 +315,4 @@ pub fn write_atomic(path: &Path, text: &str) {
 
 pub const BASE_CONFIG: &str =
     "middleware:\n  rate_limiting:\n    default_limit: 0\nobservability:\n  logging:\n    level: info\n";
+pub mod ws;

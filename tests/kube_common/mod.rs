@@ -258,6 +258,7 @@ impl Gateway {
             .env("GATEWAY_SERVER_HTTP_PORT", http.to_string())
             .env("GATEWAY_ADMIN_PORT", admin.to_string())
             .env("GATEWAY_METRICS_PORT", metrics.to_string())
+            .env("GATEWAY_SERVER_HTTPS_PORT", free_port().to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)

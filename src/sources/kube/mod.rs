@@ -70,7 +70,7 @@ pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
         cfg.server
             .tls
             .as_ref()
-            .and_then(|t| t.default_certificate.as_ref()),
+            .and_then(|t| t.default_certificate.as_ref()?.secret_ref.as_ref()),
     ];
     refs.into_iter()
         .flatten()

@@ -1,0 +1,134 @@
+//! WebSocket upgrades on routes with `websocket: true`: the request goes to the upstream with
+//! its `Upgrade`/`Connection` headers on a fresh connection, and when the upstream answers
+//! `101` both upgraded connections are joined by a bidirectional copy.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::error::ProxyError;
+use super::headers;
+use super::pipeline::Body;
+use super::ProxyState;
+use crate::routing::Route;
+
+/// Proxies one upgrade request; the tunnel lives on in its own task.
+pub(super) async fn tunnel(
+    state: &ProxyState,
+    route: &Route,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    user: Option<&crate::auth::UserContext>,
+) -> Result<Response<Body>, ProxyError> {
+    let upstream = &route.upstream;
+    let endpoint = upstream.pick().ok_or_else(|| {
+        ProxyError::UpstreamUnavailable(format!("upstream {} has no endpoints", upstream.key))
+    })?;
+    if endpoint.scheme != http::uri::Scheme::HTTP {
+        return Err(ProxyError::BadGateway(format!(
+            "WebSocket upgrades are proxied to http endpoints only, not {}",
+            endpoint.url
+        )));
+    }
+    let path = req.uri().path();
+    let path = route
+        .rewrite
+        .as_ref()
+        .map_or_else(|| path.to_string(), |r| r.apply(path));
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let pq = PathAndQuery::try_from(pq)
+        .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))?;
+
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut out = Request::builder()
+        .method(req.method().clone())
+        .uri(pq)
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream request: {e}")))?;
+    let h = out.headers_mut();
+    *h = req.headers().clone();
+    let client_host = h.get(header::HOST).cloned();
+    let upgrade = h.get(header::UPGRADE).cloned();
+    headers::strip_hop_by_hop(h);
+    for name in &headers::USER_HEADERS {
+        h.remove(name);
+    }
+    if let Some(u) = user {
+        u.apply_headers(h);
+    }
+    if let Some(u) = upgrade {
+        h.insert(header::UPGRADE, u);
+    }
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers::add_forwarded(h, peer.ip(), state.proto, client_host.as_ref());
+    h.insert(&headers::X_REQUEST_ID, request_id.clone());
+    let tp = headers::traceparent(h, false);
+    h.insert(&headers::TRACEPARENT, tp);
+    h.insert(header::HOST, endpoint.host_header.clone());
+
+    let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
+    let connect_timeout = upstream
+        .connect_timeout
+        .unwrap_or(std::time::Duration::from_secs(5));
+    let stream = match tokio::time::timeout(connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            state.count_upstream(&upstream.key, "error");
+            return Err(ProxyError::BadGateway(format!(
+                "cannot connect to {}",
+                endpoint.url
+            )));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProxyError::BadGateway(format!("{} failed: {e}", endpoint.url)))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let call = sender.send_request(out);
+    let result = match route.timeout {
+        Some(t) => tokio::time::timeout(t, call)
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout(t))?,
+        None => call.await,
+    };
+    let mut resp = result.map_err(|e| {
+        state.count_upstream(&upstream.key, "error");
+        ProxyError::BadGateway(format!("{} failed: {e}", endpoint.url))
+    })?;
+    state.count_upstream(&upstream.key, resp.status().as_str());
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        headers::strip_hop_by_hop(resp.headers_mut());
+        return Ok(resp.map(Either::Left));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    let route_id = route.id.clone();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(route = %route_id, "WebSocket tunnel ended: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(route = %route_id, "WebSocket upgrade did not complete: {e}"),
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    let mut back = Response::from_parts(parts, Either::Right(http_body_util::Full::default()));
+    back.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    Ok(back)
+}

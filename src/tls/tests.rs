@@ -1,0 +1,261 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use rcgen::{CertificateParams, KeyPair};
+use rustls::pki_types::pem::PemObject;
+
+use super::*;
+
+/// A self-signed certificate for `names` and its key, both PEM.
+pub(crate) fn self_signed(names: &[&str]) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn secret(ns: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.into());
+    s.metadata.namespace = Some(ns.into());
+    s.type_ = Some("kubernetes.io/tls".into());
+    s.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    s
+}
+
+fn tls_secret(name: &str, cert: &str, key: &str) -> Secret {
+    secret(
+        "default",
+        name,
+        &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())],
+    )
+}
+
+/// The `privateKey` OCTET STRING of a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC.
+fn inner_key(pkcs8_pem: &str) -> Vec<u8> {
+    let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pkcs8_pem.as_bytes()).unwrap();
+    let (_, seq, _) = certs_tlv(der.secret_der());
+    let (_, _, rest) = certs_tlv(seq); // version
+    let (_, _, rest) = certs_tlv(rest); // algorithm
+    let (tag, key, _) = certs_tlv(rest);
+    assert_eq!(tag, 0x04);
+    key.to_vec()
+}
+
+fn certs_tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
+    let tag = input[0];
+    let (len, hdr) = if input[1] < 0x80 {
+        (input[1] as usize, 2)
+    } else {
+        let n = (input[1] & 0x7f) as usize;
+        (
+            input[2..2 + n].iter().fold(0, |a, b| (a << 8) | *b as usize),
+            2 + n,
+        )
+    };
+    (tag, &input[hdr..hdr + len], &input[hdr + len..])
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use std::fmt::Write;
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in der.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        let _ = writeln!(out, "{}", std::str::from_utf8(line).unwrap());
+    }
+    let _ = writeln!(out, "-----END {label}-----");
+    out
+}
+
+fn fingerprint(c: &CertifiedKey) -> Vec<u8> {
+    c.end_entity_cert().unwrap().to_vec()
+}
+
+#[test]
+fn keys_in_pkcs8_pkcs1_and_sec1_load() {
+    // EC key: PKCS#8 as generated, and the same key as SEC1.
+    let (cert, key) = self_signed(&["ec.example.com"]);
+    assert!(load_server_cert(&tls_secret("a", &cert, &key)).is_ok());
+    let sec1 = pem("EC PRIVATE KEY", &inner_key(&key));
+    load_server_cert(&tls_secret("b", &cert, &sec1)).unwrap();
+
+    // RSA key: PKCS#8 and PKCS#1.
+    let rsa_pk8 = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rsa-2048.pk8.pem"
+    ));
+    let rsa = KeyPair::from_pem(rsa_pk8).unwrap();
+    let rsa_cert = CertificateParams::new(vec!["rsa.example.com".to_string()])
+        .unwrap()
+        .self_signed(&rsa)
+        .unwrap()
+        .pem();
+    load_server_cert(&tls_secret("c", &rsa_cert, rsa_pk8)).unwrap();
+    let pkcs1 = pem("RSA PRIVATE KEY", &inner_key(rsa_pk8));
+    let loaded = load_server_cert(&tls_secret("d", &rsa_cert, &pkcs1)).unwrap();
+    assert!(loaded.not_after.unwrap() > unix_now());
+}
+
+#[test]
+fn bad_material_is_explained() {
+    let (cert, key) = self_signed(&["a.example.com"]);
+    let (_, other_key) = self_signed(&["b.example.com"]);
+    let err = |s: Secret| load_server_cert(&s).unwrap_err();
+    assert!(err(tls_secret("x", &cert, &other_key)).contains("does not belong"));
+    assert!(err(tls_secret("x", "garbage", &key)).contains("CERTIFICATE"));
+    assert!(err(tls_secret("x", &cert, "garbage")).contains("tls.key"));
+    assert!(err(secret("default", "x", &[("tls.crt", cert.as_bytes())])).contains("no tls.key"));
+}
+
+#[test]
+fn not_after_is_read_from_the_leaf() {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["x.example.com".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 7, 14);
+    let cert = params.self_signed(&key).unwrap();
+    // 2031-07-14T00:00:00Z
+    assert_eq!(not_after(cert.der()), Some(1_941_753_600));
+}
+
+#[test]
+fn sni_picks_exact_then_wildcard_then_default() {
+    let (c1, k1) = self_signed(&["api.example.com"]);
+    let (c2, k2) = self_signed(&["*.example.com"]);
+    let (c3, k3) = self_signed(&["default.local"]);
+    let secrets = vec![
+        tls_secret("api", &c1, &k1),
+        tls_secret("wild", &c2, &k2),
+        tls_secret("fallback", &c3, &k3),
+    ];
+    let mut b = StoreBuilder::new(&secrets);
+    b.add_route("default", "api", &["api.example.com".into()])
+        .unwrap();
+    b.add_route("default", "wild", &["*.example.com".into()]).unwrap();
+    // A newer route for a host already served keeps the older certificate.
+    b.add_route("default", "wild", &["api.example.com".into()])
+        .unwrap();
+    b.set_default("default", "fallback");
+    assert_eq!(
+        b.add_route("default", "missing", &["m.example.com".into()])
+            .unwrap_err()
+            .0,
+        reasons::SECRET_NOT_FOUND
+    );
+    let store = b.build();
+    let fp = |sni: Option<&str>| fingerprint(&store.resolve(sni).unwrap());
+    let (api, wild, def) = (fp(Some("api.example.com")), fp(Some("www.example.com")), fp(None));
+    assert_ne!(api, wild);
+    assert_ne!(wild, def);
+    assert_eq!(fp(Some("API.Example.COM")), api);
+    assert_eq!(fp(Some("example.com")), def);
+    assert_eq!(fp(Some("other.org")), def);
+    assert_eq!(store.expiry.len(), 3);
+    assert!(StoreBuilder::new(&[]).build().resolve(Some("a")).is_none());
+}
+
+#[test]
+fn upstream_ca_secrets_are_checked() {
+    let (ca, _) = self_signed(&["ca.local"]);
+    let secrets = vec![
+        secret("default", "ca", &[("ca.crt", ca.as_bytes())]),
+        secret("default", "bad-ca", &[("ca.crt", b"nope")]),
+    ];
+    let mut b = StoreBuilder::new(&secrets);
+    b.add_upstream(
+        "default",
+        Some("ca"),
+        Some("svc.local"),
+        ["10.0.0.1:443".to_string()],
+    )
+    .unwrap();
+    assert_eq!(
+        b.add_upstream("default", Some("nope"), None, []).unwrap_err().0,
+        reasons::SECRET_NOT_FOUND
+    );
+    assert_eq!(
+        b.add_upstream("default", Some("bad-ca"), None, []).unwrap_err().0,
+        reasons::INVALID_CERTIFICATE
+    );
+    let store = b.build();
+    let u = store.upstream("10.0.0.1:443").unwrap();
+    assert!(u.config.is_some());
+    assert_eq!(
+        u.server_name.as_ref().map(|n| n.to_str().to_string()),
+        Some("svc.local".to_string())
+    );
+}
+
+#[test]
+fn compile_turns_secret_problems_into_conditions_and_keeps_the_route() {
+    use crate::api::{types, GatewayRoute, GatewayUpstream};
+    use crate::compile::{compile, CompileOptions, Kind, Snapshot};
+    let (cert, key) = self_signed(&["good.example.com"]);
+    let route = |name: &str, host: &str, secret: &str| -> GatewayRoute {
+        serde_yaml::from_str(&format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec: {{hosts: [{host}], path: /, upstream: u, tls: {{secretName: {secret}}}}}\n"
+        ))
+        .unwrap()
+    };
+    let upstream: GatewayUpstream = serde_yaml::from_str(
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\nmetadata: {name: u, namespace: default}\n\
+         spec: {endpoints: [\"http://127.0.0.1:1\"]}\n",
+    )
+    .unwrap();
+    let snapshot = Snapshot {
+        routes: vec![
+            route("good", "good.example.com", "good"),
+            route("missing", "missing.example.com", "nope"),
+            route("bad", "bad.example.com", "bad"),
+        ],
+        upstreams: vec![upstream],
+        secrets: vec![
+            tls_secret("good", &cert, &key),
+            tls_secret(
+                "bad",
+                &cert,
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ),
+        ],
+        ..Default::default()
+    };
+    let options = CompileOptions {
+        default_certificate: Some(("default".into(), "absent".into())),
+        ..Default::default()
+    };
+    let c = compile(&snapshot, &options);
+    let cond = |name: &str| {
+        let v = c
+            .verdicts
+            .iter()
+            .find(|v| v.kind == Kind::GatewayRoute && v.name == name)
+            .unwrap();
+        assert!(v.condition(types::PROGRAMMED).unwrap().is_true(), "{v}");
+        v.condition(types::RESOLVED_REFS).unwrap().clone()
+    };
+    assert!(cond("good").is_true());
+    assert_eq!(cond("missing").reason, reasons::SECRET_NOT_FOUND);
+    assert_eq!(cond("bad").reason, reasons::INVALID_CERTIFICATE);
+    assert!(c.table.tls.resolve(Some("good.example.com")).is_some());
+    assert!(c.table.tls.resolve(Some("bad.example.com")).is_none());
+    assert!(c.table.tls.default_problem.as_deref().unwrap().contains("absent"));
+    assert_eq!(c.table.routes().len(), 3);
+}

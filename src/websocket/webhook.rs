@@ -1,0 +1,136 @@
+//! `POST /webhook/websocket`: backend services push to the hub (Bearer `WEBHOOK_AUTH_TOKEN`).
+//!
+//! `channel_broadcast` goes to every subscriber of a channel, `user_notification` to the target
+//! user's connections subscribed to the channel, `event` to every channel whose `events` (or
+//! the seed's `routing.service_events.mappings`) name it. The answer is `202 {"delivered": N}`
+//! with N the deliveries on this replica; other replicas deliver through Redis.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Hub;
+use crate::proxy::json_error;
+
+/// `from` of messages pushed through the webhook.
+pub const WEBHOOK_SENDER: &str = "system";
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WebhookEvent {
+    ChannelBroadcast {
+        channel: String,
+        message: Value,
+    },
+    UserNotification {
+        target_user: String,
+        channel: String,
+        message: Value,
+    },
+    Event {
+        event: String,
+        message: Value,
+    },
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+impl Hub {
+    /// Answers one webhook request.
+    pub async fn webhook<B>(self: &Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if req.method() != Method::POST {
+            let mut r = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the webhook takes POST",
+                "",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        let Some(expected) = self.settings.webhook_token.as_deref() else {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the webhook has no token configured (WEBHOOK_AUTH_TOKEN)",
+                "",
+            );
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .trim();
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            let mut r = json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid webhook token is required",
+                "",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        let limit = self.settings.webhook_max_body;
+        let body = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    &format!("cannot read the body (limit {limit} bytes): {e}"),
+                    "",
+                )
+            }
+        };
+        let event: WebhookEvent = match serde_json::from_slice(&body) {
+            Ok(e) => e,
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!(
+                        "expected {{\"type\": \"channel_broadcast\" | \"user_notification\" | \"event\", ...}}: {e}"
+                    ),
+                    "",
+                )
+            }
+        };
+        self.webhook_called();
+        let delivered = match event {
+            WebhookEvent::ChannelBroadcast { channel, message } => {
+                self.publish(&channel, &message, WEBHOOK_SENDER, None)
+            }
+            WebhookEvent::UserNotification {
+                target_user,
+                channel,
+                message,
+            } => self.publish(&channel, &message, WEBHOOK_SENDER, Some(&target_user)),
+            WebhookEvent::Event { event, message } => self.publish_event(&event, &message, WEBHOOK_SENDER),
+        };
+        reply(StatusCode::ACCEPTED, json!({ "delivered": delivered }))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
