@@ -84,6 +84,9 @@ start() {
   echo 'admintoken,admin,admin,"system:masters"' >"$dir/tokens.csv"
   # A ServiceAccount identity so tests can prove the RBAC in manifests/ is enough.
   echo 'gatehousetoken,system:serviceaccount:gatehouse-system:gatehouse,gatehouse-sa,"system:serviceaccounts,system:serviceaccounts:gatehouse-system"' >>"$dir/tokens.csv"
+  # The ServiceAccount of the chart's release `full` in namespace gatehouse-full
+  # (tests/helm_chart.rs; release `gatehouse` in gatehouse-system uses the one above).
+  echo 'fulltoken,system:serviceaccount:gatehouse-full:full-gatehouse,gatehouse-full-sa,"system:serviceaccounts,system:serviceaccounts:gatehouse-full"' >>"$dir/tokens.csv"
   setsid etcd --name gatehouse-test --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_client" \
     --advertise-client-urls "http://127.0.0.1:$etcd_client" \
@@ -102,6 +105,7 @@ start() {
   fi
   write_kubeconfig "$dir" "$api_port" admintoken >"$dir/kubeconfig"
   write_kubeconfig "$dir" "$api_port" gatehousetoken >"$dir/kubeconfig-sa"
+  write_kubeconfig "$dir" "$api_port" fulltoken >"$dir/kubeconfig-full-sa"
   echo "GATEHOUSE_TEST_KUBECONFIG=$dir/kubeconfig"
   echo "GATEHOUSE_TEST_KUBE_DIR=$dir"
   echo "GATEHOUSE_TEST_KUBE_PIDS=\"$(cat "$dir/etcd.pid") $(cat "$dir/apiserver.pid")\""

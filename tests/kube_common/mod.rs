@@ -236,6 +236,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `gatehouse run` with `kubeconfig` and extra arguments.
     pub fn start(kubeconfig: &Path, args: &[&str]) -> Gateway {
+        Gateway::start_with_env(kubeconfig, args, &[])
+    }
+
+    /// `start` with extra environment variables (after the defaults, so they win).
+    pub fn start_with_env(kubeconfig: &Path, args: &[&str], env: &[(String, String)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let (http, admin, metrics) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log");
@@ -254,6 +259,7 @@ impl Gateway {
             .env("GATEWAY_ADMIN_PORT", admin.to_string())
             .env("GATEWAY_METRICS_PORT", metrics.to_string())
             .env("GATEWAY_SERVER_HTTPS_PORT", free_port().to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
