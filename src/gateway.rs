@@ -165,6 +165,10 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
         .ok()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| client.default_namespace().to_string());
+    // A Secret reference without a namespace means the gateway's own namespace here, for the
+    // watcher and for compile alike.
+    let mut cfg = cfg;
+    default_secret_namespaces(&mut cfg, &home);
     let core = Core::bind(cfg).await?;
     let source = crate::sources::kube::start(
         client.clone(),
@@ -198,6 +202,21 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
     controller.shutdown().await;
     drop(source);
     result
+}
+
+/// Fills the namespace of Secret references that name none.
+fn default_secret_namespaces(cfg: &mut GatewayConfig, home: &str) {
+    let jwt = cfg.auth.jwt.as_mut().and_then(|j| j.secret_ref.as_mut());
+    let cert = cfg
+        .server
+        .tls
+        .as_mut()
+        .and_then(|t| t.default_certificate.as_mut()?.secret_ref.as_mut());
+    for r in [jwt, cert].into_iter().flatten() {
+        if r.namespace.as_deref().is_none_or(str::is_empty) {
+            r.namespace = Some(home.to_string());
+        }
+    }
 }
 
 /// Serves the proxy, admin and metrics listeners until SIGTERM/SIGINT, then drains.
@@ -366,5 +385,37 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_refs_without_namespace_take_the_home_namespace() {
+        let mut cfg = GatewayConfig::from_yaml_str(
+            "auth:\n  jwt:\n    secret_ref: {name: jwt}\nserver:\n  tls:\n    default_certificate:\n      secret_ref: {name: cert, namespace: certs}\n",
+            &|_| None,
+        )
+        .expect("config");
+        default_secret_namespaces(&mut cfg, "gatehouse-system");
+        let jwt = cfg
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|j| j.secret_ref.as_ref())
+            .expect("jwt ref");
+        assert_eq!(jwt.namespace.as_deref(), Some("gatehouse-system"));
+        let cert = cfg
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.default_certificate.as_ref()?.secret_ref.as_ref());
+        assert_eq!(
+            cert.and_then(|c| c.namespace.as_deref()),
+            Some("certs"),
+            "an explicit namespace stays"
+        );
     }
 }
