@@ -73,12 +73,7 @@ where
         }
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(shutdown.grace) => {
-            tracing::warn!("shutdown grace of {:?} ended with connections still open", shutdown.grace);
-        }
-    }
+    drain(graceful, shutdown.grace, "connections").await;
 }
 
 fn http_builder(max_header_size: usize) -> auto::Builder<TokioExecutor> {
@@ -155,10 +150,15 @@ pub async fn serve_tls<F, Fut, B>(
         }
     }
     drop(listener);
+    drain(graceful, shutdown.grace, "TLS connections").await;
+}
+
+/// Waits for the connections `graceful` watches to finish, at most `grace`.
+async fn drain(graceful: GracefulShutdown, grace: Duration, what: &str) {
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(shutdown.grace) => {
-            tracing::warn!("shutdown grace of {:?} ended with TLS connections still open", shutdown.grace);
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!("shutdown grace of {grace:?} ended with {what} still open");
         }
     }
 }
