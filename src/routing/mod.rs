@@ -7,7 +7,7 @@ mod table;
 
 pub use handle::TableHandle;
 pub use method::MethodSet;
-pub use table::{strip_port, Lookup, RoutingTable, TableBuilder};
+pub use table::{lowercase_host, strip_port, Lookup, RoutingTable, TableBuilder};
 
 use std::sync::Arc;
 use std::time::Duration;

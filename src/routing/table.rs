@@ -234,13 +234,8 @@ impl RoutingTable {
         };
         if let Some(host) = host.map(strip_port).filter(|h| !h.is_empty()) {
             if !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty() {
-                let lowered;
-                let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-                    lowered = host.to_ascii_lowercase();
-                    lowered.as_str()
-                } else {
-                    host
-                };
+                let host = lowercase_host(host);
+                let host = host.as_ref();
                 if let Some(idx) = self.exact_hosts.get(host) {
                     if let Some(id) = idx.find(path, &mut s) {
                         return Lookup::Found(&self.routes[id as usize]);
@@ -268,6 +263,15 @@ impl RoutingTable {
     /// Programmed routes, in the order they were added (oldest first).
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
+    }
+}
+
+/// `host` in lower case, allocating only when it has upper-case letters.
+pub fn lowercase_host(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
     }
 }
 

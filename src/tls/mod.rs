@@ -53,13 +53,8 @@ impl CertStore {
     /// the default certificate.
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(host) = sni {
-            let lowered;
-            let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-                lowered = host.to_ascii_lowercase();
-                lowered.as_str()
-            } else {
-                host
-            };
+            let host = crate::routing::lowercase_host(host);
+            let host = host.as_ref();
             if let Some(c) = self.exact.get(host) {
                 return Some(c.clone());
             }
