@@ -8,7 +8,7 @@
 //! microseconds in Redis), so the arithmetic is exact and `L` requests always fit.
 
 /// A limit in the backend's time unit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub limit: u64,
     /// Emission interval `ceil(window / limit)`, at least 1.

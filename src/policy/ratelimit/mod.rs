@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::routing::{RateKey, Route};
 use crate::settings::{parse_duration, RateLimitingConfig};
@@ -58,12 +58,16 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 impl Decision {
     /// `RateLimit-Limit`, `-Remaining` and `-Reset` (whole seconds, rounded up).
     pub fn add_headers(&self, h: &mut HeaderMap) {
-        h.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        h.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        h.insert("ratelimit-reset", HeaderValue::from(ceil_secs(self.reset)));
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        h.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        h.insert(RATELIMIT_RESET, HeaderValue::from(ceil_secs(self.reset)));
     }
 
     /// `Retry-After` in whole seconds, at least 1.
@@ -200,7 +204,7 @@ impl RateLimiter {
             }
             Store::Redis(r) => {
                 let bucket = key.redis_key(scope);
-                r.check(&bucket, requests, window)
+                r.check(bucket, requests, window)
                     .await
                     .map(|o| to_decision(o, redis::to_duration))
             }

@@ -236,3 +236,98 @@ fn bad_configuration_is_explained() {
         .expect("rejected");
     assert!(err.to_string().contains("storage.url"), "{err}");
 }
+
+/// Decisions that arrive together for one bucket are decided by one script call, and still
+/// exactly: of 500 concurrent requests against a limit of 120, exactly 120 pass, each with its
+/// own `remaining`, and far fewer than 500 calls reach Redis. Needs the real Redis that
+/// scripts/test.sh starts (`GATEHOUSE_TEST_REDIS_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redis_decisions_are_batched_and_exact() {
+    let url = match std::env::var("GATEHOUSE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must provide Redis: GATEHOUSE_TEST_REDIS_URL is not set"
+            );
+            eprintln!("SKIPPED: GATEHOUSE_TEST_REDIS_URL is not set; run scripts/test.sh, which starts one");
+            return;
+        }
+    };
+    let store = Arc::new(redis::RedisStore::new(&url, Duration::from_secs(2)).expect("store"));
+    let bucket = format!(
+        "unit-batch-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let store = store.clone();
+            let bucket = bucket.clone();
+            tokio::spawn(async move { store.check(bucket, 120, Duration::from_secs(3600)).await })
+        })
+        .collect();
+    let mut remaining = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let o = t.await.expect("task").expect("redis decision");
+        assert_eq!(o.limit, 120);
+        if o.allowed {
+            remaining.push(o.remaining);
+        } else {
+            refused += 1;
+            assert!(o.retry_after > 0, "{o:?}");
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(
+        remaining,
+        (0..120).collect::<Vec<u64>>(),
+        "each admitted request has its own remaining"
+    );
+    assert_eq!(refused, 380);
+    let calls = store.calls();
+    assert!(calls < 250, "500 concurrent decisions took {calls} script calls");
+    // A lone decision afterwards is refused too: the bucket in Redis holds all 120.
+    let o = store
+        .check(bucket, 120, Duration::from_secs(3600))
+        .await
+        .expect("decision");
+    assert!(!o.allowed);
+}
+
+/// The batched script admits exactly what fits when a batch is larger than the room left,
+/// and a refused batch learns when to come back.
+#[tokio::test]
+async fn a_redis_batch_larger_than_the_room_left_is_split() {
+    let Ok(url) = std::env::var("GATEHOUSE_TEST_REDIS_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
+        return;
+    };
+    let client = ::redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let key = format!("unit-split-{}", std::process::id());
+    let script = ::redis::Script::new(redis::SCRIPT_FOR_TESTS);
+    // 5 per 5 s: interval 1 s; ask 3, then 4 (2 fit), then 1 (none fit).
+    let ask = |n: u64| {
+        let mut call = script.key(&key);
+        call.arg(1_000_000u64).arg(5u64).arg(n);
+        call
+    };
+    let (k, ahead): (i64, i64) = ask(3).invoke_async(&mut conn).await.expect("call");
+    assert_eq!(k, 3);
+    assert!((2_990_000..=3_000_000).contains(&ahead), "{ahead}");
+    let (k, ahead): (i64, i64) = ask(4).invoke_async(&mut conn).await.expect("call");
+    assert_eq!(k, 2);
+    assert!((4_990_000..=5_000_000).contains(&ahead), "{ahead}");
+    let (k, _): (i64, i64) = ask(1).invoke_async(&mut conn).await.expect("call");
+    assert_eq!(k, 0);
+    let _: () = ::redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+}
