@@ -150,6 +150,9 @@ impl Batcher {
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
                 first = rx.recv() => {
                     let Some(first) = first else { break };
+                    // Let the tasks that are ready now queue their decisions too (a task woken
+                    // by a send would otherwise run right after the sender, one ask at a time).
+                    tokio::task::yield_now().await;
                     let mut groups: Vec<(String, Quota, Vec<Reply>)> = Vec::new();
                     let mut index: HashMap<(String, Quota), usize> = HashMap::new();
                     let mut next = Some(first);
