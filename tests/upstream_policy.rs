@@ -277,3 +277,51 @@ async fn consistent_hash_sends_one_key_to_one_endpoint() {
     let distinct: std::collections::HashSet<_> = owners.values().collect();
     assert!(distinct.len() >= 2, "{owners:?}");
 }
+
+/// An endpoint whose TCP handshake never completes: a listener that never accepts, with its
+/// one-slot accept queue taken, so the kernel drops further SYNs. The returned streams hold the
+/// queue full and must live as long as the endpoint is used.
+async fn unanswering_endpoint() -> (String, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let listener = socket.listen(0).expect("listen");
+    let mut held = Vec::new();
+    // Fill the accept queue; the first connect that does not complete shows it is full.
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => held.push(s),
+            _ => break,
+        }
+    }
+    // The listener stays open (leaked for the test's lifetime) but never accepts.
+    std::mem::forget(listener);
+    (format!("http://{addr}"), held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_connect_timeout_overrides_the_global_one() {
+    let (url, _held) = unanswering_endpoint().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
+    std::fs::write(
+        tmp.path().join("res/app.yaml"),
+        resources(
+            &format!("  endpoints: [\"{url}\"]\n  connectTimeout: 300ms"),
+            "  timeout: 30s",
+        ),
+    )
+    .expect("resources");
+    // The global connect timeout (10s) would hold the request for 10 s.
+    let config = format!("{CONFIG}server:\n  timeouts:\n    connect_timeout: 10s\n");
+    let gw = Gateway::start(&config, tmp.path()).await;
+    let started = Instant::now();
+    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the 300ms connectTimeout did not apply: {took:?}"
+    );
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+}

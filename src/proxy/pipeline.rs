@@ -97,11 +97,10 @@ impl ProxyState {
         let tcp = {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
-            c.set_connect_timeout(Some(connect_timeout));
             c.set_keepalive(Some(Duration::from_secs(60)));
             c
         };
-        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone());
+        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
         let connector = || upstream_connector.clone();
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))

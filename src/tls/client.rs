@@ -7,6 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -51,12 +52,33 @@ pub struct UpstreamConnector {
     http: HttpConnector,
     table: TableHandle,
     system: Arc<ClientConfig>,
+    /// `server.timeouts.connect_timeout`, for endpoints whose upstream sets no `connectTimeout`.
+    connect_timeout: Duration,
+}
+
+/// The `connectTimeout` that applies to `scheme://authority`: the shortest one among the live
+/// upstreams listing that endpoint (they share pooled connections), if any sets one.
+fn connect_timeout_of(table: &crate::routing::RoutingTable, uri: &Uri) -> Option<Duration> {
+    let authority = uri.authority()?;
+    table
+        .upstreams
+        .values()
+        .filter_map(|u| {
+            let t = u.connect_timeout?;
+            u.endpoints
+                .iter()
+                .any(|e| e.authority == *authority && Some(&e.scheme) == uri.scheme())
+                .then_some(t)
+        })
+        .min()
 }
 
 impl UpstreamConnector {
-    /// `http` must not enforce the `http` scheme (it only dials TCP here).
-    pub fn new(mut http: HttpConnector, table: TableHandle) -> Self {
+    /// `http` must not enforce the `http` scheme (it only dials TCP here); TCP connect and TLS
+    /// handshake together get the endpoint's `connectTimeout`, else `connect_timeout`.
+    pub fn new(mut http: HttpConnector, table: TableHandle, connect_timeout: Duration) -> Self {
         http.enforce_http(false);
+        http.set_connect_timeout(None);
         let system = client_config(system_roots()).unwrap_or_else(|e| {
             tracing::warn!("{e}");
             Arc::new(
@@ -73,7 +95,12 @@ impl UpstreamConnector {
                     }),
             )
         });
-        UpstreamConnector { http, table, system }
+        UpstreamConnector {
+            http,
+            table,
+            system,
+            connect_timeout,
+        }
     }
 }
 
@@ -94,15 +121,18 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let table = self.table.load();
         let settings = if https {
             uri.authority()
-                .and_then(|a| self.table.load().tls.upstream(a.as_str()).cloned())
+                .and_then(|a| table.tls.upstream(a.as_str()).cloned())
         } else {
             None
         };
+        let timeout = connect_timeout_of(&table, &uri).unwrap_or(self.connect_timeout);
+        drop(table);
         let system = self.system.clone();
         let connecting = self.http.call(uri.clone());
-        Box::pin(async move {
+        let connect = async move {
             let tcp = connecting.await?;
             if !https {
                 return Ok(UpstreamStream::Plain(tcp));
@@ -119,6 +149,16 @@ impl tower_service::Service<Uri> for UpstreamConnector {
             };
             let tls = TlsConnector::from(config).connect(name, tcp.into_inner()).await?;
             Ok(UpstreamStream::Tls(Box::new(TokioIo::new(tls))))
+        };
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(result) => result,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {timeout:?}"),
+                )
+                .into()),
+            }
         })
     }
 }
