@@ -30,6 +30,11 @@ pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the few names present is cheaper than a hashed
+    // removal for each of the eight.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if let Some(conn) = headers
         .get(header::CONNECTION)
         .and_then(|v| v.to_str().ok())
@@ -130,6 +135,16 @@ pub fn valid_traceparent(b: &[u8]) -> bool {
         && b[36..52].iter().any(|c| *c != b'0')
 }
 
+/// Removes the identity headers a client may not set (the auth step sets them for real).
+pub fn strip_user_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| USER_HEADERS.contains(k)) {
+        return;
+    }
+    for name in &USER_HEADERS {
+        headers.remove(name);
+    }
+}
+
 /// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` / `-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
@@ -196,6 +211,19 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn identity_headers_from_clients_go() {
+        let mut h = HeaderMap::new();
+        h.insert("x-user-id", HeaderValue::from_static("admin"));
+        h.append("x-user-roles", HeaderValue::from_static("admin"));
+        h.append("x-user-roles", HeaderValue::from_static("root"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_user_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        strip_user_headers(&mut h);
         assert!(h.contains_key("x-kept"));
     }
 }

@@ -335,9 +335,7 @@ impl ProxyState {
             HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or_default()).ok()
         });
         headers::strip_hop_by_hop(h);
-        for name in &headers::USER_HEADERS {
-            h.remove(name);
-        }
+        headers::strip_user_headers(h);
         if let Some(user) = user {
             user.apply_headers(h);
         }

@@ -59,9 +59,7 @@ pub(super) async fn tunnel(
     let client_host = h.get(header::HOST).cloned();
     let upgrade = h.get(header::UPGRADE).cloned();
     headers::strip_hop_by_hop(h);
-    for name in &headers::USER_HEADERS {
-        h.remove(name);
-    }
+    headers::strip_user_headers(h);
     if let Some(u) = user {
         u.apply_headers(h);
     }
