@@ -49,6 +49,24 @@ impl StatusView {
     }
 }
 
+/// Whether `current` already says what `verdict` asks for, transition times aside: the same
+/// answer as `current.same_ignoring_time(&desired(verdict, Some(current), now))`, without
+/// building the desired status (the writer asks this of every object after every publish).
+pub fn satisfies(current: &StatusView, verdict: &Verdict) -> bool {
+    current.observed_generation == verdict.generation
+        && current.endpoints == verdict.endpoints
+        && current.conditions.len() == verdict.conditions.len()
+        && current.conditions.iter().all(|o| {
+            verdict.conditions.iter().any(|c| {
+                o.type_ == c.type_
+                    && o.status == c.status
+                    && o.reason == c.reason
+                    && o.message == c.message
+                    && o.observed_generation == verdict.generation
+            })
+        })
+}
+
 /// The status a verdict asks for, given the status the object has now: each condition keeps
 /// its `lastTransitionTime` unless its `status` changed; `now` stamps the ones that did.
 pub fn desired(verdict: &Verdict, current: Option<&StatusView>, now: &str) -> StatusView {
@@ -161,6 +179,35 @@ mod tests {
         let next = desired(&verdict(2, true), Some(&first), "t1");
         assert!(!next.same_ignoring_time(&first));
         assert_eq!(next.conditions[0].last_transition_time.as_deref(), Some("t0"));
+    }
+
+    #[test]
+    fn satisfies_agrees_with_desired() {
+        let first = desired(&verdict(1, true), None, "t0");
+        let mut other_message = verdict(1, true);
+        other_message.set(Condition::new(
+            types::PROGRAMMED,
+            true,
+            reasons::PROGRAMMED,
+            "live again",
+        ));
+        let mut counts = verdict(1, true);
+        counts.endpoints = Some(EndpointCounts { total: 1, healthy: 0 });
+        for v in [
+            verdict(1, true),
+            verdict(2, true),
+            verdict(1, false),
+            other_message,
+            counts,
+        ] {
+            assert_eq!(
+                satisfies(&first, &v),
+                first.same_ignoring_time(&desired(&v, Some(&first), "t1")),
+                "{v:?}"
+            );
+        }
+        assert!(satisfies(&first, &verdict(1, true)));
+        assert!(!satisfies(&StatusView::default(), &verdict(1, true)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use tokio::sync::watch;
 
-use super::status::{desired, now_rfc3339, StatusView};
+use super::status::{desired, now_rfc3339, satisfies, StatusView};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel, FIELD_MANAGER};
 use crate::compile::{Kind, Verdict};
 
@@ -20,6 +20,12 @@ const CONCURRENCY: usize = 32;
 /// Where the writer reads the status each object has now (the watch cache).
 pub trait StatusLookup: Send + Sync {
     fn status(&self, kind: Kind, namespace: &str, name: &str) -> Option<StatusView>;
+
+    /// Whether the object's status already says what `verdict` asks for (see `satisfies`).
+    fn satisfied(&self, verdict: &Verdict) -> bool {
+        self.status(verdict.kind, &verdict.namespace, &verdict.name)
+            .is_some_and(|c| satisfies(&c, verdict))
+    }
 }
 
 /// Counters of the writer, for logs, tests and the churn benchmark.
@@ -82,6 +88,10 @@ async fn write_all(
     let now = now_rfc3339();
     let mut todo = Vec::new();
     for v in verdicts {
+        // The common case after every publish: nothing to write. Decided without copying.
+        if lookup.satisfied(v) {
+            continue;
+        }
         let key = (v.kind, v.namespace.clone(), v.name.clone());
         let id = format!("{} {}/{}", v.kind, v.namespace, v.name);
         let current = lookup.status(v.kind, &v.namespace, &v.name);

@@ -12,7 +12,7 @@ use crate::telemetry::Metrics;
 pub struct Published {
     /// False when the snapshot equalled the last one and nothing was swapped.
     pub swapped: bool,
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Arc<Vec<Verdict>>,
 }
 
 /// Compiles snapshots and swaps the table into the handle the proxy reads.
@@ -20,7 +20,7 @@ pub struct Publisher {
     handle: TableHandle,
     options: CompileOptions,
     metrics: Metrics,
-    last: Mutex<Option<(Snapshot, Vec<Verdict>)>>,
+    last: Mutex<Option<(Snapshot, Arc<Vec<Verdict>>)>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     before_swap: Option<BeforeSwap>,
 }
@@ -104,10 +104,11 @@ impl Publisher {
             elapsed_ms = seen.elapsed().as_secs_f64() * 1e3,
             "routing table published"
         );
-        *last = Some((snapshot, compiled.verdicts.clone()));
+        let verdicts = Arc::new(compiled.verdicts);
+        *last = Some((snapshot, verdicts.clone()));
         Published {
             swapped: true,
-            verdicts: compiled.verdicts,
+            verdicts,
         }
     }
 }

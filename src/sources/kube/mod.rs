@@ -33,6 +33,13 @@ use store::Tracked;
 
 /// How long changes are gathered before one compile.
 const COALESCE: Duration = Duration::from_millis(10);
+/// While changes keep coming, the next compile waits this many times as long as the last
+/// publish took (counted from its end): with 10,000 objects streaming in, publishing then takes
+/// at most a fifth of a core instead of recompiling the whole table every `COALESCE`, and a
+/// change after a quiet spell still waits only `COALESCE`.
+const BUSY_FACTOR: u32 = 4;
+/// The longest a change waits because of `BUSY_FACTOR`.
+const MAX_GATHER: Duration = Duration::from_secs(1);
 /// How long a publish waits for newly referenced Services/Secrets to be listed.
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(2);
 
@@ -240,9 +247,13 @@ async fn publish_loop(
     };
     let mut deps: BTreeMap<Dependency, Dep> = BTreeMap::new();
     let mut first = true;
+    // When the last publish ended and how long it took.
+    let mut last_end = Instant::now();
+    let mut last_cost = Duration::ZERO;
     loop {
         store.changed.notified().await;
-        tokio::time::sleep(COALESCE).await;
+        let paced = last_end + (last_cost * BUSY_FACTOR).min(MAX_GATHER);
+        tokio::time::sleep_until((Instant::now() + COALESCE).max(paced).into()).await;
         if !primaries.iter().all(|s| s.load(Ordering::Acquire)) {
             continue;
         }
@@ -254,15 +265,18 @@ async fn publish_loop(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        let started = Instant::now();
         let (snapshot, seen) = store.snapshot();
         let p = publisher.clone();
-        let Ok(published) = tokio::task::spawn_blocking(move || p.publish(snapshot, seen, false)).await
-        else {
+        let published = tokio::task::spawn_blocking(move || p.publish(snapshot, seen, false)).await;
+        last_end = Instant::now();
+        last_cost = last_end - started;
+        let Ok(published) = published else {
             continue;
         };
         if published.swapped || first {
             first = false;
-            verdicts.send_replace(Arc::new(published.verdicts));
+            verdicts.send_replace(published.verdicts);
         }
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 
 use super::endpoints::{service_endpoints, ServiceInfo, SliceInfo};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
-use crate::compile::{Kind, Snapshot};
+use crate::compile::{Kind, Snapshot, Verdict};
+use crate::controller::status::satisfies;
 use crate::controller::{StatusLookup, StatusView};
 
 /// One change reported by a watcher.
@@ -317,6 +318,17 @@ impl StatusLookup for Store {
             Kind::GatewayUpstream => inner.upstreams.status.get(&key).cloned(),
             Kind::WebSocketChannel => inner.channels.status.get(&key).cloned(),
         }
+    }
+
+    fn satisfied(&self, v: &Verdict) -> bool {
+        let inner = self.lock();
+        let key = format!("{}/{}", v.namespace, v.name);
+        let current = match v.kind {
+            Kind::GatewayRoute => inner.routes.status.get(&key),
+            Kind::GatewayUpstream => inner.upstreams.status.get(&key),
+            Kind::WebSocketChannel => inner.channels.status.get(&key),
+        };
+        current.is_some_and(|c| satisfies(c, v))
     }
 }
 
