@@ -70,6 +70,8 @@ struct Core {
     metrics: Metrics,
     handle: TableHandle,
     publisher: Arc<Publisher>,
+    /// Endpoint health, breakers and in-flight counts of every upstream.
+    upstreams: Arc<Registry>,
     limiter: Arc<RateLimiter>,
     grace: Duration,
     connect_timeout: Duration,
@@ -121,6 +123,7 @@ impl Core {
             metrics,
             handle,
             publisher,
+            upstreams,
             limiter,
             grace,
             connect_timeout,
@@ -197,6 +200,10 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
         },
         source.store.clone(),
         source.verdicts.clone(),
+        Some((
+            core.upstreams.clone() as Arc<dyn crate::controller::HealthLookup>,
+            core.upstreams.health_changes(),
+        )),
     );
     let result = serve(core).await;
     controller.shutdown().await;
@@ -227,6 +234,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         metrics,
         handle,
         publisher,
+        upstreams: _,
         limiter,
         grace,
         connect_timeout,

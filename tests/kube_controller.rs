@@ -426,3 +426,47 @@ fn without_any_configuration_it_exits_2_naming_both_modes() {
         "{err}"
     );
 }
+
+/// Upstream status says how many endpoints pass their health checks now, not just how many
+/// there are, and `Ready` goes False when none does — written when a check changes its mind,
+/// with no spec change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_status_follows_endpoint_health() {
+    let client = cluster().await;
+    let ns = namespace(&client, "gh-health").await;
+    let up = upstream("ok").await;
+    let (dead, dead2) = (free_port(), free_port());
+    let _gw = Gateway::start(&kubeconfig(), &["--namespace", &ns, "--lease-namespace", &ns]);
+    let mut u = static_upstream("svc", &format!("http://{up}"));
+    u["spec"]["endpoints"] = json!([format!("http://{up}"), format!("http://127.0.0.1:{dead}")]);
+    u["spec"]["healthCheck"] = json!({
+        "path": "/health", "interval": "200ms", "timeout": "500ms",
+        "healthyThreshold": 1, "unhealthyThreshold": 1
+    });
+    apply(&client, &ns, u.clone()).await;
+
+    let conds = eventually(T, "1 of 2 endpoints healthy", || async {
+        let (s, c) = conditions(&client, &ns, "GatewayUpstream", "svc").await?;
+        (s["endpoints"] == json!({"total": 2, "healthy": 1})).then_some(c)
+    })
+    .await;
+    let ready = condition(&conds, "Ready").expect("Ready");
+    assert_eq!(ready["status"], "True", "{ready}");
+    assert_eq!(ready["message"], "1 of 2 endpoint(s) healthy", "{ready}");
+
+    // Both endpoints dead: the new one starts healthy, then its check fails.
+    u["spec"]["endpoints"] = json!([
+        format!("http://127.0.0.1:{dead}"),
+        format!("http://127.0.0.1:{dead2}")
+    ]);
+    apply(&client, &ns, u).await;
+    let conds = eventually(T, "no endpoint healthy", || async {
+        let (s, c) = conditions(&client, &ns, "GatewayUpstream", "svc").await?;
+        (s["endpoints"] == json!({"total": 2, "healthy": 0}) && s["observedGeneration"] == 2).then_some(c)
+    })
+    .await;
+    let ready = condition(&conds, "Ready").expect("Ready");
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "NoHealthyEndpoints", "{ready}");
+    assert_eq!(condition(&conds, "Accepted").expect("Accepted")["status"], "True");
+}

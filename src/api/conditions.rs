@@ -49,6 +49,7 @@ pub mod reasons {
     pub const NOT_PROGRAMMED: &str = "NotProgrammed";
     pub const ENDPOINTS_AVAILABLE: &str = "EndpointsAvailable";
     pub const NO_ENDPOINTS: &str = "NoEndpoints";
+    pub const NO_HEALTHY_ENDPOINTS: &str = "NoHealthyEndpoints";
     pub const PENDING: &str = "Pending";
 }
 

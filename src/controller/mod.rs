@@ -7,7 +7,7 @@ pub mod writer;
 
 pub use lease::LeaseConfig;
 pub use status::StatusView;
-pub use writer::{StatusLookup, WriterStats};
+pub use writer::{Health, HealthLookup, StatusLookup, WriterStats};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +27,14 @@ pub struct Controller {
     writer: JoinHandle<()>,
 }
 
-/// Starts campaigning for the Lease and writing status while holding it.
+/// Starts campaigning for the Lease and writing status while holding it (with live endpoint
+/// health in upstream status when `health` is given).
 pub fn start(
     client: Client,
     lease: LeaseConfig,
     lookup: Arc<dyn StatusLookup>,
     verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
+    health: Option<Health>,
 ) -> Controller {
     let (leader_tx, leader_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
@@ -44,6 +46,7 @@ pub fn start(
         verdicts,
         leader_rx.clone(),
         stats.clone(),
+        health,
     ));
     Controller {
         leader: leader_rx,

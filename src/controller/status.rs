@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::api::{Condition, EndpointCounts, API_VERSION};
+use crate::api::{reasons, types, Condition, EndpointCounts, API_VERSION};
 use crate::compile::{Kind, Verdict};
 
 /// The status fields Gatehouse owns, common to the three kinds.
@@ -67,6 +67,35 @@ pub fn satisfies(current: &StatusView, verdict: &Verdict) -> bool {
         })
 }
 
+/// An upstream's verdict with its endpoints' live health (`healthy` of `total` pass their
+/// health checks): `endpoints.healthy` as it is, and `Ready=False` when none is healthy. `None`
+/// when the verdict already says so, or when the health figures are for another endpoint set
+/// (a table not bound yet: the next publish or health change brings them together).
+pub fn with_health(verdict: &Verdict, healthy: u32, total: u32) -> Option<Verdict> {
+    let counts = verdict.endpoints.as_ref()?;
+    if counts.total == 0 || counts.total != total || counts.healthy == healthy {
+        return None;
+    }
+    let mut out = verdict.clone();
+    out.endpoints = Some(EndpointCounts { total, healthy });
+    out.set(if healthy == 0 {
+        Condition::new(
+            types::READY,
+            false,
+            reasons::NO_HEALTHY_ENDPOINTS,
+            format!("none of the {total} endpoint(s) passes its health check: requests get 503"),
+        )
+    } else {
+        Condition::new(
+            types::READY,
+            true,
+            reasons::ENDPOINTS_AVAILABLE,
+            format!("{healthy} of {total} endpoint(s) healthy"),
+        )
+    });
+    Some(out)
+}
+
 /// The status a verdict asks for, given the status the object has now: each condition keeps
 /// its `lastTransitionTime` unless its `status` changed; `now` stamps the ones that did.
 pub fn desired(verdict: &Verdict, current: Option<&StatusView>, now: &str) -> StatusView {
@@ -106,7 +135,6 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{reasons, types};
 
     fn verdict(gen: i64, accepted: bool) -> Verdict {
         let mut v = Verdict::new(Kind::GatewayRoute, "ns", "r", Some(gen));
@@ -208,6 +236,52 @@ mod tests {
         }
         assert!(satisfies(&first, &verdict(1, true)));
         assert!(!satisfies(&StatusView::default(), &verdict(1, true)));
+    }
+
+    #[test]
+    fn live_health_shows_in_upstream_status() {
+        let mut v = Verdict::new(Kind::GatewayUpstream, "ns", "u", Some(1));
+        v.endpoints = Some(EndpointCounts { total: 3, healthy: 3 });
+        v.set(Condition::new(
+            types::READY,
+            true,
+            reasons::ENDPOINTS_AVAILABLE,
+            "3 endpoint(s)",
+        ));
+        assert!(
+            with_health(&v, 3, 3).is_none(),
+            "all healthy: the verdict as compiled"
+        );
+        assert!(
+            with_health(&v, 1, 2).is_none(),
+            "figures of another endpoint set are not used"
+        );
+
+        let some = with_health(&v, 2, 3).expect("one down");
+        assert_eq!(some.endpoints, Some(EndpointCounts { total: 3, healthy: 2 }));
+        let ready = some
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::READY)
+            .expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_str()),
+            ("True", "2 of 3 endpoint(s) healthy")
+        );
+
+        let none = with_health(&v, 0, 3).expect("all down");
+        let ready = none
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::READY)
+            .expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reasons::NO_HEALTHY_ENDPOINTS)
+        );
+        // ... and the writer sees it as a change from what the API server holds.
+        let held = desired(&v, None, "t0");
+        assert!(!satisfies(&held, &none));
     }
 
     #[test]

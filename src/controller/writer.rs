@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use tokio::sync::watch;
 
-use super::status::{desired, now_rfc3339, satisfies, StatusView};
+use super::status::{desired, now_rfc3339, satisfies, with_health, StatusView};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel, FIELD_MANAGER};
 use crate::compile::{Kind, Verdict};
 
@@ -28,6 +28,21 @@ pub trait StatusLookup: Send + Sync {
     }
 }
 
+/// Live endpoint health, shown in the status of upstreams on top of the compiled verdict.
+pub trait HealthLookup: Send + Sync {
+    /// `(healthy, total)` endpoints of upstream `namespace/name`.
+    fn health_of(&self, key: &str) -> Option<(u32, u32)>;
+}
+
+impl HealthLookup for crate::upstream::Registry {
+    fn health_of(&self, key: &str) -> Option<(u32, u32)> {
+        crate::upstream::Registry::health_of(self, key)
+    }
+}
+
+/// Where the writer learns endpoint health, and a signal that changes with it.
+pub type Health = (Arc<dyn HealthLookup>, watch::Receiver<u64>);
+
 /// Counters of the writer, for logs, tests and the churn benchmark.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -42,7 +57,12 @@ pub async fn run(
     mut verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
     mut leader: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
+    health: Option<Health>,
 ) {
+    let (health, mut health_changes) = match health {
+        Some((h, rx)) => (Some(h), Some(rx)),
+        None => (None, None),
+    };
     // What this replica last wrote per object, so that a patch racing its own watch event is
     // not sent twice. Cleared whenever leadership is (re)gained.
     let mut written: HashMap<String, StatusView> = HashMap::new();
@@ -61,12 +81,26 @@ pub async fn run(
                 written.clear();
             },
             _ = sleep => {},
+            r = async {
+                match health_changes.as_mut() {
+                    Some(rx) => rx.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => if r.is_err() { health_changes = None },
         }
         if !*leader.borrow_and_update() {
             continue;
         }
         let current = verdicts.borrow_and_update().clone();
-        let failed = write_all(&client, &*lookup, &current, &mut written, &stats).await;
+        let failed = write_all(
+            &client,
+            &*lookup,
+            health.as_deref(),
+            &current,
+            &mut written,
+            &stats,
+        )
+        .await;
         retry_in = if failed {
             Some(retry_in.map_or(Duration::from_millis(500), |d| {
                 (d * 2).min(Duration::from_secs(10))
@@ -81,6 +115,7 @@ pub async fn run(
 async fn write_all(
     client: &Client,
     lookup: &dyn StatusLookup,
+    health: Option<&dyn HealthLookup>,
     verdicts: &[Verdict],
     written: &mut HashMap<String, StatusView>,
     stats: &WriterStats,
@@ -88,6 +123,13 @@ async fn write_all(
     let now = now_rfc3339();
     let mut todo = Vec::new();
     for v in verdicts {
+        let live = match (v.kind, health) {
+            (Kind::GatewayUpstream, Some(h)) => h
+                .health_of(&format!("{}/{}", v.namespace, v.name))
+                .and_then(|(healthy, total)| with_health(v, healthy, total)),
+            _ => None,
+        };
+        let v = live.as_ref().unwrap_or(v);
         // The common case after every publish: nothing to write. Decided without copying.
         if lookup.satisfied(v) {
             continue;

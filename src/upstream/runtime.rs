@@ -110,6 +110,8 @@ struct UpstreamEntry {
 /// All runtime state, by upstream key and endpoint URL. One per process.
 pub struct Registry {
     entries: Mutex<HashMap<String, UpstreamEntry>>,
+    /// Bumped whenever a health check moves an endpoint in or out.
+    health_version: tokio::sync::watch::Sender<u64>,
     metrics: Option<Metrics>,
     checker: Checker,
     runtime: Option<tokio::runtime::Handle>,
@@ -121,6 +123,7 @@ impl Registry {
     pub fn new(metrics: Option<Metrics>) -> Arc<Registry> {
         Arc::new_cyclic(|me| Registry {
             entries: Mutex::new(HashMap::new()),
+            health_version: tokio::sync::watch::Sender::new(0),
             metrics,
             checker: Checker::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -228,6 +231,21 @@ impl Registry {
     pub(super) fn health_changed(&self, key: &str) {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         Self::refresh_gauges(&self.metrics, key, entries.get(key));
+        drop(entries);
+        self.health_version.send_modify(|v| *v += 1);
+    }
+
+    /// How many endpoints of upstream `key` (`namespace/name`) are healthy now, of how many.
+    pub fn health_of(&self, key: &str) -> Option<(u32, u32)> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get(key)?;
+        let healthy = entry.endpoints.values().filter(|e| e.state.is_healthy()).count();
+        Some((healthy as u32, entry.endpoints.len() as u32))
+    }
+
+    /// Changes whenever an endpoint's health changes (for whoever reports it, e.g. status).
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.health_version.subscribe()
     }
 
     fn refresh_gauges(metrics: &Option<Metrics>, key: &str, entry: Option<&UpstreamEntry>) {
