@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
-use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -185,25 +184,15 @@ async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, rx: mpsc::Receiver<Outgoing>, upg
         .max_frame_size(Some(max));
     let ws: Ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let (sink, stream) = ws.split();
-    // Reader and writer share one task, so they never run at the same time. They are polled
-    // through `FuturesUnordered` rather than `join!` so that a wake-up polls only the half it
-    // was for: the writer is woken for every queued frame, and polling the reader each time
-    // (tungstenite zero-fills its read buffer on every read attempt) would be paid per message.
-    let mut halves = FuturesUnordered::new();
-    halves.push(Either::Left(read_loop(hub, conn, stream)));
-    halves.push(Either::Right(write_loop(hub, conn, rx, sink)));
-    while halves.next().await.is_some() {}
+    tokio::join!(read_loop(hub, conn, stream), write_loop(hub, conn, rx, sink));
 }
 
 async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
-    // Made once: a fresh `cancelled()` per frame registers and unregisters a waiter each time.
-    let cancelled = conn.cancel.cancelled();
-    tokio::pin!(cancelled);
     loop {
         let next = tokio::select! {
             biased;
-            _ = &mut cancelled => return,
+            _ = conn.cancel.cancelled() => return,
             m = stream.next() => m,
         };
         match next {
@@ -343,8 +332,6 @@ async fn write_loop(
     let mut idle_at = idle.map_or(Instant::now() + far, |d| Instant::now() + d);
     let timer = tokio::time::sleep(far);
     tokio::pin!(timer);
-    let cancelled = conn.cancel.cancelled();
-    tokio::pin!(cancelled);
     let mut batch: Vec<Message> = Vec::with_capacity(8);
     loop {
         let mut wake = next_ping.min(idle_at);
@@ -356,7 +343,7 @@ async fn write_loop(
         }
         tokio::select! {
             biased;
-            _ = &mut cancelled => return,
+            _ = conn.cancel.cancelled() => return,
             out = rx.recv() => {
                 let Some(out) = out else { return };
                 let mut close = None;
@@ -369,12 +356,10 @@ async fn write_loop(
                 }
                 if !batch.is_empty() {
                     let n = batch.len() as u64;
-                    // Cancellation was checked just above; it is consulted again only if
-                    // the socket makes the write wait.
                     let sent = tokio::select! {
                         biased;
+                        _ = conn.cancel.cancelled() => return,
                         r = send_all(&mut sink, &mut batch) => r,
-                        _ = &mut cancelled => return,
                     };
                     if sent.is_err() {
                         conn.cancel.cancel();
@@ -414,7 +399,7 @@ async fn write_loop(
                         let sent_ms = conn.now_ms();
                         let r = tokio::select! {
                             biased;
-                            _ = &mut cancelled => return,
+                            _ = conn.cancel.cancelled() => return,
                             r = sink.send(Message::Ping(Bytes::new())) => r,
                         };
                         if r.is_err() {
