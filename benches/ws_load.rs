@@ -238,6 +238,9 @@ async fn main() {
                 "only {} of {n} connections subscribed ({failed} failed)",
                 subscribed.load(Ordering::Relaxed)
             );
+            for t in tasks.iter_mut().filter(|t| t.is_finished()).take(5) {
+                eprintln!("  {:?}", t.await);
+            }
             std::process::exit(1);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
