@@ -13,7 +13,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,11 +21,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "load-secret";
 const HOOK: &str = "load-hook";
+/// Client read buffer: a broadcast frame is about 200 bytes.
+const READ_BUFFER: usize = 1024;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -166,24 +168,35 @@ async fn main() {
         .collect();
 
     let base = Instant::now();
-    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<f64>();
+    // Each connection keeps its own latencies (a lock nobody else takes while the run goes) and
+    // bumps one shared count, so that the receive path stays a few instructions per message.
+    let received = Arc::new(AtomicUsize::new(0));
+    let round_done = Arc::new(tokio::sync::Notify::new());
+    let slots: Vec<Arc<Mutex<Vec<f64>>>> = (0..n)
+        .map(|_| Arc::new(Mutex::new(Vec::with_capacity(rounds))))
+        .collect();
     let subscribed = Arc::new(AtomicUsize::new(0));
     let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    // A client reads one small frame at a time; tungstenite's default 128 KiB read buffer is
+    // zero-filled on every read, which would make the load tool, not the gateway, the bottleneck.
+    let client_config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let t0 = Instant::now();
     let mut tasks = Vec::with_capacity(n);
-    for tok in tokens {
+    for (tok, slot) in tokens.into_iter().zip(slots.iter().cloned()) {
         let permit = sem.clone().acquire_owned().await.unwrap();
-        let lat_tx = lat_tx.clone();
         let subscribed = subscribed.clone();
+        let received = received.clone();
+        let round_done = round_done.clone();
         let url = format!("ws://127.0.0.1:{http}/ws?token={tok}");
         tasks.push(tokio::spawn(async move {
-            let mut ws = match tokio_tungstenite::connect_async(url).await {
-                Ok((ws, _)) => ws,
-                Err(e) => {
-                    drop(permit);
-                    return Err(e.to_string());
-                }
-            };
+            let mut ws =
+                match tokio_tungstenite::connect_async_with_config(url, Some(client_config), false).await {
+                    Ok((ws, _)) => ws,
+                    Err(e) => {
+                        drop(permit);
+                        return Err(e.to_string());
+                    }
+                };
             let sub = json!({"type": "Subscribe", "data": {"channel": "load"}}).to_string();
             ws.send(Message::text(sub)).await.map_err(|e| e.to_string())?;
             loop {
@@ -195,7 +208,8 @@ async fn main() {
             }
             subscribed.fetch_add(1, Ordering::Relaxed);
             drop(permit);
-            while let Some(Ok(m)) = ws.next().await {
+            while let Some(m) = ws.next().await {
+                let m = m.map_err(|e| e.to_string())?;
                 if let Message::Text(t) = m {
                     let now = base.elapsed().as_secs_f64() * 1e3;
                     // The send time is the message's last field: read it without a full parse,
@@ -206,14 +220,16 @@ async fn main() {
                         .and_then(|(_, rest)| rest.split(['}', ',']).next())
                         .and_then(|n| n.parse::<f64>().ok())
                     {
-                        let _ = lat_tx.send(now - sent);
+                        slot.lock().unwrap().push(now - sent);
+                        if (received.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(n) {
+                            round_done.notify_one();
+                        }
                     }
                 }
             }
             Ok(())
         }));
     }
-    drop(lat_tx);
     let deadline = Instant::now() + Duration::from_secs(120);
     while subscribed.load(Ordering::Relaxed) < n {
         if Instant::now() > deadline || tasks.iter().filter(|t| t.is_finished()).count() > 0 {
@@ -222,6 +238,9 @@ async fn main() {
                 "only {} of {n} connections subscribed ({failed} failed)",
                 subscribed.load(Ordering::Relaxed)
             );
+            for t in tasks.iter_mut().filter(|t| t.is_finished()).take(5) {
+                eprintln!("  {:?}", t.await);
+            }
             std::process::exit(1);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -232,7 +251,6 @@ async fn main() {
 
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let hook = format!("http://127.0.0.1:{http}/webhook/websocket");
-    let mut latencies = Vec::with_capacity(n * rounds);
     let mut delivered_total = 0u64;
     let t1 = Instant::now();
     let cpu0 = cpu_secs(pid);
@@ -250,18 +268,28 @@ async fn main() {
         let v: Value = serde_json::from_slice(&body).unwrap();
         delivered_total += v["delivered"].as_u64().unwrap_or(0);
         // Wait for this round to reach everyone (bounded), so rounds do not overlap.
-        let round_deadline = Instant::now() + Duration::from_secs(10);
-        while latencies.len() < (r + 1) * n && Instant::now() < round_deadline {
-            match tokio::time::timeout(Duration::from_millis(100), lat_rx.recv()).await {
-                Ok(Some(l)) => latencies.push(l),
-                Ok(None) => break,
-                Err(_) => {}
+        let round_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while received.load(Ordering::Relaxed) < (r + 1) * n {
+            if tokio::time::timeout_at(round_deadline, round_done.notified())
+                .await
+                .is_err()
+            {
+                break;
             }
         }
     }
     let broadcast_secs = t1.elapsed().as_secs_f64();
     let gateway_cpu = cpu_secs(pid) - cpu0;
     let client_cpu = cpu_secs(std::process::id()) - own0;
+    let mut latencies = Vec::with_capacity(n * rounds);
+    let mut short = 0usize;
+    for slot in &slots {
+        let got = slot.lock().unwrap();
+        if got.len() < rounds {
+            short += 1;
+        }
+        latencies.extend_from_slice(&got);
+    }
     latencies.sort_by(|a, b| a.total_cmp(b));
     let received = latencies.len();
     println!("WebSocket hub load run (loopback, one gateway process, its default worker threads)");
@@ -277,7 +305,7 @@ async fn main() {
         (loaded_rss.saturating_sub(idle_rss)) as f64 / n as f64
     );
     println!(
-        "  broadcasts:         {rounds} x {n} subscribers: {received} of {} received ({delivered_total} reported delivered)",
+        "  broadcasts:         {rounds} x {n} subscribers: {received} of {} received ({delivered_total} reported delivered), {short} subscribers missed some",
         rounds * n
     );
     println!(
@@ -299,6 +327,18 @@ async fn main() {
             "  machine load average: {}",
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
         );
+    }
+    let mut ended = std::collections::BTreeMap::<String, usize>::new();
+    for t in tasks.iter_mut().filter(|t| t.is_finished()) {
+        let why = match t.await {
+            Ok(Ok(())) => "closed by the gateway".to_string(),
+            Ok(Err(e)) => e,
+            Err(e) => e.to_string(),
+        };
+        *ended.entry(why).or_default() += 1;
+    }
+    for (why, count) in &ended {
+        println!("  connections that ended early: {count} ({why})");
     }
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     for t in tasks {
