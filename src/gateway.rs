@@ -200,10 +200,7 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
         },
         source.store.clone(),
         source.verdicts.clone(),
-        Some((
-            core.upstreams.clone() as Arc<dyn crate::controller::HealthLookup>,
-            core.upstreams.health_changes(),
-        )),
+        Some(core.upstreams.clone()),
     );
     let result = serve(core).await;
     controller.shutdown().await;

@@ -7,7 +7,7 @@ pub mod writer;
 
 pub use lease::LeaseConfig;
 pub use status::StatusView;
-pub use writer::{Health, HealthLookup, StatusLookup, WriterStats};
+pub use writer::{StatusLookup, WriterStats};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +27,14 @@ pub struct Controller {
     writer: JoinHandle<()>,
 }
 
-/// Starts campaigning for the Lease and writing status while holding it (with live endpoint
-/// health in upstream status when `health` is given).
+/// Starts campaigning for the Lease and writing status while holding it (with the live
+/// endpoint health of `health` in upstream status, when given).
 pub fn start(
     client: Client,
     lease: LeaseConfig,
     lookup: Arc<dyn StatusLookup>,
     verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
-    health: Option<Health>,
+    health: Option<Arc<crate::upstream::Registry>>,
 ) -> Controller {
     let (leader_tx, leader_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);

@@ -21,13 +21,10 @@ impl StatusView {
             && self.endpoints == other.endpoints
             && self.conditions.len() == other.conditions.len()
             && self.conditions.iter().all(|c| {
-                other.conditions.iter().any(|o| {
-                    o.type_ == c.type_
-                        && o.status == c.status
-                        && o.reason == c.reason
-                        && o.message == c.message
-                        && o.observed_generation == c.observed_generation
-                })
+                other
+                    .conditions
+                    .iter()
+                    .any(|o| same_words(o, c) && o.observed_generation == c.observed_generation)
             })
     }
 
@@ -57,14 +54,16 @@ pub fn satisfies(current: &StatusView, verdict: &Verdict) -> bool {
         && current.endpoints == verdict.endpoints
         && current.conditions.len() == verdict.conditions.len()
         && current.conditions.iter().all(|o| {
-            verdict.conditions.iter().any(|c| {
-                o.type_ == c.type_
-                    && o.status == c.status
-                    && o.reason == c.reason
-                    && o.message == c.message
-                    && o.observed_generation == verdict.generation
-            })
+            verdict
+                .conditions
+                .iter()
+                .any(|c| same_words(o, c) && o.observed_generation == verdict.generation)
         })
+}
+
+/// Same type, status, reason and message (generation and time are compared by the callers).
+fn same_words(a: &Condition, b: &Condition) -> bool {
+    a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message
 }
 
 /// An upstream's verdict with its endpoints' live health (`healthy` of `total` pass their

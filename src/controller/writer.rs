@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::status::{desired, now_rfc3339, satisfies, with_health, StatusView};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel, FIELD_MANAGER};
 use crate::compile::{Kind, Verdict};
+use crate::upstream::Registry;
 
 /// How many status patches may be in flight at once.
 const CONCURRENCY: usize = 32;
@@ -28,21 +29,6 @@ pub trait StatusLookup: Send + Sync {
     }
 }
 
-/// Live endpoint health, shown in the status of upstreams on top of the compiled verdict.
-pub trait HealthLookup: Send + Sync {
-    /// `(healthy, total)` endpoints of upstream `namespace/name`.
-    fn health_of(&self, key: &str) -> Option<(u32, u32)>;
-}
-
-impl HealthLookup for crate::upstream::Registry {
-    fn health_of(&self, key: &str) -> Option<(u32, u32)> {
-        crate::upstream::Registry::health_of(self, key)
-    }
-}
-
-/// Where the writer learns endpoint health, and a signal that changes with it.
-pub type Health = (Arc<dyn HealthLookup>, watch::Receiver<u64>);
-
 /// Counters of the writer, for logs, tests and the churn benchmark.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -57,12 +43,9 @@ pub async fn run(
     mut verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
     mut leader: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
-    health: Option<Health>,
+    health: Option<Arc<Registry>>,
 ) {
-    let (health, mut health_changes) = match health {
-        Some((h, rx)) => (Some(h), Some(rx)),
-        None => (None, None),
-    };
+    let mut health_changes = health.as_ref().map(|r| r.health_changes());
     // What this replica last wrote per object, so that a patch racing its own watch event is
     // not sent twice. Cleared whenever leadership is (re)gained.
     let mut written: HashMap<String, StatusView> = HashMap::new();
@@ -115,7 +98,7 @@ pub async fn run(
 async fn write_all(
     client: &Client,
     lookup: &dyn StatusLookup,
-    health: Option<&dyn HealthLookup>,
+    health: Option<&Registry>,
     verdicts: &[Verdict],
     written: &mut HashMap<String, StatusView>,
     stats: &WriterStats,

@@ -13,7 +13,7 @@
 //! pipelines the calls in flight and reconnects by itself. The gateway starts without Redis;
 //! until it answers, decisions fail and `failure_mode` applies.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,24 +153,20 @@ impl Batcher {
                     // Let the tasks that are ready now queue their decisions too (a task woken
                     // by a send would otherwise run right after the sender, one ask at a time).
                     tokio::task::yield_now().await;
-                    let mut groups: Vec<(String, Quota, Vec<Reply>)> = Vec::new();
-                    let mut index: HashMap<(String, Quota), usize> = HashMap::new();
-                    let mut next = Some(first);
-                    let mut taken = 0;
-                    while let Some(ask) = next.take() {
+                    // Replies keep their arrival order within a bucket; buckets are independent.
+                    let mut groups: HashMap<(String, Quota), Vec<Reply>> = HashMap::new();
+                    let mut ask = first;
+                    let mut taken = 1;
+                    loop {
+                        groups.entry((ask.bucket, ask.quota)).or_default().push(ask.reply);
+                        if taken == MAX_PASS {
+                            break;
+                        }
+                        let Ok(next) = rx.try_recv() else { break };
+                        ask = next;
                         taken += 1;
-                        match index.entry((ask.bucket, ask.quota)) {
-                            Entry::Occupied(e) => groups[*e.get()].2.push(ask.reply),
-                            Entry::Vacant(e) => {
-                                groups.push((e.key().0.clone(), ask.quota, vec![ask.reply]));
-                                e.insert(groups.len() - 1);
-                            }
-                        }
-                        if taken < MAX_PASS {
-                            next = rx.try_recv().ok();
-                        }
                     }
-                    for (bucket, quota, replies) in groups {
+                    for ((bucket, quota), replies) in groups {
                         in_flight.push(self.decide(bucket, quota, replies));
                     }
                 }

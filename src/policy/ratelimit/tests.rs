@@ -237,23 +237,29 @@ fn bad_configuration_is_explained() {
     assert!(err.to_string().contains("storage.url"), "{err}");
 }
 
-/// Decisions that arrive together for one bucket are decided by one script call, and still
-/// exactly: of 500 concurrent requests against a limit of 120, exactly 120 pass, each with its
-/// own `remaining`, and far fewer than 500 calls reach Redis. Needs the real Redis that
-/// scripts/test.sh starts (`GATEHOUSE_TEST_REDIS_URL`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_redis_decisions_are_batched_and_exact() {
-    let url = match std::env::var("GATEHOUSE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => url,
+/// The Redis that scripts/test.sh starts (`GATEHOUSE_TEST_REDIS_URL`), or `None`, said loudly
+/// (and a failure under CI, which must provide one).
+fn test_redis() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
         _ => {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI must provide Redis: GATEHOUSE_TEST_REDIS_URL is not set"
             );
             eprintln!("SKIPPED: GATEHOUSE_TEST_REDIS_URL is not set; run scripts/test.sh, which starts one");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Decisions that arrive together for one bucket are decided by one script call, and still
+/// exactly: of 500 concurrent requests against a limit of 120, exactly 120 pass, each with its
+/// own `remaining`, and far fewer than 500 calls reach Redis. Needs the real Redis that
+/// scripts/test.sh starts (`GATEHOUSE_TEST_REDIS_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redis_decisions_are_batched_and_exact() {
+    let Some(url) = test_redis() else { return };
     let store = Arc::new(redis::RedisStore::new(&url, Duration::from_secs(2)).expect("store"));
     let bucket = format!(
         "unit-batch-{}-{}",
@@ -303,10 +309,7 @@ async fn concurrent_redis_decisions_are_batched_and_exact() {
 /// and a refused batch learns when to come back.
 #[tokio::test]
 async fn a_redis_batch_larger_than_the_room_left_is_split() {
-    let Ok(url) = std::env::var("GATEHOUSE_TEST_REDIS_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
-        return;
-    };
+    let Some(url) = test_redis() else { return };
     let client = ::redis::Client::open(url.as_str()).expect("url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
     let key = format!("unit-split-{}", std::process::id());

@@ -309,26 +309,23 @@ impl Store {
     }
 }
 
+/// The status the API server holds for that object, as last seen by the watch.
+fn held<'a>(inner: &'a Inner, kind: Kind, namespace: &str, name: &str) -> Option<&'a StatusView> {
+    let key = format!("{namespace}/{name}");
+    match kind {
+        Kind::GatewayRoute => inner.routes.status.get(&key),
+        Kind::GatewayUpstream => inner.upstreams.status.get(&key),
+        Kind::WebSocketChannel => inner.channels.status.get(&key),
+    }
+}
+
 impl StatusLookup for Store {
     fn status(&self, kind: Kind, namespace: &str, name: &str) -> Option<StatusView> {
-        let inner = self.lock();
-        let key = format!("{namespace}/{name}");
-        match kind {
-            Kind::GatewayRoute => inner.routes.status.get(&key).cloned(),
-            Kind::GatewayUpstream => inner.upstreams.status.get(&key).cloned(),
-            Kind::WebSocketChannel => inner.channels.status.get(&key).cloned(),
-        }
+        held(&self.lock(), kind, namespace, name).cloned()
     }
 
     fn satisfied(&self, v: &Verdict) -> bool {
-        let inner = self.lock();
-        let key = format!("{}/{}", v.namespace, v.name);
-        let current = match v.kind {
-            Kind::GatewayRoute => inner.routes.status.get(&key),
-            Kind::GatewayUpstream => inner.upstreams.status.get(&key),
-            Kind::WebSocketChannel => inner.channels.status.get(&key),
-        };
-        current.is_some_and(|c| satisfies(c, v))
+        held(&self.lock(), v.kind, &v.namespace, &v.name).is_some_and(|c| satisfies(c, v))
     }
 }
 
