@@ -1,23 +1,28 @@
 //! The upgrade on the hub path and the life of one connection: a reader and a writer joined in
-//! one task. The writer owns pings, the pong deadline and the idle timeout; the reader answers
-//! the protocol. Every wait also watches the connection's cancel token, so a dropped
-//! connection never leaves a task behind.
+//! one task. The reader decodes frames (tungstenite) and answers the protocol; what it and
+//! tungstenite send (pongs, close replies) goes through the connection's outbox like
+//! everything else, so frames never interleave. The writer drains the outbox when the socket
+//! is full and owns pings, the pong deadline, the idle timeout and the close handshake. Every
+//! wait also watches the connection's cancel token, so a dropped connection never leaves a
+//! task behind.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -27,15 +32,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{Conn, Hub, Outgoing};
+use super::outbox::{self, Pushed, WriterEvent};
 use super::policy::RatePolicy;
 use super::protocol::{self, ClientMessage, ProtocolError};
 use super::{is_websocket_upgrade, query_param};
 use crate::proxy::json_error;
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
-
-/// Frames written per flush when the queue has a backlog.
-const WRITE_BATCH: usize = 64;
+type Ws = WebSocketStream<ReadSide>;
 /// How long a close handshake may take before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -153,12 +156,12 @@ impl Hub {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect());
-        let (conn, rx) = self.register(peer, origin, user_agent, identity);
+        let conn = self.register(peer, origin, user_agent, identity);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let hub = self.clone();
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => run(&hub, &conn, rx, upgraded).await,
+                Ok(upgraded) => run(&hub, &conn, upgraded).await,
                 Err(e) => tracing::debug!(connection = %conn.id, "WebSocket upgrade failed: {e}"),
             }
             hub.unregister(&conn);
@@ -175,19 +178,62 @@ impl Hub {
     }
 }
 
-async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, rx: mpsc::Receiver<Outgoing>, upgraded: Upgraded) {
+/// The socket as tungstenite sees it: reads from the socket, writes into the outbox.
+struct ReadSide {
+    rd: ReadHalf<TokioIo<Upgraded>>,
+    conn: Arc<Conn>,
+    hub: Arc<Hub>,
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.rd).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadSide {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // Pongs and close replies; dropped once the connection is closing or full (and then
+        // the connection goes away anyway).
+        if self.conn.out.push(Bytes::copy_from_slice(buf), 0) == Pushed::Full {
+            self.conn.cancel.cancel();
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.hub.count_sent(self.conn.write_now());
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, upgraded: Upgraded) {
     let max = hub.settings.max_message_size.max(1024);
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    let ws: Ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let (sink, stream) = ws.split();
-    tokio::join!(read_loop(hub, conn, stream), write_loop(hub, conn, rx, sink));
+    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+    conn.out.attach(Box::pin(wr));
+    let side = ReadSide {
+        rd,
+        conn: conn.clone(),
+        hub: hub.clone(),
+    };
+    let ws: Ws = WebSocketStream::from_raw_socket(side, Role::Server, Some(config)).await;
+    tokio::join!(read_loop(hub, conn, ws), write_loop(hub, conn));
 }
 
-async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
+async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: Ws) {
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
     loop {
         let next = tokio::select! {
@@ -220,6 +266,9 @@ async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
                         if conn.close_sent.load(Ordering::SeqCst) {
                             conn.cancel.cancel();
                         } else {
+                            // tungstenite queued its reply to the peer's close: hand it to
+                            // the outbox, which the writer drains before closing.
+                            let _ = stream.flush().await;
                             conn.close_with(None);
                         }
                         return;
@@ -314,12 +363,7 @@ impl Bucket {
     }
 }
 
-async fn write_loop(
-    hub: &Hub,
-    conn: &Arc<Conn>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut sink: SplitSink<Ws, Message>,
-) {
+async fn write_loop(hub: &Hub, conn: &Arc<Conn>) {
     let s = &hub.settings;
     let ping_every = (!s.ping_interval.is_zero()).then_some(s.ping_interval);
     let idle = (!s.idle_timeout.is_zero()).then_some(s.idle_timeout);
@@ -332,7 +376,6 @@ async fn write_loop(
     let mut idle_at = idle.map_or(Instant::now() + far, |d| Instant::now() + d);
     let timer = tokio::time::sleep(far);
     tokio::pin!(timer);
-    let mut batch: Vec<Message> = Vec::with_capacity(8);
     loop {
         let mut wake = next_ping.min(idle_at);
         if let Some((d, _)) = pong_due {
@@ -344,36 +387,22 @@ async fn write_loop(
         tokio::select! {
             biased;
             _ = conn.cancel.cancelled() => return,
-            out = rx.recv() => {
-                let Some(out) = out else { return };
-                let mut close = None;
-                push(out, &mut batch, &mut close);
-                while close.is_none() && batch.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(more) => push(more, &mut batch, &mut close),
-                        Err(_) => break,
+            ev = std::future::poll_fn(|cx| conn.out.poll_writer(cx)) => match ev {
+                WriterEvent::Wrote(n) => {
+                    if n > 0 {
+                        conn.touch_activity();
+                        hub.count_sent(n);
                     }
                 }
-                if !batch.is_empty() {
-                    let n = batch.len() as u64;
-                    let sent = tokio::select! {
-                        biased;
-                        _ = conn.cancel.cancelled() => return,
-                        r = send_all(&mut sink, &mut batch) => r,
-                    };
-                    if sent.is_err() {
-                        conn.cancel.cancel();
-                        return;
-                    }
-                    conn.counted_sent(n);
-                    conn.touch_activity();
-                    hub.metrics.ws.messages_sent_total.inc_by(n);
-                }
-                if let Some(frame) = close {
-                    finish(hub, conn, &mut sink, frame).await;
+                WriterEvent::Close(frame) => {
+                    finish(hub, conn, frame).await;
                     return;
                 }
-            }
+                WriterEvent::Failed => {
+                    conn.cancel.cancel();
+                    return;
+                }
+            },
             _ = &mut timer => {
                 let now = Instant::now();
                 if let Some((deadline, sent_ms)) = pong_due {
@@ -397,12 +426,8 @@ async fn write_loop(
                     if now >= next_ping {
                         next_ping = now + every;
                         let sent_ms = conn.now_ms();
-                        let r = tokio::select! {
-                            biased;
-                            _ = conn.cancel.cancelled() => return,
-                            r = sink.send(Message::Ping(Bytes::new())) => r,
-                        };
-                        if r.is_err() {
+                        // Queued behind any backlog; the writer's next turn writes it.
+                        if conn.out.push(outbox::ping(), 0) == Pushed::Full {
                             conn.cancel.cancel();
                             return;
                         }
@@ -414,45 +439,16 @@ async fn write_loop(
     }
 }
 
-fn push(
-    out: Outgoing,
-    batch: &mut Vec<Message>,
-    close: &mut Option<Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>>,
-) {
-    match out {
-        Outgoing::Frame(t) => batch.push(Message::Text(t)),
-        Outgoing::Batch(list) => batch.extend(list.into_iter().map(Message::Text)),
-        Outgoing::Close(f) => *close = Some(f),
-    }
-}
-
-async fn send_all(sink: &mut SplitSink<Ws, Message>, batch: &mut Vec<Message>) -> Result<(), WsError> {
-    for m in batch.drain(..) {
-        sink.feed(m).await?;
-    }
-    sink.flush().await
-}
-
 /// Sends our close frame (or completes the peer's) and waits briefly for the other side.
-async fn finish(
-    hub: &Hub,
-    conn: &Conn,
-    sink: &mut SplitSink<Ws, Message>,
-    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
-) {
+async fn finish(hub: &Hub, conn: &Conn, frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) {
     hub.mark_closing(conn);
     let peer_started = frame.is_none();
-    let send = async {
-        if peer_started {
-            let _ = sink.close().await;
-        } else {
-            let _ = sink.send(Message::Close(frame)).await;
-        }
-    };
+    // The peer's close was answered by tungstenite through the outbox already.
+    conn.out.push_last(frame.map(|f| outbox::close(Some(f))));
     tokio::select! {
         biased;
         _ = conn.cancel.cancelled() => return,
-        _ = tokio::time::timeout(Duration::from_secs(1), send) => {}
+        _ = tokio::time::timeout(Duration::from_secs(1), std::future::poll_fn(|cx| conn.out.poll_drained(cx))) => {}
     }
     conn.close_sent.store(true, Ordering::SeqCst);
     if peer_started || conn.reader_done.load(Ordering::SeqCst) {

@@ -2,8 +2,11 @@
 //! delivery. Policies are read from the live routing table on every decision, so a changed
 //! `WebSocketChannel` applies to the next Subscribe or Broadcast.
 //!
-//! Delivery never waits on a client: each connection has a bounded queue, a full queue
-//! marks the connection as a slow consumer and drops it (`websocket_slow_consumers_disconnected_total`).
+//! Delivery never waits on a client: each connection has a bounded queue (its [`Outbox`]), a
+//! full queue marks the connection as a slow consumer and drops it
+//! (`websocket_slow_consumers_disconnected_total`). A broadcast is encoded once, queued for
+//! every subscriber in order, then written by a few tasks that each take a share of the
+//! subscribers, straight to their sockets.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -21,21 +23,23 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{Identity, TokenVerifier};
 use super::fanout::Fanout;
+use super::outbox::{self, Outbox, Pushed};
 use super::policy::ChannelPolicy;
 use super::protocol::{self, ProtocolError};
 use super::HubSettings;
 use crate::routing::TableHandle;
 use crate::telemetry::Metrics;
 
-/// What a connection's writer sends.
+/// What the hub sends to one connection.
 #[derive(Debug)]
 pub enum Outgoing {
     Frame(Utf8Bytes),
     /// History replay: one queue slot however long it is.
     Batch(Vec<Utf8Bytes>),
-    /// Close with this frame (`None`: complete a close the peer started).
-    Close(Option<CloseFrame>),
 }
+
+/// Subscribers written by one task after a broadcast.
+const WRITE_SHARE: usize = 256;
 
 /// One message kept for replay; `target` set for messages meant for one user.
 #[derive(Clone, Debug)]
@@ -61,9 +65,8 @@ pub struct Conn {
     started: Instant,
     identity: ArcSwapOption<Identity>,
     subscriptions: Mutex<BTreeSet<String>>,
-    tx: mpsc::Sender<Outgoing>,
+    pub(crate) out: Outbox,
     pub(crate) cancel: CancellationToken,
-    sent: AtomicU64,
     received: AtomicU64,
     last_rx_ms: AtomicU64,
     last_activity_ms: AtomicU64,
@@ -112,8 +115,13 @@ impl Conn {
         self.received.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn counted_sent(&self, n: u64) {
-        self.sent.fetch_add(n, Ordering::Relaxed);
+    /// Writes what the socket takes now (see [`Outbox::write_now`]); returns messages written.
+    pub(crate) fn write_now(&self) -> u64 {
+        let n = self.out.write_now();
+        if n > 0 {
+            self.touch_activity();
+        }
+        n
     }
 
     pub(crate) fn last_rx_ms(&self) -> u64 {
@@ -144,9 +152,7 @@ impl Conn {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        if self.tx.try_send(Outgoing::Close(frame)).is_err() {
-            self.cancel.cancel();
-        }
+        self.out.request_close(frame);
     }
 
     fn json(&self) -> Value {
@@ -164,9 +170,9 @@ impl Conn {
             "idle_seconds": self.last_activity().elapsed().as_secs(),
             "state": if self.is_closing() { "closing" } else { "connected" },
             "subscriptions": self.subscriptions(),
-            "messages_sent": self.sent.load(Ordering::Relaxed),
+            "messages_sent": self.out.sent(),
             "messages_received": self.received.load(Ordering::Relaxed),
-            "queued": self.tx.max_capacity() - self.tx.capacity(),
+            "queued": self.out.queued(),
         })
     }
 }
@@ -276,16 +282,15 @@ impl Hub {
             .inc();
     }
 
-    /// Registers a connection for a reserved slot; returns it and its queue's receiver.
+    /// Registers a connection for a reserved slot.
     pub(crate) fn register(
         &self,
         peer: SocketAddr,
         origin: Option<String>,
         user_agent: Option<String>,
         identity: Option<Identity>,
-    ) -> (Arc<Conn>, mpsc::Receiver<Outgoing>) {
+    ) -> Arc<Conn> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.settings.queue_capacity.max(2));
         let conn = Arc::new(Conn {
             seq,
             id: format!("{}-{seq}", self.node_id),
@@ -296,9 +301,8 @@ impl Hub {
             started: Instant::now(),
             identity: ArcSwapOption::new(identity.map(Arc::new)),
             subscriptions: Mutex::default(),
-            tx,
+            out: Outbox::new(self.settings.queue_capacity),
             cancel: CancellationToken::new(),
-            sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             last_rx_ms: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
@@ -315,7 +319,7 @@ impl Hub {
             .connections_by_state
             .with_label_values(&["connected"])
             .inc();
-        (conn, rx)
+        conn
     }
 
     /// Forgets a connection: its subscriptions, its registry entry and its slot.
@@ -342,15 +346,62 @@ impl Hub {
             .observe(conn.started.elapsed().as_secs_f64());
     }
 
-    /// Queues `out` for `conn`; a full queue drops the connection as a slow consumer.
+    /// Sends `out` to `conn` (queued behind what it already has); a full queue drops the
+    /// connection as a slow consumer.
     pub(crate) fn send(&self, conn: &Conn, out: Outgoing) -> bool {
-        match conn.tx.try_send(out) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        let queued = self.queue(conn, out);
+        if queued {
+            self.count_sent(conn.write_now());
+        }
+        queued
+    }
+
+    /// Queues `out` for `conn` without writing it yet (see [`Conn::write_now`]).
+    fn queue(&self, conn: &Conn, out: Outgoing) -> bool {
+        let (bytes, messages) = match out {
+            Outgoing::Frame(t) => (outbox::text(&t), 1),
+            Outgoing::Batch(list) => (outbox::texts(&list), list.len() as u32),
+        };
+        match conn.out.push(bytes, messages) {
+            Pushed::Queued => true,
+            Pushed::Full => {
                 self.slow_consumer(conn);
                 false
             }
-            Err(TrySendError::Closed(_)) => false,
+            Pushed::Closed => false,
+        }
+    }
+
+    pub(crate) fn count_sent(&self, n: u64) {
+        if n > 0 {
+            self.metrics.ws.messages_sent_total.inc_by(n);
+        }
+    }
+
+    /// Writes the queued frames of `conns` to their sockets: inline for a few, else shared
+    /// among tasks so that both a big fan-out and the caller keep moving.
+    fn write_out(&self, conns: Vec<Arc<Conn>>) {
+        if conns.len() <= WRITE_SHARE / 4 || tokio::runtime::Handle::try_current().is_err() {
+            let n = conns.iter().map(|c| c.write_now()).sum();
+            self.count_sent(n);
+            return;
+        }
+        let mut rest = conns.into_iter();
+        loop {
+            let share: Vec<Arc<Conn>> = rest.by_ref().take(WRITE_SHARE).collect();
+            if share.is_empty() {
+                break;
+            }
+            let counter = self.metrics.ws.messages_sent_total.clone();
+            // Unconstrained: these writes never wait, and tokio's cooperative budget (128
+            // operations per poll) would otherwise turn the later half of a share into
+            // "would block" and hand it to each connection's writer task.
+            tokio::spawn(tokio::task::unconstrained(async move {
+                let n: u64 = share.iter().map(|c| c.write_now()).sum();
+                if n > 0 {
+                    counter.inc_by(n);
+                }
+            }));
         }
     }
 
@@ -427,6 +478,8 @@ impl Hub {
         };
         let mut delivered = 0usize;
         let mut slow = Vec::new();
+        let bytes = outbox::text(frame);
+        let mut queued = Vec::new();
         {
             let subs = read(&ch.subs);
             if history > 0 {
@@ -445,13 +498,17 @@ impl Hub {
                         continue;
                     }
                 }
-                match conn.tx.try_send(Outgoing::Frame(frame.clone())) {
-                    Ok(()) => delivered += 1,
-                    Err(TrySendError::Full(_)) => slow.push(conn.clone()),
-                    Err(TrySendError::Closed(_)) => {}
+                match conn.out.push(bytes.clone(), 1) {
+                    Pushed::Queued => {
+                        delivered += 1;
+                        queued.push(conn.clone());
+                    }
+                    Pushed::Full => slow.push(conn.clone()),
+                    Pushed::Closed => {}
                 }
             }
         }
+        self.write_out(queued);
         for c in slow {
             self.slow_consumer(&c);
         }
@@ -488,7 +545,9 @@ impl Hub {
                     ),
                 ));
             }
-            if !self.send(conn, Outgoing::Frame(protocol::subscribed(channel))) {
+            // Queued under the lock, so that no live message overtakes the answer and the
+            // replay; written once the subscription is recorded.
+            if !self.queue(conn, Outgoing::Frame(protocol::subscribed(channel))) {
                 return Ok(());
             }
             let replay: Vec<Utf8Bytes> = match stored {
@@ -505,13 +564,14 @@ impl Hub {
             };
             let keep = policy.message_history as usize;
             let replay = replay[replay.len().saturating_sub(keep)..].to_vec();
-            if !replay.is_empty() && !self.send(conn, Outgoing::Batch(replay)) {
+            if !replay.is_empty() && !self.queue(conn, Outgoing::Batch(replay)) {
                 return Ok(());
             }
             subs.insert(conn.seq, conn.clone());
             subs.len()
         };
         lock(&conn.subscriptions).insert(channel.to_string());
+        self.count_sent(conn.write_now());
         self.metrics
             .ws
             .channel_subscribers

@@ -15,6 +15,7 @@ pub mod auth;
 mod connection;
 pub mod fanout;
 mod hub;
+mod outbox;
 pub mod policy;
 pub mod protocol;
 mod webhook;
