@@ -35,9 +35,10 @@ use store::Tracked;
 const COALESCE: Duration = Duration::from_millis(10);
 /// While changes keep coming, the next compile waits this many times as long as the last
 /// publish took (counted from its end): with 10,000 objects streaming in, publishing then takes
-/// at most a fifth of a core instead of recompiling the whole table every `COALESCE`, and a
-/// change after a quiet spell still waits only `COALESCE`.
-const BUSY_FACTOR: u32 = 4;
+/// at most a ninth of a core instead of recompiling the whole table every `COALESCE` (on a
+/// machine shared with the API server, that CPU is what the API server needs to take the
+/// writes), and a change after a quiet spell still waits only `COALESCE`.
+const BUSY_FACTOR: u32 = 8;
 /// The longest a change waits because of `BUSY_FACTOR`.
 const MAX_GATHER: Duration = Duration::from_secs(1);
 /// How long a publish waits for newly referenced Services/Secrets to be listed.
