@@ -478,3 +478,76 @@ async fn https_upstreams_are_verified_with_a_ca_from_a_secret_and_get_sni() {
     );
     gw.wait_status("/untrusted/x", 502).await;
 }
+
+/// The WebSocket hub on the HTTPS port: frames written to a TLS stream (some straight from the
+/// broadcast, some by the connection's writer once the socket is full) arrive whole and in
+/// order.
+#[tokio::test]
+async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let ca = Ca::new();
+    let fallback = ca.leaf(&["127.0.0.1"]);
+    let config = format!(
+        "server:\n  tls:\n    default_certificate: {{secret_ref: {{name: fallback, namespace: default}}}}\n{}",
+        common::ws::hub_config("")
+    );
+    let secret = tls_secret_yaml("fallback", &fallback);
+    let gw = Gateway::start(&config, &[("secret-fallback.yaml", secret.as_str())]).await;
+
+    let stream = connect(
+        gw.https,
+        "127.0.0.1",
+        client_config(ca.roots(), &["http/1.1"], BOTH),
+    )
+    .await
+    .unwrap();
+    let url = format!(
+        "wss://127.0.0.1:{}/ws?token={}",
+        gw.https,
+        common::ws::token("alice", &["user"])
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let sub = serde_json::json!({"type": "Subscribe", "data": {"channel": "tls"}});
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if m.to_text().unwrap().contains("\"subscribed\"") {
+            break;
+        }
+    }
+
+    // 60 broadcasts of 256 KiB (15 MiB) while the client reads nothing: more than the sockets hold.
+    let pad = "x".repeat(256 * 1024);
+    let hook = gw.url("/webhook/websocket");
+    for i in 0..60 {
+        let body = serde_json::json!({"type": "channel_broadcast", "channel": "tls", "message": {"i": i, "pad": pad}});
+        let r = send(
+            &client(),
+            Request::post(&hook)
+                .header("authorization", format!("Bearer {}", common::ws::WEBHOOK_TOKEN))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 202, "{:?}", r.json());
+    }
+    for i in 0..60 {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        let msg = common::ws::broadcast_message(&v);
+        assert_eq!(msg["i"], i, "message {i} out of order");
+        assert_eq!(msg["pad"].as_str().map(str::len), Some(256 * 1024));
+    }
+}
