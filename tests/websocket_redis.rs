@@ -1,5 +1,6 @@
 //! Three gateways sharing one real Redis: fan-out of client broadcasts and webhook calls to
-//! every replica's subscribers (exactly once), and persistent history across a restart.
+//! every replica's subscribers (exactly once), persistent history across a restart, and
+//! messages backends publish on Redis pub/sub channels.
 //! Needs `GATEHOUSE_TEST_REDIS_URL` (scripts/test.sh starts a redis-server and sets it).
 #![allow(clippy::unwrap_used)]
 
@@ -26,7 +27,11 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn replica(redis: &str, files: &[(&str, &str)]) -> Gateway {
-    let gw = Gateway::start_env(&hub_config(""), files, &[("GATEWAY_REDIS_URL", redis)]).await;
+    replica_with(redis, &hub_config(""), files).await
+}
+
+async fn replica_with(redis: &str, config: &str, files: &[(&str, &str)]) -> Gateway {
+    let gw = Gateway::start_env(config, files, &[("GATEWAY_REDIS_URL", redis)]).await;
     // Wait for the fan-out subscription, so that nothing published after this is missed.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -118,4 +123,62 @@ async fn persistent_history_survives_a_restart() {
         assert_eq!(broadcast_message(&late.recv().await), &json!({"n": i}));
     }
     late.quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn backends_publish_on_redis_channels_and_each_replica_delivers_once() {
+    let redis = redis_url();
+    let alerts = unique("alerts");
+    // `hub_config` ends inside `integration:`; the seed's redis_pubsub block goes next to the webhook.
+    let config = format!(
+        "{}    redis_pubsub:\n      enabled: true\n      channels: [\"{alerts}\"]\n",
+        hub_config("")
+    );
+    let gws = [
+        replica_with(&redis, &config, &[]).await,
+        replica_with(&redis, &config, &[]).await,
+    ];
+    let mut a = connect(gws[0].http, "u1", &[]).await;
+    let mut b = connect(gws[1].http, "u2", &[]).await;
+    let mut b_u1 = connect(gws[1].http, "u1", &[]).await;
+    for c in [&mut a, &mut b, &mut b_u1] {
+        assert_subscribed(&c.subscribe(&alerts).await, &alerts);
+    }
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut publish = async |payload: String| -> i64 {
+        redis::cmd("PUBLISH")
+            .arg(&alerts)
+            .arg(payload)
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    };
+
+    // Any JSON: a broadcast on the hub channel of the same name, on both replicas.
+    let heard = publish(json!({"level": "high"}).to_string()).await;
+    assert_eq!(heard, 2, "each replica subscribes once");
+    for c in [&mut a, &mut b, &mut b_u1] {
+        let v = c.recv().await;
+        assert_eq!(broadcast_message(&v), &json!({"level": "high"}));
+        assert_eq!(v["data"]["payload"]["from"], "system");
+        assert_eq!(v["data"]["payload"]["channel"], alerts.as_str());
+    }
+    // A webhook body: a user notification reaches only that user's connections, on any replica.
+    publish(json!({"type": "user_notification", "target_user": "u1", "message": {"n": 1}}).to_string()).await;
+    // Text that is not JSON arrives as a JSON string.
+    publish("disk full".to_string()).await;
+    for c in [&mut a, &mut b_u1] {
+        assert_eq!(broadcast_message(&c.recv().await), &json!({"n": 1}));
+    }
+    for c in [&mut a, &mut b, &mut b_u1] {
+        assert_eq!(broadcast_message(&c.recv().await), &json!("disk full"));
+    }
+    // A body that names a type but is malformed is refused (logged) and the channel keeps working.
+    publish(json!({"type": "user_notification", "message": {}}).to_string()).await;
+    publish(json!({"after": true}).to_string()).await;
+    for c in [&mut a, &mut b, &mut b_u1] {
+        assert_eq!(broadcast_message(&c.recv().await), &json!({"after": true}));
+        c.quiet(Duration::from_millis(300)).await;
+    }
 }

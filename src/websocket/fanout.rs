@@ -6,6 +6,11 @@
 //! replica where the message was published (`RPUSH` + `LTRIM` + `PEXPIRE` in one transaction)
 //! and read on Subscribe.
 //!
+//! Backend services may also publish on the Redis channels listed in
+//! `integration.redis_pubsub.channels`: every replica subscribes to them and delivers what it
+//! hears to its own subscribers of the hub channel with the same name (see
+//! `Hub::deliver_backend_message`).
+//!
 //! Redis being away never blocks the hub: publishing goes through a bounded queue (full →
 //! dropped and counted), history reads time out and fall back to memory, and both connections
 //! reconnect on their own.
@@ -85,6 +90,7 @@ impl Fanout {
             Arc::downgrade(hub),
             state.clone(),
             hub.node_id.clone(),
+            hub.settings.pubsub_channels.clone(),
         ));
         let shown = match url.rsplit_once('@') {
             Some((_, host)) => format!("redis://***@{host}"),
@@ -223,7 +229,13 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<Publish>, state
     }
 }
 
-async fn subscriber(client: redis::Client, hub: Weak<Hub>, state: Arc<State>, node: String) {
+async fn subscriber(
+    client: redis::Client,
+    hub: Weak<Hub>,
+    state: Arc<State>,
+    node: String,
+    backend_channels: Vec<String>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     loop {
@@ -233,6 +245,9 @@ async fn subscriber(client: redis::Client, hub: Weak<Hub>, state: Arc<State>, no
         let connected = tokio::time::timeout(TIMEOUT, async {
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(FANOUT_CHANNEL).await?;
+            if !backend_channels.is_empty() {
+                ps.subscribe(&backend_channels).await?;
+            }
             Ok::<_, redis::RedisError>(ps)
         })
         .await;
@@ -245,6 +260,16 @@ async fn subscriber(client: redis::Client, hub: Weak<Hub>, state: Arc<State>, no
                 let mut stream = ps.on_message();
                 while let Some(msg) = stream.next().await {
                     let Some(hub) = hub.upgrade() else { return };
+                    let name = msg.get_channel_name();
+                    if name != FANOUT_CHANNEL {
+                        if let Err(e) = hub.deliver_backend_message(name, msg.get_payload_bytes()) {
+                            tracing::warn!(
+                                channel = name,
+                                "ignoring a message on a Redis pub/sub channel: {e}"
+                            );
+                        }
+                        continue;
+                    }
                     match serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) {
                         Ok(e) if e.n != node => {
                             hub.deliver_remote(&e.c, Utf8Bytes::from(e.f), e.t.as_deref());

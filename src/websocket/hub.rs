@@ -443,6 +443,18 @@ impl Hub {
     /// Publishes `message` on `channel` here and, with Redis, on every other replica.
     /// `target`: only that user's connections receive it. Returns local deliveries.
     pub fn publish(&self, channel: &str, message: &Value, from: &str, target: Option<&str>) -> usize {
+        self.publish_to(channel, message, from, target, true)
+    }
+
+    /// `publish`; `share`: also hand the frame to the other replicas (and to persistence).
+    pub(crate) fn publish_to(
+        &self,
+        channel: &str,
+        message: &Value,
+        from: &str,
+        target: Option<&str>,
+        share: bool,
+    ) -> usize {
         let policy = self.policy(channel);
         let frame = protocol::broadcast(channel, message, from, &protocol::now_rfc3339());
         self.metrics
@@ -453,7 +465,7 @@ impl Hub {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let target: Option<Arc<str>> = target.map(Arc::from);
         let n = self.deliver(channel, &frame, target.as_ref(), policy.message_history);
-        if let Some(f) = self.fanout.get() {
+        if let Some(f) = self.fanout.get().filter(|_| share) {
             let persist = policy.persistence.map(|ttl| (policy.message_history, ttl));
             f.publish(channel, &frame, target.as_deref(), persist);
         }
@@ -696,10 +708,14 @@ impl Hub {
 
     /// Every channel an event is routed to; returns local deliveries.
     pub fn publish_event(&self, event: &str, message: &Value, from: &str) -> usize {
+        self.publish_event_to(event, message, from, true)
+    }
+
+    pub(crate) fn publish_event_to(&self, event: &str, message: &Value, from: &str, share: bool) -> usize {
         let channels = self.table.load().channels.channels_for_event(event).to_vec();
         channels
             .iter()
-            .map(|c| self.publish(c, message, from, None))
+            .map(|c| self.publish_to(c, message, from, None, share))
             .sum()
     }
 

@@ -57,6 +57,9 @@ pub struct HubSettings {
     pub allow_anonymous: bool,
     pub queue_capacity: usize,
     pub redis_url: Option<String>,
+    /// Redis pub/sub channels that backend services publish to
+    /// (`integration.redis_pubsub.channels`); each feeds the hub channel of the same name.
+    pub pubsub_channels: Vec<String>,
 }
 
 impl HubSettings {
@@ -88,6 +91,25 @@ impl HubSettings {
                     .flatten()
             })
             .filter(|u| !u.trim().is_empty());
+        let pubsub = &ws.integration.redis_pubsub;
+        let pubsub_channels: Vec<String> = if pubsub.enabled {
+            pubsub
+                .channels
+                .iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(c) = pubsub_channels
+            .iter()
+            .find(|c| c.as_str() == fanout::FANOUT_CHANNEL)
+        {
+            return Err(format!(
+                "websocket.integration.redis_pubsub.channels: `{c}` is the hub's own fan-out channel"
+            ));
+        }
         Ok(HubSettings {
             path,
             webhook_path,
@@ -102,6 +124,7 @@ impl HubSettings {
             allow_anonymous: ws.server.allow_anonymous,
             queue_capacity: QUEUE_CAPACITY,
             redis_url,
+            pubsub_channels,
         })
     }
 
@@ -127,9 +150,13 @@ impl Hub {
         metrics: crate::telemetry::Metrics,
     ) -> Result<Arc<Hub>, String> {
         let url = settings.redis_url.clone();
+        let unheard = url.is_none() && !settings.pubsub_channels.is_empty();
         let hub = Arc::new(Hub::new(settings, table, verifier, metrics));
         if let Some(url) = url {
             fanout::Fanout::start(&hub, &url)?;
+        }
+        if unheard {
+            tracing::warn!("websocket.integration.redis_pubsub.channels are set but no Redis URL is: nothing will be heard on them");
         }
         Ok(hub)
     }
@@ -232,6 +259,7 @@ mod tests {
         assert_eq!(s.webhook_token.as_deref(), Some("w"));
         assert_eq!(s.ping_interval, Duration::from_secs(30));
         assert_eq!(s.redis_url.as_deref(), Some("redis://redis:6379/1"));
+        assert_eq!(s.pubsub_channels, ["events", "notifications", "alerts"]);
         assert!(!s.anonymous_allowed());
     }
 }

@@ -20,9 +20,10 @@ use crate::proxy::json_error;
 /// `from` of messages pushed through the webhook.
 pub const WEBHOOK_SENDER: &str = "system";
 
+/// What a backend service pushes, through the webhook or a Redis pub/sub channel.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum WebhookEvent {
+pub(crate) enum WebhookEvent {
     ChannelBroadcast {
         channel: String,
         message: Value,
@@ -116,18 +117,49 @@ impl Hub {
             }
         };
         self.webhook_called();
-        let delivered = match event {
+        let delivered = self.push_event(event, true);
+        reply(StatusCode::ACCEPTED, json!({ "delivered": delivered }))
+    }
+
+    /// Delivers what a backend pushed; `share`: also through Redis to the other replicas.
+    pub(crate) fn push_event(&self, event: WebhookEvent, share: bool) -> usize {
+        match event {
             WebhookEvent::ChannelBroadcast { channel, message } => {
-                self.publish(&channel, &message, WEBHOOK_SENDER, None)
+                self.publish_to(&channel, &message, WEBHOOK_SENDER, None, share)
             }
             WebhookEvent::UserNotification {
                 target_user,
                 channel,
                 message,
-            } => self.publish(&channel, &message, WEBHOOK_SENDER, Some(&target_user)),
-            WebhookEvent::Event { event, message } => self.publish_event(&event, &message, WEBHOOK_SENDER),
+            } => self.publish_to(&channel, &message, WEBHOOK_SENDER, Some(&target_user), share),
+            WebhookEvent::Event { event, message } => {
+                self.publish_event_to(&event, &message, WEBHOOK_SENDER, share)
+            }
+        }
+    }
+
+    /// A message a backend published on the Redis channel `name` (one of
+    /// `integration.redis_pubsub.channels`). Every replica hears it, so it is delivered here
+    /// only. The payload is a webhook body (`channel` defaults to `name`), any other JSON
+    /// (broadcast as the message on channel `name`), or text (broadcast as a JSON string).
+    pub(crate) fn deliver_backend_message(&self, name: &str, payload: &[u8]) -> Result<usize, String> {
+        let mut value: Value = match serde_json::from_slice(payload) {
+            Ok(v) => v,
+            Err(_) => Value::String(String::from_utf8_lossy(payload).into_owned()),
         };
-        reply(StatusCode::ACCEPTED, json!({ "delivered": delivered }))
+        let event = match value.as_object_mut() {
+            Some(obj) if obj.contains_key("type") => {
+                if !obj.contains_key("channel") {
+                    obj.insert("channel".to_string(), Value::String(name.to_string()));
+                }
+                serde_json::from_value::<WebhookEvent>(value).map_err(|e| e.to_string())?
+            }
+            _ => WebhookEvent::ChannelBroadcast {
+                channel: name.to_string(),
+                message: value,
+            },
+        };
+        Ok(self.push_event(event, false))
     }
 }
 
