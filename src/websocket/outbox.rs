@@ -28,39 +28,37 @@ pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
 /// Queue entries written per vectored write when there is a backlog.
 const GATHER: usize = 64;
 
-/// The wire bytes of one server frame (servers do not mask).
-fn wire(frame: Frame) -> Bytes {
-    let mut out = Vec::with_capacity(frame.len());
-    // Writing into a Vec cannot fail.
-    let _ = frame.format(&mut out);
-    Bytes::from(out)
-}
-
-/// A text frame.
-pub(crate) fn text(t: &Utf8Bytes) -> Bytes {
-    wire(Frame::message(
-        Bytes::from(t.clone()),
-        OpCode::Data(Data::Text),
-        true,
-    ))
-}
-
-/// Several text frames back to back (a history replay).
-pub(crate) fn texts(list: &[Utf8Bytes]) -> Bytes {
+/// The wire bytes of server frames back to back (servers do not mask).
+fn wire(frames: impl IntoIterator<Item = Frame>) -> Bytes {
     let mut out = Vec::new();
-    for t in list {
-        let f = Frame::message(Bytes::from(t.clone()), OpCode::Data(Data::Text), true);
+    for f in frames {
+        out.reserve(f.len());
+        // Writing into a Vec cannot fail.
         let _ = f.format(&mut out);
     }
     Bytes::from(out)
 }
 
+fn text_frame(t: &Utf8Bytes) -> Frame {
+    Frame::message(Bytes::from(t.clone()), OpCode::Data(Data::Text), true)
+}
+
+/// A text frame.
+pub(crate) fn text(t: &Utf8Bytes) -> Bytes {
+    wire([text_frame(t)])
+}
+
+/// Several text frames back to back (a history replay).
+pub(crate) fn texts(list: &[Utf8Bytes]) -> Bytes {
+    wire(list.iter().map(text_frame))
+}
+
 pub(crate) fn ping() -> Bytes {
-    wire(Frame::ping(Bytes::new()))
+    wire([Frame::ping(Bytes::new())])
 }
 
 pub(crate) fn close(frame: Option<CloseFrame>) -> Bytes {
-    wire(Frame::close(frame))
+    wire([Frame::close(frame)])
 }
 
 /// What became of a frame offered to the queue.
