@@ -19,13 +19,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A real upstream on loopback. It answers JSON describing the request it received:
 /// `{"server": name, "method", "path", "headers": {..}}`. Paths steer it:
@@ -183,17 +179,24 @@ impl Gateway {
             dir,
             log,
         };
+        let mut gw = gw;
         gw.wait_ready().await;
         gw
     }
 
-    pub async fn wait_ready(&self) {
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(r) = get(&format!("http://127.0.0.1:{}/ready", self.admin)).await {
                 if r.status == 200 {
                     return;
                 }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "gateway exited before it was ready ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -191,12 +191,9 @@ pub fn condition<'a>(conds: &'a [serde_json::Value], type_: &str) -> Option<&'a 
     conds.iter().find(|c| c["type"] == type_)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[path = "../support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A loopback upstream that answers every request with 200 and `body`.
 pub async fn upstream(body: &'static str) -> std::net::SocketAddr {

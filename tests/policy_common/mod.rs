@@ -21,13 +21,9 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// A free loopback port (bound and released; the gateway binds it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[path = "../support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// One `gatehouse run` process; killed on drop.
 pub struct Gateway {
@@ -66,7 +62,7 @@ impl Gateway {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn gatehouse");
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             http,
             admin,
@@ -76,8 +72,13 @@ impl Gateway {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok((StatusCode::OK, _)) = get(&gw.url("/ready")).await {
+            let ready = gw.url("/ready");
+            let probe = tokio::time::timeout(Duration::from_secs(2), get(&ready));
+            if let Ok(Ok((StatusCode::OK, _))) = probe.await {
                 break;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("gateway exited before it was ready ({status}); its log is above");
             }
             assert!(Instant::now() < deadline, "gateway did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
