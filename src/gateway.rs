@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::admin::{metrics_response, AdminState};
 use crate::compile::CompileOptions;
 use crate::policy::ratelimit::RateLimiter;
-use crate::proxy::{self, ProxyState, Shutdown};
+use crate::proxy::{self, ConnLimits, ProxyState, Shutdown};
 use crate::routing::TableHandle;
 use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
@@ -75,6 +75,7 @@ struct Core {
     limiter: Arc<RateLimiter>,
     grace: Duration,
     connect_timeout: Duration,
+    conn_limits: ConnLimits,
     proxy_listener: tokio::net::TcpListener,
     https_listener: tokio::net::TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
@@ -103,6 +104,12 @@ impl Core {
             .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
         let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
             .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
+        let keepalive = parse_duration(&cfg.server.timeouts.keepalive_timeout)
+            .map_err(|e| Error::Config(format!("server.timeouts.keepalive_timeout: {e}")))?;
+        let conn_limits = ConnLimits {
+            max_header_size: cfg.server.limits.max_header_size,
+            keepalive: (!keepalive.is_zero()).then_some(keepalive),
+        };
 
         let bind = cfg.server.bind_address.as_str();
         let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
@@ -127,6 +134,7 @@ impl Core {
             limiter,
             grace,
             connect_timeout,
+            conn_limits,
             proxy_listener,
             https_listener,
             tls_config,
@@ -235,6 +243,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         limiter,
         grace,
         connect_timeout,
+        conn_limits,
         proxy_listener,
         https_listener,
         tls_config,
@@ -289,7 +298,7 @@ async fn serve(core: Core) -> Result<(), Error> {
             tls_config,
             handler,
             shutdown.clone(),
-            cfg.server.limits.max_header_size,
+            conn_limits,
         ));
         // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
         let https_port = redirect_http.then_some(cfg.server.https_port);
@@ -308,7 +317,7 @@ async fn serve(core: Core) -> Result<(), Error> {
             proxy_listener,
             handler,
             shutdown.clone(),
-            cfg.server.limits.max_header_size,
+            conn_limits,
         ));
     }
     // The expiry gauges count down between publishes.
@@ -331,6 +340,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         admin_listener,
         move |req| admin.clone().handle(req),
         shutdown.clone(),
+        ConnLimits::internal(conn_limits.keepalive),
     ));
     if let Some(l) = metrics_listener {
         let path = cfg.observability.metrics.endpoint_path.clone();
@@ -339,7 +349,12 @@ async fn serve(core: Core) -> Result<(), Error> {
             let resp = metrics_response(&m, &path, &req);
             async move { resp }
         };
-        tasks.spawn(proxy::serve_simple(l, handler, shutdown.clone()));
+        tasks.spawn(proxy::serve_simple(
+            l,
+            handler,
+            shutdown.clone(),
+            ConnLimits::internal(conn_limits.keepalive),
+        ));
     }
     tracing::info!(
         http = cfg.server.http_port,

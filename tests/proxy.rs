@@ -356,3 +356,96 @@ async fn admin_api_lists_routes_behind_the_token() {
     assert_eq!(r.json()["routes"][0]["id"], "default/a");
     assert_eq!(r.json()["routes"][0]["upstream"], "default/u");
 }
+
+/// Reads what the gateway sends on `s` until it closes the connection or `limit` passes;
+/// `Some(elapsed)` when it closed.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn keepalive_timeout_closes_idle_and_slow_connections_and_spares_busy_ones() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("ka").await;
+    let config = format!("{BASE_CONFIG}server:\n  timeouts:\n    keepalive_timeout: 1s\n");
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("ka", &[up.url()]),
+                route_yaml("ka", "/*", "ka", "")
+            ),
+        )],
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", gw.http);
+
+    // A connection that never sends a request is closed after 1 s.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A client sending its request head a byte at a time is closed as well.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let slow_writer = tokio::spawn(async move {
+        for b in b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        slow
+    });
+    let waited = closed_within(&mut idle, Duration::from_secs(5)).await;
+    let waited = waited.expect("an idle connection is closed");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "closed too early: {waited:?}"
+    );
+
+    // A connection that keeps sending requests (every 400 ms, for 3 s) stays open, and a
+    // request that outlasts the keep-alive time is answered whole.
+    let mut busy = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    for i in 0..8 {
+        let path = if i == 7 {
+            "/sleep/1800".to_string()
+        } else {
+            format!("/n/{i}")
+        };
+        busy.write_all(ask(&path).as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+            let n = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(n > 0, "request {i}: the busy connection was closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        if i < 7 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+    // Once quiet, it is closed too.
+    assert!(closed_within(&mut busy, Duration::from_secs(5)).await.is_some());
+
+    let mut slow = slow_writer.await.unwrap();
+    let waited = closed_within(&mut slow, Duration::from_secs(3)).await;
+    assert!(waited.is_some(), "a slow request head is cut off");
+}

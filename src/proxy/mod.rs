@@ -9,4 +9,4 @@ mod upgrade;
 
 pub use error::{json_error, ProxyError};
 pub use pipeline::{Body, ProxyState};
-pub use server::{bind, serve, serve_simple, serve_tls, Shutdown};
+pub use server::{bind, serve, serve_simple, serve_tls, ConnLimits, Shutdown};

@@ -1,9 +1,11 @@
 //! Accept loops: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
-//! another, graceful drain on shutdown.
+//! another, idle and slow HTTP/1.1 clients closed after `server.timeouts.keepalive_timeout`,
+//! graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,27 @@ pub struct Shutdown {
     pub grace: Duration,
 }
 
+/// What every client connection of a listener is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Largest request head, bytes.
+    pub max_header_size: usize,
+    /// How long an HTTP/1.1 connection may wait for the next request head to arrive whole:
+    /// idle keep-alive connections and clients that send a head too slowly are closed after it.
+    /// `None`: never.
+    pub keepalive: Option<Duration>,
+}
+
+impl ConnLimits {
+    /// For small internal servers (admin, metrics).
+    pub fn internal(keepalive: Option<Duration>) -> Self {
+        ConnLimits {
+            max_header_size: 64 * 1024,
+            keepalive,
+        }
+    }
+}
+
 /// Binds `addr:port`, with a message that names what failed.
 pub async fn bind(addr: &str, port: u16, what: &str) -> std::io::Result<TcpListener> {
     let target = if addr.contains(':') {
@@ -39,7 +62,7 @@ pub async fn bind(addr: &str, port: u16, what: &str) -> std::io::Result<TcpListe
 }
 
 /// Serves `handler` on `listener` until told to stop, then drains open connections.
-pub async fn serve<F, Fut, B>(listener: TcpListener, handler: F, shutdown: Shutdown, max_header_size: usize)
+pub async fn serve<F, Fut, B>(listener: TcpListener, handler: F, shutdown: Shutdown, limits: ConnLimits)
 where
     F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -47,7 +70,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = http_builder(max_header_size);
+    let builder = http_builder(limits);
     let graceful = GracefulShutdown::new();
     let mut stop = shutdown.stop.clone();
     loop {
@@ -56,12 +79,14 @@ where
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let h = handler.clone();
-                    let svc = service_fn(move |req| h(peer, req));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
+                    let started = Arc::new(AtomicBool::new(false));
+                    let seen = started.clone();
+                    let svc = service_fn(move |req| {
+                        seen.store(true, Ordering::Relaxed);
+                        h(peer, req)
                     });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    tokio::spawn(first_request_within(graceful.watch(conn), started, limits.keepalive));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -76,13 +101,37 @@ where
     drain(graceful, shutdown.grace, "connections").await;
 }
 
-fn http_builder(max_header_size: usize) -> auto::Builder<TokioExecutor> {
+/// Runs `conn`, but drops it when no request has started `within` its opening (nothing is lost:
+/// the client has not sent a whole request head). Before its first request a connection is still
+/// telling HTTP/1.1 from HTTP/2, where the head timer does not run yet; after it, that timer
+/// covers HTTP/1.1. One timer per connection.
+async fn first_request_within<C: Future>(conn: C, started: Arc<AtomicBool>, within: Option<Duration>) {
+    let Some(within) = within else {
+        conn.await;
+        return;
+    };
+    let deadline = async {
+        tokio::time::sleep(within).await;
+        if started.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = conn => {}
+        _ = deadline => tracing::debug!("connection closed: no request within {within:?}"),
+    }
+}
+
+fn http_builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The head timer runs from the moment the connection is ready for a request, so it is the
+    // idle keep-alive timeout as well.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(max_header_size.max(8192))
+        .header_read_timeout(limits.keepalive)
+        .max_buf_size(limits.max_header_size.max(8192))
         .keep_alive(true);
     builder
         .http2()
@@ -102,7 +151,7 @@ pub async fn serve_tls<F, Fut, B>(
     tls: Arc<rustls::ServerConfig>,
     handler: F,
     shutdown: Shutdown,
-    max_header_size: usize,
+    limits: ConnLimits,
 ) where
     F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -110,7 +159,7 @@ pub async fn serve_tls<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = Arc::new(http_builder(max_header_size));
+    let builder = Arc::new(http_builder(limits));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut stop = shutdown.stop.clone();
@@ -133,12 +182,15 @@ pub async fn serve_tls<F, Fut, B>(
                                 return;
                             }
                         };
+                        let started = Arc::new(AtomicBool::new(false));
+                        let seen = started.clone();
                         let svc = service_fn(move |mut req: Request<Incoming>| {
+                            seen.store(true, Ordering::Relaxed);
                             req.extensions_mut().insert(crate::tls::TlsConn);
                             h(peer, req)
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        first_request_within(watcher.watch(conn.into_owned()), started, limits.keepalive).await;
                     });
                 }
                 Err(e) => {
@@ -164,8 +216,12 @@ async fn drain(graceful: GracefulShutdown, grace: Duration, what: &str) {
 }
 
 /// `serve` for small internal servers (admin, metrics) whose handler is a plain function.
-pub async fn serve_simple<F, Fut, B>(listener: TcpListener, handler: F, shutdown: Shutdown)
-where
+pub async fn serve_simple<F, Fut, B>(
+    listener: TcpListener,
+    handler: F,
+    shutdown: Shutdown,
+    limits: ConnLimits,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
@@ -176,5 +232,5 @@ where
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }
     };
-    serve(listener, h, shutdown, 64 * 1024).await;
+    serve(listener, h, shutdown, limits).await;
 }
