@@ -170,7 +170,7 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn gatehouse");
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             http,
             admin,
@@ -179,7 +179,6 @@ impl Gateway {
             dir,
             log,
         };
-        let mut gw = gw;
         gw.wait_ready().await;
         gw
     }
