@@ -1,6 +1,7 @@
 //! The data plane: listeners and the request pipeline. It reads the routing table through a
 //! `TableHandle` and knows nothing of where the table came from.
 
+mod client;
 mod error;
 pub mod headers;
 mod pipeline;

@@ -18,6 +18,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::client::{CallError, H1Client, Outbound, UpstreamBody};
 use super::error::ProxyError;
 use super::headers;
 use crate::auth::{self, UserContext};
@@ -28,13 +29,13 @@ use crate::telemetry::Metrics;
 use crate::upstream::{ClaimLookup, PickContext, Protocol};
 
 /// Response bodies: streamed from the upstream, or made here.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// Request bodies towards upstreams: streamed from the client, or replayed from memory.
-type UpstreamBody = Either<Incoming, Full<Bytes>>;
+type RequestBody = Either<Incoming, Full<Bytes>>;
 
 /// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
-type HttpClient = Client<crate::tls::UpstreamConnector, UpstreamBody>;
+type HttpClient = Client<crate::tls::UpstreamConnector, RequestBody>;
 
 /// The largest request body kept in memory so that a retry can send it again.
 const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -46,7 +47,7 @@ enum Outgoing {
 }
 
 /// Methods that may be sent twice (RFC 9110 §9.2.2).
-fn is_idempotent(m: &http::Method) -> bool {
+pub(super) fn is_idempotent(m: &http::Method) -> bool {
     matches!(
         *m,
         http::Method::GET
@@ -78,6 +79,9 @@ pub struct ProxyState {
     pub proto: &'static str,
     /// Distributed tracing, when `observability.tracing.enabled`.
     pub tracing: Option<crate::telemetry::Tracing>,
+    /// Plain `http` HTTP/1.1 endpoints, for requests whose body is in memory.
+    h1: H1Client,
+    /// `https` endpoints and streamed request bodies.
     http1: HttpClient,
     h2c: HttpClient,
     limiter: Option<Arc<RateLimiter>>,
@@ -102,6 +106,7 @@ impl ProxyState {
         };
         let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
         let connector = || upstream_connector.clone();
+        let h1 = H1Client::new(connector(), Duration::from_secs(90), 1024);
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -117,6 +122,7 @@ impl ProxyState {
             max_body_size,
             proto: "http",
             tracing: None,
+            h1,
             http1,
             h2c,
             limiter: None,
@@ -347,34 +353,37 @@ impl ProxyState {
         h.insert(&headers::X_REQUEST_ID, request_id.clone());
         // The upstream hop's trace context is set per try, just before the send.
         let request_span = parts.extensions.remove::<crate::telemetry::RequestSpan>();
-        let client = match upstream.protocol {
-            Protocol::H2c => {
-                parts.version = Version::HTTP_2;
-                &self.h2c
-            }
-            _ => {
-                parts.version = Version::HTTP_11;
-                &self.http1
-            }
+        let h2c = upstream.protocol == Protocol::H2c;
+        let client = if h2c {
+            parts.version = Version::HTTP_2;
+            &self.h2c
+        } else {
+            parts.version = Version::HTTP_11;
+            &self.http1
         };
 
-        // Retries need the body again: bodiless requests and bodies up to REPLAY_LIMIT with a
-        // known length are kept in memory; anything else is streamed and not retried.
-        let retry = upstream
-            .retries
-            .as_ref()
-            .filter(|r| r.attempts > 0 && is_idempotent(&parts.method));
-        let (mut outgoing, retry) = match retry {
-            Some(r) if body.is_end_stream() => (Outgoing::Buffered(Bytes::new()), Some(r)),
-            Some(r) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => {
-                let collected = Limited::new(body, REPLAY_LIMIT as usize)
-                    .collect()
+        // Bodiless requests and bodies up to REPLAY_LIMIT with a known length are read into
+        // memory first (within the route timeout): a retry can send them again, and plain
+        // HTTP/1.1 endpoints get them with the head in one write. Anything else is streamed
+        // and not retried.
+        let mut outgoing = if body.is_end_stream() {
+            Outgoing::Buffered(Bytes::new())
+        } else if content_length.is_some_and(|l| l <= REPLAY_LIMIT) {
+            let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
+            let collected = match deadline {
+                Some(d) => tokio::time::timeout_at(d, collect)
                     .await
-                    .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
-                (Outgoing::Buffered(collected.to_bytes()), Some(r))
+                    .map_err(|_| ProxyError::UpstreamTimeout(route.timeout.unwrap_or_default()))?,
+                None => collect.await,
             }
-            _ => (Outgoing::Stream(Some(body)), None),
+            .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
+            Outgoing::Buffered(collected.to_bytes())
+        } else {
+            Outgoing::Stream(Some(body))
         };
+        let retry = upstream.retries.as_ref().filter(|r| {
+            r.attempts > 0 && is_idempotent(&parts.method) && matches!(outgoing, Outgoing::Buffered(_))
+        });
         let tries = 1 + retry.map_or(0, |r| r.attempts as usize);
         let mut template = Some(parts);
         let mut tried: Vec<usize> = Vec::with_capacity(tries);
@@ -439,13 +448,6 @@ impl ProxyState {
             req_parts
                 .headers
                 .insert(header::HOST, endpoint.host_header.clone());
-            let body = match &mut outgoing {
-                Outgoing::Buffered(b) => Either::Right(Full::new(b.clone())),
-                Outgoing::Stream(b) => match b.take() {
-                    Some(b) => Either::Left(b),
-                    None => break,
-                },
-            };
             // Each try is its own upstream hop: a client span when tracing is on, else a fresh
             // parent id for the client's trace.
             let upstream_span = match &request_span {
@@ -457,7 +459,34 @@ impl ProxyState {
                 }
             };
             let in_flight = state.start();
-            let call = client.request(Request::from_parts(req_parts, body));
+            let call = async {
+                match &mut outgoing {
+                    Outgoing::Buffered(body) if !h2c && endpoint.scheme == http::uri::Scheme::HTTP => {
+                        let out = Outbound {
+                            method: &req_parts.method,
+                            target: pq.as_str(),
+                            headers: &req_parts.headers,
+                            body,
+                            endpoint: &req_parts.uri,
+                        };
+                        self.h1.request(out).await.map(|r| r.map(UpstreamBody::Pooled))
+                    }
+                    outgoing => {
+                        let body = match outgoing {
+                            Outgoing::Buffered(b) => Either::Right(Full::new(b.clone())),
+                            Outgoing::Stream(b) => match b.take() {
+                                Some(b) => Either::Left(b),
+                                None => return Err(CallError::protocol("the request body was sent already")),
+                            },
+                        };
+                        let req = Request::from_parts(req_parts, body);
+                        match client.request(req).await {
+                            Ok(resp) => Ok(resp.map(UpstreamBody::Hyper)),
+                            Err(e) => Err(CallError::from_hyper(&e)),
+                        }
+                    }
+                }
+            };
             let result = match per_try {
                 Some(t) => tokio::time::timeout(t, call).await.map_err(|_| t),
                 None => Ok(call.await),
@@ -466,7 +495,7 @@ impl ProxyState {
             if let Some(span) = upstream_span {
                 match &result {
                     Ok(Ok(resp)) => span.finish(Ok(resp.status())),
-                    Ok(Err(e)) => span.finish(Err(&error_chain(e))),
+                    Ok(Err(e)) => span.finish(Err(&e.to_string())),
                     Err(_) => span.finish(Err("timeout")),
                 }
             }
@@ -492,7 +521,7 @@ impl ProxyState {
                     let msg = if connect {
                         format!("cannot connect to {}", endpoint.url)
                     } else {
-                        format!("{} failed: {}", endpoint.url, error_chain(&e))
+                        format!("{} failed: {e}", endpoint.url)
                     };
                     (
                         None,
@@ -638,7 +667,7 @@ impl ProxyState {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -108,7 +108,7 @@ pub(super) async fn tunnel(
     state.count_upstream(&upstream.key, resp.status().as_str());
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut());
-        return Ok(resp.map(Either::Left));
+        return Ok(resp.map(|b| Either::Left(super::client::UpstreamBody::Hyper(b))));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let route_id = route.id.clone();

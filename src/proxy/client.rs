@@ -1,0 +1,876 @@
+//! The HTTP/1.1 client for plain `http` endpoints. The task serving a client's request writes
+//! the upstream request and reads the response head itself, on a pooled keep-alive connection:
+//! no connection task and no channel between tasks, which is most of what a proxied request
+//! costs in user space. The response body is handed on as it arrives and the connection goes
+//! back to the pool when the body has been read to its end.
+//!
+//! Requests carry their whole body (small bodies are read before the call); streamed uploads,
+//! `https` and `h2c` endpoints go through the general client instead.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Uri};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::tls::{UpstreamConnector, UpstreamStream};
+
+/// The largest response head accepted from an upstream.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most response header fields accepted from an upstream.
+const MAX_HEADERS: usize = 128;
+/// The longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 8 * 1024;
+/// How often idle pooled connections are checked for age and for being closed by the peer.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// Bytes read from an upstream at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why an upstream call failed.
+#[derive(Debug)]
+pub struct CallError {
+    connect: bool,
+    message: String,
+}
+
+impl CallError {
+    /// The connection could not be made; nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    fn io(what: &str, e: io::Error) -> Self {
+        CallError {
+            connect: false,
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    pub(super) fn protocol(message: impl Into<String>) -> Self {
+        CallError {
+            connect: false,
+            message: message.into(),
+        }
+    }
+
+    /// From the general client's error, with its whole chain of causes.
+    pub fn from_hyper(e: &hyper_util::client::legacy::Error) -> Self {
+        CallError {
+            connect: e.is_connect(),
+            message: super::pipeline::error_chain(e),
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Keep-alive connections to plain `http` endpoints, keyed by `host:port`; cheap to clone.
+#[derive(Clone)]
+pub struct H1Client {
+    pool: Arc<Pool>,
+    connector: UpstreamConnector,
+}
+
+struct Pool {
+    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+    max_idle_per_host: usize,
+    idle_timeout: Duration,
+}
+
+struct Idle {
+    key: Arc<str>,
+    io: TcpStream,
+    buf: BytesMut,
+    since: Instant,
+}
+
+/// A connection taken from the pool (or just made) for one exchange.
+struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    key: Arc<str>,
+    pool: Weak<Pool>,
+}
+
+impl Conn {
+    /// Back to the pool, when the exchange left it clean.
+    fn release(self) {
+        if !self.buf.is_empty() {
+            return; // bytes past the response: the upstream is not speaking HTTP/1.1 to us
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put(self.key, self.io, self.buf);
+        }
+    }
+}
+
+impl Pool {
+    fn take(&self, key: &str) -> Option<(Arc<str>, TcpStream, BytesMut)> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() < self.idle_timeout && is_quiet(&c.io) {
+                return Some((c.key, c.io, c.buf));
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: Arc<str>, io: TcpStream, mut buf: BytesMut) {
+        buf.clear();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(key.clone()).or_default();
+        if list.len() < self.max_idle_per_host {
+            list.push(Idle {
+                key,
+                io,
+                buf,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes connections idle for too long or closed by their peer.
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| c.since.elapsed() < self.idle_timeout && is_quiet(&c.io));
+            !list.is_empty()
+        });
+    }
+}
+
+/// An idle connection must have nothing to read: end of stream means the peer closed it, and
+/// bytes mean it is out of step. Costs no system call while the socket has had no event.
+fn is_quiet(io: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// One request to send: its head is written as given, with `Content-Length` framing.
+pub struct Outbound<'a> {
+    pub method: &'a Method,
+    /// Origin-form target: path and query.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    /// `http://host:port` of the endpoint, for connecting.
+    pub endpoint: &'a Uri,
+}
+
+impl H1Client {
+    pub fn new(connector: UpstreamConnector, idle_timeout: Duration, max_idle_per_host: usize) -> Self {
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_host,
+            idle_timeout,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool);
+            rt.spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    match weak.upgrade() {
+                        Some(pool) => pool.sweep(),
+                        None => return,
+                    }
+                }
+            });
+        }
+        H1Client { pool, connector }
+    }
+
+    /// Sends `req` and reads the response head. A pooled connection that turns out to have
+    /// been closed by the upstream before answering is replaced by a new one, once, when the
+    /// request may be sent again (it was not written, or its method is idempotent).
+    pub async fn request(&self, req: Outbound<'_>) -> Result<Response<PooledBody>, CallError> {
+        let key = req
+            .endpoint
+            .authority()
+            .map(|a| a.as_str())
+            .ok_or_else(|| CallError::protocol("endpoint has no authority"))?;
+        let head = encode_head(&req);
+        if let Some((pooled_key, io, buf)) = self.pool.take(key) {
+            let conn = Conn {
+                io,
+                buf,
+                key: pooled_key,
+                pool: Arc::downgrade(&self.pool),
+            };
+            match exchange(conn, &head, req.body, req.method).await {
+                Ok(resp) => return Ok(resp),
+                Err(Failed {
+                    error,
+                    sent,
+                    answered,
+                }) => {
+                    let again = !answered && (!sent || super::pipeline::is_idempotent(req.method));
+                    if !again {
+                        return Err(error);
+                    }
+                    tracing::debug!("pooled connection to {key} was closed: {error}; using a new one");
+                }
+            }
+        }
+        let conn = self.connect(key, req.endpoint).await?;
+        exchange(conn, &head, req.body, req.method)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    async fn connect(&self, key: &str, endpoint: &Uri) -> Result<Conn, CallError> {
+        use tower_service::Service;
+        let mut connector = self.connector.clone();
+        let stream = connector.call(endpoint.clone()).await.map_err(|e| CallError {
+            connect: true,
+            message: format!("cannot connect: {e}"),
+        })?;
+        let UpstreamStream::Plain(io) = stream else {
+            return Err(CallError::protocol("expected a plain TCP connection"));
+        };
+        Ok(Conn {
+            io: io.into_inner(),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            key: Arc::from(key),
+            pool: Arc::downgrade(&self.pool),
+        })
+    }
+}
+
+/// A failed exchange, and how far it got.
+struct Failed {
+    error: CallError,
+    /// The request was written whole.
+    sent: bool,
+    /// Some of a response arrived.
+    answered: bool,
+}
+
+fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + req.headers.len() * 48 + req.body.len().min(16 * 1024));
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let declares_body = req.headers.contains_key(header::CONTENT_LENGTH)
+        || matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
+    if !req.body.is_empty() || declares_body {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(req.body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if req.body.len() <= 16 * 1024 {
+        out.extend_from_slice(req.body);
+    }
+    out
+}
+
+/// Writes the request on `conn` and reads the response head.
+async fn exchange(
+    mut conn: Conn,
+    head: &[u8],
+    body: &Bytes,
+    method: &Method,
+) -> Result<Response<PooledBody>, Failed> {
+    let not_sent = |error| Failed {
+        error,
+        sent: false,
+        answered: false,
+    };
+    conn.io
+        .write_all(head)
+        .await
+        .map_err(|e| not_sent(CallError::io("writing the request", e)))?;
+    if body.len() > 16 * 1024 {
+        conn.io
+            .write_all(body)
+            .await
+            .map_err(|e| not_sent(CallError::io("writing the request body", e)))?;
+    }
+    let failed = |error, answered| Failed {
+        error,
+        sent: true,
+        answered,
+    };
+    loop {
+        let parsed = match parse_head(&conn.buf, method) {
+            Ok(p) => p,
+            Err(e) => return Err(failed(e, true)),
+        };
+        let Some(head) = parsed else {
+            if conn.buf.len() >= MAX_HEAD {
+                return Err(failed(
+                    CallError::protocol("upstream response head is too large"),
+                    true,
+                ));
+            }
+            let answered = !conn.buf.is_empty();
+            conn.buf.reserve(READ_CHUNK);
+            match tokio::io::AsyncReadExt::read_buf(&mut conn.io, &mut conn.buf).await {
+                Ok(0) => {
+                    return Err(failed(
+                        CallError::protocol("upstream closed the connection before a response"),
+                        answered,
+                    ))
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(failed(CallError::io("reading the response", e), answered)),
+            }
+        };
+        conn.buf.advance(head.len);
+        if head.interim {
+            continue; // 100 Continue and other interim answers: the final one follows
+        }
+        return Ok(head.into_response(conn));
+    }
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+struct Head {
+    len: usize,
+    interim: bool,
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+impl Head {
+    fn into_response(self, mut conn: Conn) -> Response<PooledBody> {
+        let body = match self.framing {
+            Framing::Empty => {
+                if self.keep_alive {
+                    conn.release();
+                }
+                PooledBody::done()
+            }
+            Framing::Length(n) if (conn.buf.len() as u64) >= n => {
+                let data = conn.buf.split_to(n as usize).freeze();
+                if self.keep_alive {
+                    conn.release();
+                }
+                PooledBody::whole(data)
+            }
+            framing => PooledBody {
+                state: match framing {
+                    Framing::Length(n) => State::Length(n),
+                    Framing::Chunked => State::Chunked(Chunk::Size),
+                    _ => State::UntilClose,
+                },
+                conn: Some(conn),
+                keep_alive: self.keep_alive,
+                data: None,
+            },
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers;
+        resp
+    }
+}
+
+/// The response head at the start of `buf`, if it is all there.
+fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, CallError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(CallError::protocol(format!("invalid upstream response: {e}"))),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| CallError::protocol(format!("invalid upstream status {code}")))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(CallError::protocol("upstream switched protocols unasked"));
+    }
+    let interim = status.is_informational();
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut close = resp.version != Some(1);
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| CallError::protocol(format!("invalid upstream header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
+        if name == header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| CallError::protocol("invalid upstream Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(CallError::protocol("conflicting upstream Content-Length"));
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the last coding decides whether the body is chunked.
+            chunked = false;
+            for coding in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if !coding.is_empty() {
+                    chunked = coding.eq_ignore_ascii_case("chunked");
+                    other_coding |= !chunked;
+                }
+            }
+        } else if name == header::CONNECTION {
+            let v = value.to_str().unwrap_or("");
+            if v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
+                close = true;
+            }
+        }
+        headers.append(name, value);
+    }
+    let framing = if interim
+        || *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if chunked {
+        headers.remove(header::CONTENT_LENGTH);
+        Framing::Chunked
+    } else if other_coding {
+        Framing::UntilClose
+    } else if let Some(n) = length {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::UntilClose
+    };
+    let keep_alive = !close && framing != Framing::UntilClose;
+    Ok(Some(Head {
+        len,
+        interim,
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// The body of a response read by [`H1Client`]: whole already, or still arriving on its
+/// connection, which returns to the pool at the body's end.
+pub struct PooledBody {
+    state: State,
+    conn: Option<Conn>,
+    keep_alive: bool,
+    /// A body that arrived with its head.
+    data: Option<Bytes>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    Done,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of chunk data to go.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines, up to an empty one.
+    Trailers,
+}
+
+impl PooledBody {
+    fn done() -> Self {
+        PooledBody {
+            state: State::Done,
+            conn: None,
+            keep_alive: false,
+            data: None,
+        }
+    }
+
+    fn whole(data: Bytes) -> Self {
+        PooledBody {
+            data: (!data.is_empty()).then_some(data),
+            ..Self::done()
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive {
+                conn.release();
+            }
+        }
+    }
+
+    /// The next piece of the body from what is buffered, or `None` when more must be read.
+    fn next_from_buffer(&mut self) -> Result<Option<Option<Bytes>>, CallError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Some(None));
+        };
+        let buf = &mut conn.buf;
+        loop {
+            match self.state {
+                State::Done => return Ok(Some(None)),
+                State::Length(0) => {
+                    self.finish();
+                    return Ok(Some(None));
+                }
+                State::Length(n) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = (buf.len() as u64).min(n) as usize;
+                    self.state = State::Length(n - take as u64);
+                    let data = buf.split_to(take).freeze();
+                    if n == take as u64 {
+                        self.finish();
+                    }
+                    return Ok(Some(Some(data)));
+                }
+                State::UntilClose => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Some(buf.split().freeze())));
+                }
+                State::Chunked(Chunk::Size) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(digits)
+                        .ok()
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| CallError::protocol("invalid chunk size from upstream"))?;
+                    self.state = State::Chunked(if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    });
+                }
+                State::Chunked(Chunk::Data(n)) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = (buf.len() as u64).min(n) as usize;
+                    let left = n - take as u64;
+                    self.state = State::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    return Ok(Some(Some(buf.split_to(take).freeze())));
+                }
+                State::Chunked(Chunk::DataEnd) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    if !line.is_empty() {
+                        return Err(CallError::protocol("chunk data longer than its size"));
+                    }
+                    self.state = State::Chunked(Chunk::Size);
+                }
+                State::Chunked(Chunk::Trailers) => {
+                    // Trailers are not passed on.
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    if line.is_empty() {
+                        self.finish();
+                        return Ok(Some(None));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A CRLF-terminated line taken off the front of `buf` (without its CRLF).
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, CallError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => {
+            let line = buf.split_to(i).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(CallError::protocol("chunk line too long from upstream")),
+        None => Ok(None),
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = CallError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, CallError>>> {
+        let this = &mut *self;
+        if let Some(data) = this.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        loop {
+            match this.next_from_buffer() {
+                Err(e) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(Some(Some(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Some(None)) => return Poll::Ready(None),
+                Ok(None) => {}
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if conn.buf.capacity() - conn.buf.len() < 1024 {
+                conn.buf.reserve(READ_CHUNK);
+            }
+            let read = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut conn.io),
+                cx,
+                &mut conn.buf
+            ));
+            match read {
+                Ok(0) => {
+                    let until_close = matches!(this.state, State::UntilClose);
+                    this.state = State::Done;
+                    this.conn = None;
+                    if until_close {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(CallError::protocol(
+                        "upstream closed the connection in the middle of the body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(CallError::io("reading the response body", e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.data, self.state) {
+            (Some(d), _) => SizeHint::with_exact(d.len() as u64),
+            (None, State::Done) => SizeHint::with_exact(0),
+            (None, State::Length(n)) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// A response body from an upstream: through the general client, or through [`H1Client`].
+pub enum UpstreamBody {
+    Hyper(Incoming),
+    Pooled(PooledBody),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+            UpstreamBody::Pooled(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Hyper(b) => b.size_hint(),
+            UpstreamBody::Pooled(b) => b.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn head(raw: &str) -> Head {
+        parse_head(raw.as_bytes(), &Method::GET).unwrap().unwrap()
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").framing,
+            Framing::Length(5)
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").framing,
+            Framing::Empty
+        );
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(!h.keep_alive);
+        assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").framing, Framing::UntilClose);
+        assert_eq!(
+            head("HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n").framing,
+            Framing::Empty
+        );
+        assert_eq!(head("HTTP/1.1 304 Not Modified\r\n\r\n").framing, Framing::Empty);
+        let h = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", &Method::HEAD)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+        assert!(h.keep_alive);
+        assert!(head("HTTP/1.1 100 Continue\r\n\r\n").interim);
+        assert!(!head("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n").keep_alive);
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\ncontent-length: 1\r\n\r\n").keep_alive
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: five\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "SMTP ready\r\n\r\n",
+        ] {
+            assert!(parse_head(raw.as_bytes(), &Method::GET).is_err(), "{raw:?}");
+        }
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// A chunked body split at awkward places comes out whole, and its connection goes back
+    /// to the pool only after the last chunk and the trailers.
+    #[tokio::test]
+    async fn chunked_bodies_are_decoded_across_reads() {
+        let (ours, mut theirs) = pair().await;
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_host: 4,
+            idle_timeout: Duration::from_secs(60),
+        });
+        let conn = Conn {
+            io: ours,
+            buf: BytesMut::new(),
+            key: Arc::from("up:80"),
+            pool: Arc::downgrade(&pool),
+        };
+        let mut body = PooledBody {
+            state: State::Chunked(Chunk::Size),
+            conn: Some(conn),
+            keep_alive: true,
+            data: None,
+        };
+        let writer = tokio::spawn(async move {
+            for piece in [
+                "5\r\nhel",
+                "lo\r\n6;ext=1\r",
+                "\n world\r",
+                "\n0\r\nx-trailer: 1\r\n",
+                "\r\n",
+            ] {
+                theirs.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            theirs
+        });
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, b"hello world");
+        let _theirs = writer.await.unwrap();
+        assert_eq!(pool.idle.lock().unwrap().get("up:80").map(Vec::len), Some(1));
+    }
+
+    /// A connection whose peer has closed it is not handed out again.
+    #[tokio::test]
+    async fn closed_idle_connections_are_not_reused() {
+        let (ours, theirs) = pair().await;
+        let pool = Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_host: 4,
+            idle_timeout: Duration::from_secs(60),
+        };
+        pool.put(Arc::from("up:80"), ours, BytesMut::new());
+        drop(theirs);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.take("up:80").is_none());
+        let (ours, _theirs) = pair().await;
+        pool.put(Arc::from("up:80"), ours, BytesMut::new());
+        assert!(pool.take("up:80").is_some());
+    }
+}
