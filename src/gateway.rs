@@ -303,14 +303,13 @@ async fn serve(core: Core) -> Result<(), Error> {
         // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
         let https_port = redirect_http.then_some(cfg.server.https_port);
         let proxy_state = state.clone();
+        // No async block around `handle`: its future is large, and each wrapping is a copy of
+        // it per request.
         let handler = move |peer, req: http::Request<hyper::body::Incoming>| {
-            let redirect = https_port.and_then(|port| crate::tls::https_redirect(&req, port));
-            let state = proxy_state.clone();
-            async move {
-                match redirect {
-                    Some(r) => Ok(r.map(http_body_util::Either::Right)),
-                    None => state.handle(peer, req).await,
-                }
+            use futures_util::future::Either;
+            match https_port.and_then(|port| crate::tls::https_redirect(&req, port)) {
+                Some(r) => Either::Left(std::future::ready(Ok(r.map(http_body_util::Either::Right)))),
+                None => Either::Right(proxy_state.clone().handle(peer, req)),
             }
         };
         tasks.spawn(proxy::serve(

@@ -13,7 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -28,7 +28,7 @@ use crate::tls::{UpstreamConnector, UpstreamStream};
 /// The largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
 /// The most response header fields accepted from an upstream.
-const MAX_HEADERS: usize = 128;
+const MAX_HEADERS: usize = 100;
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 /// How often idle pooled connections are checked for age and for being closed by the peer.
@@ -87,8 +87,10 @@ pub struct H1Client {
     connector: UpstreamConnector,
 }
 
+type Map = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
+
 struct Pool {
-    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+    idle: Mutex<Map>,
     max_idle_per_host: usize,
     idle_timeout: Duration,
 }
@@ -97,7 +99,8 @@ struct Idle {
     key: Arc<str>,
     io: TcpStream,
     buf: BytesMut,
-    since: Instant,
+    /// Sweeps survived while idle: the pool's clock, so that a request reads no time.
+    sweeps: u32,
 }
 
 /// A connection taken from the pool (or just made) for one exchange.
@@ -125,7 +128,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < self.idle_timeout && is_quiet(&c.io) {
+            if is_quiet(&c.io) {
                 return Some((c.key, c.io, c.buf));
             }
         }
@@ -141,16 +144,21 @@ impl Pool {
                 key,
                 io,
                 buf,
-                since: Instant::now(),
+                sweeps: 0,
             });
         }
     }
 
-    /// Closes connections idle for too long or closed by their peer.
+    /// Closes connections closed by their peer, and those idle for `idle_timeout` (give or
+    /// take one sweep).
     fn sweep(&self) {
+        let limit = (self.idle_timeout.as_millis() / SWEEP_EVERY.as_millis().max(1)).max(1) as u32;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| c.since.elapsed() < self.idle_timeout && is_quiet(&c.io));
+            list.retain_mut(|c| {
+                c.sweeps += 1;
+                c.sweeps < limit && is_quiet(&c.io)
+            });
             !list.is_empty()
         });
     }
@@ -177,7 +185,7 @@ pub struct Outbound<'a> {
 impl H1Client {
     pub fn new(connector: UpstreamConnector, idle_timeout: Duration, max_idle_per_host: usize) -> Self {
         let pool = Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Map::default()),
             max_idle_per_host,
             idle_timeout,
         });
@@ -321,7 +329,7 @@ async fn exchange(
         answered,
     };
     loop {
-        let parsed = match parse_head(&conn.buf, method) {
+        let parsed = match parse_head(&mut conn.buf, method) {
             Ok(p) => p,
             Err(e) => return Err(failed(e, true)),
         };
@@ -345,7 +353,6 @@ async fn exchange(
                 Err(e) => return Err(failed(CallError::io("reading the response", e), answered)),
             }
         };
-        conn.buf.advance(head.len);
         if head.interim {
             continue; // 100 Continue and other interim answers: the final one follows
         }
@@ -363,7 +370,6 @@ enum Framing {
 }
 
 struct Head {
-    len: usize,
     interim: bool,
     status: StatusCode,
     headers: HeaderMap,
@@ -405,34 +411,58 @@ impl Head {
     }
 }
 
-/// The response head at the start of `buf`, if it is all there.
-fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, CallError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(CallError::protocol(format!("invalid upstream response: {e}"))),
+/// The response head at the start of `buf`, taken off it if it is all there. Header values
+/// share the head's bytes instead of being copied.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallError> {
+    // Where each field's name and value lie in the head.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, version, count) = {
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(CallError::protocol(format!("invalid upstream response: {e}"))),
+        };
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            (
+                (s.as_ptr() as usize - base) as u32,
+                (s.as_ptr() as usize - base + s.len()) as u32,
+            )
+        };
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            let (ns, ne) = at(h.name.as_bytes());
+            let (vs, ve) = at(h.value);
+            *span = (ns, ne, vs, ve);
+        }
+        (len, resp.code.unwrap_or(0), resp.version, resp.headers.len())
     };
-    let code = resp.code.unwrap_or(0);
+    let raw = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code)
         .map_err(|_| CallError::protocol(format!("invalid upstream status {code}")))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(CallError::protocol("upstream switched protocols unasked"));
     }
     let interim = status.is_informational();
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut headers = HeaderMap::with_capacity(count);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
-    let mut close = resp.version != Some(1);
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| CallError::protocol(format!("invalid upstream header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
+    let mut close = version != Some(1);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&raw[ns as usize..ne as usize]).map_err(|_| {
+            CallError::protocol(format!(
+                "invalid upstream header name {:?}",
+                String::from_utf8_lossy(&raw[ns as usize..ne as usize])
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize))
             .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
         if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
+            let n = std::str::from_utf8(value.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .ok_or_else(|| CallError::protocol("invalid upstream Content-Length"))?;
@@ -479,7 +509,6 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, CallError> {
     };
     let keep_alive = !close && framing != Framing::UntilClose;
     Ok(Some(Head {
-        len,
         interim,
         status,
         headers,
@@ -753,7 +782,9 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn head(raw: &str) -> Head {
-        parse_head(raw.as_bytes(), &Method::GET).unwrap().unwrap()
+        parse_head(&mut BytesMut::from(raw), &Method::GET)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -778,9 +809,12 @@ mod tests {
             Framing::Empty
         );
         assert_eq!(head("HTTP/1.1 304 Not Modified\r\n\r\n").framing, Framing::Empty);
-        let h = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", &Method::HEAD)
-            .unwrap()
-            .unwrap();
+        let h = parse_head(
+            &mut BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            &Method::HEAD,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(h.framing, Framing::Empty);
         assert!(h.keep_alive);
         assert!(head("HTTP/1.1 100 Continue\r\n\r\n").interim);
@@ -788,9 +822,23 @@ mod tests {
         assert!(
             !head("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\ncontent-length: 1\r\n\r\n").keep_alive
         );
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
-            .unwrap()
-            .is_none());
+        assert!(
+            parse_head(&mut BytesMut::from("HTTP/1.1 200 OK\r\ncontent-le"), &Method::GET)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_whole_head_is_taken_off_the_buffer_and_a_partial_one_left() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nX-Served-By: a b\r\n\r\nhi");
+        let h = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(&buf[..], b"hi");
+        assert_eq!(h.headers["x-served-by"], "a b");
+        assert_eq!(h.headers[header::CONTENT_LENGTH], "2");
+        let mut part = BytesMut::from("HTTP/1.1 200 OK\r\nx-a: b\r\n");
+        assert!(parse_head(&mut part, &Method::GET).unwrap().is_none());
+        assert_eq!(part.len(), 25);
     }
 
     #[test]
@@ -801,7 +849,10 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
-            assert!(parse_head(raw.as_bytes(), &Method::GET).is_err(), "{raw:?}");
+            assert!(
+                parse_head(&mut BytesMut::from(raw), &Method::GET).is_err(),
+                "{raw:?}"
+            );
         }
     }
 
@@ -818,7 +869,7 @@ mod tests {
     async fn chunked_bodies_are_decoded_across_reads() {
         let (ours, mut theirs) = pair().await;
         let pool = Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Map::default()),
             max_idle_per_host: 4,
             idle_timeout: Duration::from_secs(60),
         });
@@ -861,7 +912,7 @@ mod tests {
     async fn closed_idle_connections_are_not_reused() {
         let (ours, theirs) = pair().await;
         let pool = Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Map::default()),
             max_idle_per_host: 4,
             idle_timeout: Duration::from_secs(60),
         };

@@ -152,17 +152,41 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let ip = peer.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let mut xff = Vec::with_capacity(64);
+    if let Some(prev) = headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        if !prev.trim_ascii().is_empty() {
+            xff.extend_from_slice(prev);
+            xff.extend_from_slice(b", ");
+        }
+    }
+    write_ip(&mut xff, peer);
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+}
+
+/// `ip` in its usual text form (IPv4 without going through `fmt`: it is on every request).
+fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
     }
 }
 
@@ -187,6 +211,26 @@ mod tests {
         let fresh = fresh.to_str().expect("ascii");
         assert!(valid_traceparent(fresh.as_bytes()), "{fresh}");
         assert!(fresh.ends_with("-01"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_in_text_form() {
+        for ip in [
+            "127.0.0.1",
+            "10.200.3.45",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+        ] {
+            let mut h = HeaderMap::new();
+            add_forwarded(&mut h, ip.parse().expect("ip"), "http", None);
+            assert_eq!(h[&X_FORWARDED_FOR], ip);
+        }
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        add_forwarded(&mut h, "192.168.1.20".parse().expect("ip"), "https", None);
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 192.168.1.20");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
     }
 
     #[test]

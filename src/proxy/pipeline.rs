@@ -386,7 +386,8 @@ impl ProxyState {
         });
         let tries = 1 + retry.map_or(0, |r| r.attempts as usize);
         let mut template = Some(parts);
-        let mut tried: Vec<usize> = Vec::with_capacity(tries);
+        // Only needed to steer retries away from endpoints already tried.
+        let mut tried: Vec<usize> = Vec::with_capacity(if tries > 1 { tries } else { 0 });
         let mut last: Option<Result<Response<Body>, ProxyError>> = None;
 
         for attempt in 0..tries {
@@ -414,21 +415,30 @@ impl ProxyState {
                     None => break,
                 },
             };
-            tried.push(chosen);
+            if tries > 1 {
+                tried.push(chosen);
+            }
             let (Some(endpoint), Some(state)) =
                 (upstream.endpoints.get(chosen), binding.endpoints.get(chosen))
             else {
                 break;
             };
-            let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-            if remaining.is_some_and(|r| r.is_zero()) {
-                break;
-            }
-            // With `timeout` listed, each try gets an even share of the time that is left.
+            // With `timeout` listed, each try gets an even share of the time that is left;
+            // otherwise it may take all of it. (The clock is read only when there is a choice.)
             let left = (tries - attempt) as u32;
-            let per_try = match (remaining, retry) {
-                (Some(r), Some(p)) if left > 1 && p.on("timeout") => Some(r / left),
-                (r, _) => r,
+            let per_try = match deadline {
+                Some(d) if attempt > 0 || (left > 1 && retry.is_some_and(|p| p.on("timeout"))) => {
+                    let now = tokio::time::Instant::now();
+                    let remaining = d.saturating_duration_since(now);
+                    if remaining.is_zero() {
+                        break;
+                    }
+                    match retry {
+                        Some(p) if left > 1 && p.on("timeout") => Some(now + remaining / left),
+                        _ => Some(d),
+                    }
+                }
+                d => d,
             };
             let Some(mut req_parts) = (if attempt + 1 < tries {
                 template.as_ref().map(copy_parts)
@@ -488,7 +498,7 @@ impl ProxyState {
                 }
             };
             let result = match per_try {
-                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| t),
+                Some(t) => tokio::time::timeout_at(t, call).await.map_err(|_| ()),
                 None => Ok(call.await),
             };
             drop(in_flight);
@@ -530,8 +540,8 @@ impl ProxyState {
                         Err(ProxyError::BadGateway(msg)),
                     )
                 }
-                Err(waited) => {
-                    let overall = route.timeout.unwrap_or(waited);
+                Err(()) => {
+                    let overall = route.timeout.unwrap_or_default();
                     let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
                     (
                         None,
