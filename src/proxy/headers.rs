@@ -30,25 +30,41 @@ pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the few names present is cheaper than a hashed
-    // removal for each of the eight.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // Most messages carry none or one (an upstream's `Connection: keep-alive`): one pass over
+    // the names present finds them, and only those are removed by a hashed lookup.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
-    if let Some(conn) = headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    {
-        for name in conn.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                headers.remove(name);
+    if present[0] {
+        if let Some(conn) = headers
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.split(',').any(|t| !is_hop_by_hop_token(t.trim())))
+            .map(str::to_owned)
+        {
+            for name in conn.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    headers.remove(name);
+                }
             }
         }
     }
-    for h in &HOP_BY_HOP {
+    for (h, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(h);
     }
+}
+
+/// `Connection` tokens that name no other header to remove.
+fn is_hop_by_hop_token(t: &str) -> bool {
+    t.is_empty() || t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close")
 }
 
 /// The client's `X-Request-ID` when it is sane, else a new random id.
