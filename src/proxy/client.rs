@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Method, Response, StatusCode, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -35,6 +36,8 @@ const MAX_LINE: usize = 8 * 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Bytes read from an upstream at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Request bodies up to this size go in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -96,9 +99,7 @@ struct Pool {
 }
 
 struct Idle {
-    key: Arc<str>,
-    io: TcpStream,
-    buf: BytesMut,
+    conn: Conn,
     /// Sweeps survived while idle: the pool's clock, so that a request reads no time.
     sweeps: u32,
 }
@@ -113,39 +114,37 @@ struct Conn {
 
 impl Conn {
     /// Back to the pool, when the exchange left it clean.
-    fn release(self) {
+    fn release(mut self) {
         if !self.buf.is_empty() {
             return; // bytes past the response: the upstream is not speaking HTTP/1.1 to us
         }
         if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.key, self.io, self.buf);
+            self.buf.clear();
+            pool.put(self);
         }
     }
 }
 
 impl Pool {
-    fn take(&self, key: &str) -> Option<(Arc<str>, TcpStream, BytesMut)> {
+    fn take(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
-            if is_quiet(&c.io) {
-                return Some((c.key, c.io, c.buf));
+            if is_quiet(&c.conn.io) {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn put(&self, key: Arc<str>, io: TcpStream, mut buf: BytesMut) {
-        buf.clear();
+    fn put(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(key.clone()).or_default();
+        let list = match idle.get_mut(&*conn.key) {
+            Some(list) => list,
+            None => idle.entry(conn.key.clone()).or_default(),
+        };
         if list.len() < self.max_idle_per_host {
-            list.push(Idle {
-                key,
-                io,
-                buf,
-                sweeps: 0,
-            });
+            list.push(Idle { conn, sweeps: 0 });
         }
     }
 
@@ -157,7 +156,7 @@ impl Pool {
         idle.retain(|_, list| {
             list.retain_mut(|c| {
                 c.sweeps += 1;
-                c.sweeps < limit && is_quiet(&c.io)
+                c.sweeps < limit && is_quiet(&c.conn.io)
             });
             !list.is_empty()
         });
@@ -178,8 +177,8 @@ pub struct Outbound<'a> {
     pub target: &'a str,
     pub headers: &'a HeaderMap,
     pub body: &'a Bytes,
-    /// `http://host:port` of the endpoint, for connecting.
-    pub endpoint: &'a Uri,
+    /// `host:port` of the endpoint.
+    pub authority: &'a Authority,
 }
 
 impl H1Client {
@@ -210,19 +209,9 @@ impl H1Client {
     /// been closed by the upstream before answering is replaced by a new one, once, when the
     /// request may be sent again (it was not written, or its method is idempotent).
     pub async fn request(&self, req: Outbound<'_>) -> Result<Response<PooledBody>, CallError> {
-        let key = req
-            .endpoint
-            .authority()
-            .map(|a| a.as_str())
-            .ok_or_else(|| CallError::protocol("endpoint has no authority"))?;
+        let key = req.authority.as_str();
         let head = encode_head(&req);
-        if let Some((pooled_key, io, buf)) = self.pool.take(key) {
-            let conn = Conn {
-                io,
-                buf,
-                key: pooled_key,
-                pool: Arc::downgrade(&self.pool),
-            };
+        if let Some(conn) = self.pool.take(key) {
             match exchange(conn, &head, req.body, req.method).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failed {
@@ -238,16 +227,22 @@ impl H1Client {
                 }
             }
         }
-        let conn = self.connect(key, req.endpoint).await?;
+        let conn = self.connect(req.authority).await?;
         exchange(conn, &head, req.body, req.method)
             .await
             .map_err(|f| f.error)
     }
 
-    async fn connect(&self, key: &str, endpoint: &Uri) -> Result<Conn, CallError> {
+    async fn connect(&self, authority: &Authority) -> Result<Conn, CallError> {
         use tower_service::Service;
+        let endpoint = Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| CallError::protocol(format!("endpoint {authority}: {e}")))?;
         let mut connector = self.connector.clone();
-        let stream = connector.call(endpoint.clone()).await.map_err(|e| CallError {
+        let stream = connector.call(endpoint).await.map_err(|e| CallError {
             connect: true,
             message: format!("cannot connect: {e}"),
         })?;
@@ -257,7 +252,7 @@ impl H1Client {
         Ok(Conn {
             io: io.into_inner(),
             buf: BytesMut::with_capacity(READ_CHUNK),
-            key: Arc::from(key),
+            key: Arc::from(authority.as_str()),
             pool: Arc::downgrade(&self.pool),
         })
     }
@@ -273,7 +268,7 @@ struct Failed {
 }
 
 fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + req.headers.len() * 48 + req.body.len().min(16 * 1024));
+    let mut out = Vec::with_capacity(256 + req.headers.len() * 48 + req.body.len().min(INLINE_BODY));
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
@@ -295,7 +290,7 @@ fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if req.body.len() <= 16 * 1024 {
+    if req.body.len() <= INLINE_BODY {
         out.extend_from_slice(req.body);
     }
     out
@@ -317,7 +312,7 @@ async fn exchange(
         .write_all(head)
         .await
         .map_err(|e| not_sent(CallError::io("writing the request", e)))?;
-    if body.len() > 16 * 1024 {
+    if body.len() > INLINE_BODY {
         conn.io
             .write_all(body)
             .await
@@ -911,17 +906,23 @@ mod tests {
     #[tokio::test]
     async fn closed_idle_connections_are_not_reused() {
         let (ours, theirs) = pair().await;
-        let pool = Pool {
+        let pool = Arc::new(Pool {
             idle: Mutex::new(Map::default()),
             max_idle_per_host: 4,
             idle_timeout: Duration::from_secs(60),
+        });
+        let conn = |io| Conn {
+            io,
+            buf: BytesMut::new(),
+            key: Arc::from("up:80"),
+            pool: Arc::downgrade(&pool),
         };
-        pool.put(Arc::from("up:80"), ours, BytesMut::new());
+        pool.put(conn(ours));
         drop(theirs);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(pool.take("up:80").is_none());
         let (ours, _theirs) = pair().await;
-        pool.put(Arc::from("up:80"), ours, BytesMut::new());
+        pool.put(conn(ours));
         assert!(pool.take("up:80").is_some());
     }
 }

@@ -4,6 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 
+/// `Connection` first: its tokens are read before it goes (see `strip_hop_by_hop`).
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -43,7 +44,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return;
     }
-    if present[0] {
+    let has_connection = present[0];
+    if has_connection {
         if let Some(conn) = headers
             .get(header::CONNECTION)
             .and_then(|v| v.to_str().ok())

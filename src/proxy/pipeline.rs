@@ -447,14 +447,6 @@ impl ProxyState {
             }) else {
                 break;
             };
-            req_parts.uri = Uri::from_parts({
-                let mut u = http::uri::Parts::default();
-                u.scheme = Some(endpoint.scheme.clone());
-                u.authority = Some(endpoint.authority.clone());
-                u.path_and_query = Some(pq.clone());
-                u
-            })
-            .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream URI: {e}")))?;
             req_parts
                 .headers
                 .insert(header::HOST, endpoint.host_header.clone());
@@ -477,7 +469,7 @@ impl ProxyState {
                             target: pq.as_str(),
                             headers: &req_parts.headers,
                             body,
-                            endpoint: &req_parts.uri,
+                            authority: &endpoint.authority,
                         };
                         self.h1.request(out).await.map(|r| r.map(UpstreamBody::Pooled))
                     }
@@ -489,6 +481,15 @@ impl ProxyState {
                                 None => return Err(CallError::protocol("the request body was sent already")),
                             },
                         };
+                        // The general client takes the absolute URI of the endpoint.
+                        req_parts.uri = Uri::from_parts({
+                            let mut u = http::uri::Parts::default();
+                            u.scheme = Some(endpoint.scheme.clone());
+                            u.authority = Some(endpoint.authority.clone());
+                            u.path_and_query = Some(pq.clone());
+                            u
+                        })
+                        .map_err(|e| CallError::protocol(format!("cannot build the upstream URI: {e}")))?;
                         let req = Request::from_parts(req_parts, body);
                         match client.request(req).await {
                             Ok(resp) => Ok(resp.map(UpstreamBody::Hyper)),
