@@ -305,16 +305,20 @@ async fn serve(core: Core) -> Result<(), Error> {
         let proxy_state = state.clone();
         // No async block around `handle`: its future is large, and each wrapping is a copy of
         // it per request.
-        let handler = move |peer, req: http::Request<hyper::body::Incoming>| {
+        let handler = move |peer, req: http::Request<proxy::ClientBody>| {
             use futures_util::future::Either;
             match https_port.and_then(|port| crate::tls::https_redirect(&req, port)) {
                 Some(r) => Either::Left(std::future::ready(Ok(r.map(http_body_util::Either::Right)))),
                 None => Either::Right(proxy_state.clone().handle(peer, req)),
             }
         };
-        tasks.spawn(proxy::serve(
+        // The hub's paths (upgrades and the webhook) are served by the general server.
+        let hub_paths = hub.clone();
+        let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));
+        tasks.spawn(proxy::serve_proxy(
             proxy_listener,
             handler,
+            general,
             shutdown.clone(),
             conn_limits,
         ));

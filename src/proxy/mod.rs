@@ -3,11 +3,13 @@
 
 mod client;
 mod error;
+mod h1;
 pub mod headers;
 mod pipeline;
 mod server;
 mod upgrade;
 
 pub use error::{json_error, ProxyError};
+pub use h1::ClientBody;
 pub use pipeline::{Body, ProxyState};
-pub use server::{bind, serve, serve_simple, serve_tls, ConnLimits, Shutdown};
+pub use server::{bind, serve, serve_proxy, serve_simple, serve_tls, ConnLimits, Shutdown};

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::client::{CallError, H1Client, Outbound, UpstreamBody};
 use super::error::ProxyError;
+use super::h1::ClientBody;
 use super::headers;
 use crate::auth::{self, UserContext};
 use crate::policy::cors;
@@ -160,7 +161,7 @@ impl ProxyState {
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
         let request_id = headers::request_id(req.headers());
@@ -249,7 +250,7 @@ impl ProxyState {
         &self,
         route: &Route,
         peer: SocketAddr,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         user: Option<&str>,
     ) -> Result<Option<Decision>, ProxyError> {
         let Some(limiter) = &self.limiter else {
@@ -284,7 +285,7 @@ impl ProxyState {
         &self,
         route: &Route,
         peer: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         request_id: &HeaderValue,
         user: Option<&UserContext>,
         claim: Option<&ClaimLookup<'_>>,
@@ -366,20 +367,21 @@ impl ProxyState {
         // memory first (within the route timeout): a retry can send them again, and plain
         // HTTP/1.1 endpoints get them with the head in one write. Anything else is streamed
         // and not retried.
-        let mut outgoing = if body.is_end_stream() {
-            Outgoing::Buffered(Bytes::new())
-        } else if content_length.is_some_and(|l| l <= REPLAY_LIMIT) {
-            let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
-            let collected = match deadline {
-                Some(d) => tokio::time::timeout_at(d, collect)
-                    .await
-                    .map_err(|_| ProxyError::UpstreamTimeout(route.timeout.unwrap_or_default()))?,
-                None => collect.await,
+        let mut outgoing = match body {
+            ClientBody::Read(b) => Outgoing::Buffered(b),
+            ClientBody::Streamed(body) if body.is_end_stream() => Outgoing::Buffered(Bytes::new()),
+            ClientBody::Streamed(body) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => {
+                let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
+                let collected = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, collect)
+                        .await
+                        .map_err(|_| ProxyError::UpstreamTimeout(route.timeout.unwrap_or_default()))?,
+                    None => collect.await,
+                }
+                .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
+                Outgoing::Buffered(collected.to_bytes())
             }
-            .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
-            Outgoing::Buffered(collected.to_bytes())
-        } else {
-            Outgoing::Stream(Some(body))
+            ClientBody::Streamed(body) => Outgoing::Stream(Some(body)),
         };
         let retry = upstream.retries.as_ref().filter(|r| {
             r.attempts > 0 && is_idempotent(&parts.method) && matches!(outgoing, Outgoing::Buffered(_))
@@ -581,7 +583,7 @@ impl ProxyState {
     fn authenticate(
         &self,
         route: &Route,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
     ) -> Result<Option<Arc<UserContext>>, ProxyError> {
         if !route.auth.required {
             return Ok(None);
@@ -609,7 +611,7 @@ impl ProxyState {
     #[allow(clippy::result_large_err)]
     fn route_for(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         method: &http::Method,
         request_id: &HeaderValue,
         start: Instant,

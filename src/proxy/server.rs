@@ -18,6 +18,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::h1::{self, ClientBody, Ended};
+
 /// Tells accept loops to stop and how long connections may take to drain.
 #[derive(Clone)]
 pub struct Shutdown {
@@ -101,6 +103,75 @@ where
     drain(graceful, shutdown.grace, "connections").await;
 }
 
+/// `serve` for the proxy listener: plain HTTP/1.1 keep-alive requests go through the fast
+/// path of [`h1`]; a connection carrying anything else (h2c, upgrades, streamed bodies, the
+/// paths `general` claims...) is handed to the general server for the rest of its life.
+pub async fn serve_proxy<F, Fut, B, G>(
+    listener: TcpListener,
+    handler: F,
+    general: G,
+    shutdown: Shutdown,
+    limits: ConnLimits,
+) where
+    F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
+{
+    let builder = Arc::new(http_builder(limits));
+    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver; the drain waits for all of them to be gone.
+    let (alive_tx, alive_rx) = watch::channel(());
+    let mut stop = shutdown.stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (h, general, builder) = (handler.clone(), general.clone(), builder.clone());
+                    let (watcher, mut stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
+                    tokio::spawn(async move {
+                        let ended = h1::serve_connection(
+                            stream,
+                            peer,
+                            &h,
+                            &general,
+                            limits.max_header_size,
+                            limits.keepalive,
+                            &mut stop,
+                        )
+                        .await;
+                        if let Ended::HandOff(stream, read) = ended {
+                            let svc = service_fn(move |req: Request<Incoming>| h(peer, req.map(ClientBody::Streamed)));
+                            let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
+                            let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        drop(alive);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    drop(alive_rx);
+    let all = async {
+        tokio::join!(graceful.shutdown(), alive_tx.closed());
+    };
+    tokio::select! {
+        _ = all => {}
+        _ = tokio::time::sleep(shutdown.grace) => {
+            tracing::warn!("shutdown grace of {:?} ended with connections still open", shutdown.grace);
+        }
+    }
+}
+
 /// Runs `conn`, but drops it when no request has started `within` its opening (nothing is lost:
 /// the client has not sent a whole request head). Before its first request a connection is still
 /// telling HTTP/1.1 from HTTP/2, where the head timer does not run yet; after it, that timer
@@ -153,7 +224,7 @@ pub async fn serve_tls<F, Fut, B>(
     shutdown: Shutdown,
     limits: ConnLimits,
 ) where
-    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
@@ -187,7 +258,7 @@ pub async fn serve_tls<F, Fut, B>(
                         let svc = service_fn(move |mut req: Request<Incoming>| {
                             seen.store(true, Ordering::Relaxed);
                             req.extensions_mut().insert(crate::tls::TlsConn);
-                            h(peer, req)
+                            h(peer, req.map(ClientBody::Streamed))
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                         first_request_within(watcher.watch(conn.into_owned()), started, limits.keepalive).await;

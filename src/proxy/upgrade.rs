@@ -8,7 +8,6 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::error::ProxyError;
@@ -22,7 +21,7 @@ pub(super) async fn tunnel(
     state: &ProxyState,
     route: &Route,
     peer: SocketAddr,
-    mut req: Request<Incoming>,
+    mut req: Request<super::h1::ClientBody>,
     request_id: &HeaderValue,
     user: Option<&crate::auth::UserContext>,
 ) -> Result<Response<Body>, ProxyError> {

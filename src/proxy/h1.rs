@@ -1,0 +1,661 @@
+//! The proxy listener's HTTP/1.1 fast path. Most requests a gateway sees are HTTP/1.1
+//! keep-alive requests with no body or a small one; this loop reads them, calls the pipeline
+//! and writes the response on the connection's own task, without a general server's dispatch.
+//!
+//! Anything else — h2c, HTTP/1.0, upgrades, `Expect`, chunked or large bodies, a body not yet
+//! whole, a head too large or not understood, the hub's paths — is handed to the general
+//! server with the bytes read so far, and that server keeps the connection from then on.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The most request header fields taken on the fast path (the general server has the same
+/// limit and answers 431 beyond it).
+const MAX_HEADERS: usize = 100;
+/// The largest request body read on the fast path; larger ones are streamed by the general
+/// server.
+pub const MAX_FAST_BODY: usize = 64 * 1024;
+/// Response bytes gathered before a write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes read from a client at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A client's request body: whole from the fast path, or streamed by the general server.
+pub enum ClientBody {
+    Read(Bytes),
+    Streamed(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Read(b) if b.is_empty() => Poll::Ready(None),
+            ClientBody::Read(b) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(b))))),
+            ClientBody::Streamed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Read(b) => b.is_empty(),
+            ClientBody::Streamed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Read(b) => SizeHint::with_exact(b.len() as u64),
+            ClientBody::Streamed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A request head the fast path serves, with its body.
+struct Parsed {
+    request: Request<ClientBody>,
+    /// The client asked for the connection to close after the response.
+    close: bool,
+}
+
+/// What the bytes at the front of the buffer are.
+enum Next {
+    /// Not a whole request yet.
+    Partial,
+    /// For the general server.
+    Other,
+    Fast(Box<Parsed>),
+}
+
+/// Reads the request at the front of `buf` when the fast path can serve it, taking its bytes.
+fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -> Next {
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (head_len, method, path, count) = {
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let head_len = match httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() <= max_head => return Next::Partial,
+            _ => return Next::Other,
+        };
+        if req.version != Some(1) || head_len > max_head {
+            return Next::Other;
+        }
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            (
+                (s.as_ptr() as usize - base) as u32,
+                (s.as_ptr() as usize - base + s.len()) as u32,
+            )
+        };
+        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+            let (ns, ne) = at(h.name.as_bytes());
+            let (vs, ve) = at(h.value);
+            *span = (ns, ne, vs, ve);
+        }
+        let (Some(method), Some(path)) = (req.method, req.path) else {
+            return Next::Other;
+        };
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            return Next::Other;
+        };
+        // Origin form only: absolute-form and `*` go to the general server.
+        if !path.starts_with('/') || general(path.split('?').next().unwrap_or(path)) {
+            return Next::Other;
+        }
+        (head_len, method, at(path.as_bytes()), req.headers.len())
+    };
+    let mut length: Option<usize> = None;
+    let mut close = false;
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = &buf[ns as usize..ne as usize];
+        let value = &buf[vs as usize..ve as usize];
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = match std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                Some(n) if value.iter().all(u8::is_ascii_digit) => n,
+                _ => return Next::Other,
+            };
+            if length.is_some_and(|l| l != n) {
+                return Next::Other;
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Next::Other;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&c| c == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Next::Other;
+                }
+            }
+        }
+    }
+    let body_len = length.unwrap_or(0);
+    if body_len > MAX_FAST_BODY || buf.len() < head_len + body_len {
+        return Next::Other;
+    }
+    let raw = buf.split_to(head_len).freeze();
+    let body = buf.split_to(body_len).freeze();
+    // Room for the forwarding headers the pipeline adds.
+    let mut headers = HeaderMap::with_capacity(count + 8);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&raw[ns as usize..ne as usize]);
+        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize));
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return put_back(buf, raw, body);
+        };
+        headers.append(name, value);
+    }
+    let Ok(uri) = Uri::from_maybe_shared(raw.slice(path.0 as usize..path.1 as usize)) else {
+        return put_back(buf, raw, body);
+    };
+    let mut request = Request::new(ClientBody::Read(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Next::Fast(Box::new(Parsed { request, close }))
+}
+
+/// Puts a taken request back in front of the buffer, for the general server to answer.
+fn put_back(buf: &mut BytesMut, head: Bytes, body: Bytes) -> Next {
+    let mut whole = BytesMut::with_capacity(head.len() + body.len() + buf.len());
+    whole.extend_from_slice(&head);
+    whole.extend_from_slice(&body);
+    whole.extend_from_slice(buf);
+    *buf = whole;
+    Next::Other
+}
+
+/// Why a fast connection stopped.
+pub enum Ended {
+    /// Closed: by the client, an error, a timeout or shutdown.
+    Closed,
+    /// The general server should take the connection, with these bytes read already.
+    HandOff(TcpStream, BytesMut),
+}
+
+/// Serves requests on `stream` until it closes or holds a request the fast path does not take.
+///
+/// `keepalive` bounds the wait for each request head, the first included; `stop` turning true
+/// closes an idle connection and the others after their current response.
+pub async fn serve_connection<F, Fut, B>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: &F,
+    general: &impl Fn(&str) -> bool,
+    max_head: usize,
+    keepalive: Option<Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended
+where
+    F: Fn(SocketAddr, Request<ClientBody>) -> Fut,
+    Fut: Future<Output = Result<Response<B>, Infallible>>,
+    B: Body<Data = Bytes>,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    // One timer per connection, moved on lazily: it fires at its old deadline at the earliest,
+    // and is set again when the real one is later.
+    let mut timer = keepalive.map(|k| (k, Box::pin(tokio::time::sleep(k))));
+    loop {
+        let mut deadline = None;
+        let parsed = loop {
+            match parse(&mut buf, max_head, general) {
+                Next::Fast(p) => break p,
+                Next::Other => return Ended::HandOff(stream, buf),
+                Next::Partial => {}
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
+            }
+            let idle = buf.is_empty();
+            let read = match &mut timer {
+                None => {
+                    tokio::select! {
+                        biased;
+                        r = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf) => r,
+                        _ = stop.changed(), if idle => return Ended::Closed,
+                    }
+                }
+                Some((within, sleep)) => {
+                    let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + *within);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf) => break r,
+                            _ = stop.changed(), if idle => return Ended::Closed,
+                            _ = sleep.as_mut() => {
+                                if tokio::time::Instant::now() >= until {
+                                    tracing::debug!(%peer, "connection closed: no whole request head within {within:?}");
+                                    return Ended::Closed;
+                                }
+                                sleep.as_mut().reset(until);
+                            }
+                        }
+                    }
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        };
+        let Parsed { request, close } = *parsed;
+        let head = request.method() == Method::HEAD;
+        let Ok(response) = handler(peer, request).await;
+        let close = close || *stop.borrow();
+        if write_response(&mut stream, &mut out, response, head, close)
+            .await
+            .is_err()
+            || close
+        {
+            let _ = stream.shutdown().await;
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Writes `response`; an error means the connection can not go on.
+async fn write_response<B: Body<Data = Bytes>>(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response<B>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9112 §6.3: no body after 1xx, 204 and 304, nor in answer to HEAD.
+    let bodiless_status =
+        status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let mut chunked = false;
+    if !bodiless_status && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        match body.size_hint().exact() {
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                put_number(out, n, 10);
+                out.extend_from_slice(b"\r\n");
+            }
+            None if !head_request => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                chunked = true;
+            }
+            None => {}
+        }
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if head_request || bodiless_status {
+        return stream.write_all(out).await;
+    }
+    let mut body = std::pin::pin!(body);
+    loop {
+        let polled =
+            futures_util::FutureExt::now_or_never(std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)));
+        let frame = match polled {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(_)) => return Err(io::Error::other("the response body failed")),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) if !d.is_empty() => d,
+                // Trailers are not passed on; empty frames carry nothing.
+                _ => continue,
+            },
+        };
+        if chunked {
+            put_number(out, data.len() as u64, 16);
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() + data.len() <= WRITE_BATCH {
+            out.extend_from_slice(&data);
+        } else {
+            if !out.is_empty() {
+                stream.write_all(out).await?;
+                out.clear();
+            }
+            stream.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+    }
+    Ok(())
+}
+
+/// Appends `n` in `radix` (10 or 16, lowercase).
+fn put_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+thread_local! {
+    /// The `Date` value of the current second, per thread.
+    static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
+}
+
+/// Calls `f` with the IMF-fixdate of now.
+fn with_date(f: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = secs;
+            }
+        }
+        f(&cached.1);
+    });
+}
+
+/// A stream whose first reads return bytes already taken from it.
+pub struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    pub fn new(inner: TcpStream, prefix: Bytes) -> Self {
+        Rewind { prefix, inner }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(out.remaining());
+            out.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn none(_: &str) -> bool {
+        false
+    }
+
+    fn next(raw: &str) -> (Next, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        let n = parse(&mut buf, 8192, &none);
+        (n, buf)
+    }
+
+    fn fast(raw: &str) -> (Parsed, BytesMut) {
+        match next(raw) {
+            (Next::Fast(p), rest) => (*p, rest),
+            _ => panic!("not taken: {raw:?}"),
+        }
+    }
+
+    fn is_other(raw: &str) -> bool {
+        matches!(next(raw).0, Next::Other)
+    }
+
+    #[test]
+    fn plain_requests_are_taken_with_their_body() {
+        let (p, rest) = fast("GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\n\r\nGET /next");
+        let req = p.request;
+        assert_eq!(
+            (req.method(), req.uri().path(), req.uri().query()),
+            (&Method::GET, "/a/b", Some("c=d"))
+        );
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "x");
+        assert_eq!(req.headers().get_all("x-two").iter().count(), 2);
+        assert!(req.body().is_end_stream());
+        assert!(!p.close);
+        assert_eq!(&rest[..], b"GET /next", "the next request stays in the buffer");
+
+        let (p, rest) =
+            fast("POST / HTTP/1.1\r\nContent-Length: 3\r\nConnection: keep-alive, close\r\n\r\nabcdef");
+        assert!(p.close);
+        match p.request.body() {
+            ClientBody::Read(b) => assert_eq!(&b[..], b"abc"),
+            ClientBody::Streamed(_) => panic!("streamed"),
+        }
+        assert_eq!(&rest[..], b"def");
+    }
+
+    #[test]
+    fn everything_else_is_left_to_the_general_server() {
+        assert!(matches!(next("GET / HTTP/1.1\r\nHost: x\r\n").0, Next::Partial));
+        assert!(matches!(next("").0, Next::Partial));
+        for raw in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert!(is_other(raw), "{raw:?}");
+        }
+        let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_FAST_BODY + 1);
+        assert!(is_other(&big));
+        // A head over the limit, whole or not.
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert!(is_other(&long));
+        assert!(is_other(&long[..8500]));
+        // Paths the general server claims.
+        let mut buf = BytesMut::from("GET /ws?token=1 HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            parse(&mut buf, 8192, &|p: &str| p == "/ws"),
+            Next::Other
+        ));
+        // Nothing is taken from the buffer of a request left alone.
+        let raw = "GET / HTTP/1.1\r\nX: \x01\r\n\r\n";
+        let (n, rest) = next(raw);
+        assert!(matches!(n, Next::Other));
+        assert_eq!(&rest[..], raw.as_bytes());
+    }
+
+    async fn written<B: Body<Data = Bytes>>(resp: Response<B>, head: bool, close: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut out = Vec::new();
+        write_response(&mut server, &mut out, resp, head, close)
+            .await
+            .unwrap();
+        drop(server);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)
+            .await
+            .unwrap();
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn responses_are_framed_as_rfc_9112_says() {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
+        resp.headers_mut().insert("x-a", HeaderValue::from_static("1"));
+        let text = written(resp, false, false).await;
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\ndate: "),
+            "{text}"
+        );
+        assert!(text.ends_with(" GMT\r\n\r\n{}"), "{text}");
+
+        // Unknown length: chunked, ended by the last chunk; close is announced.
+        let frames = futures_util::stream::iter(
+            ["ab", "", "cde"].map(|s| Ok::<_, Infallible>(Frame::data(Bytes::from_static(s.as_bytes())))),
+        );
+        let mut resp = Response::new(StreamBody::new(frames));
+        resp.headers_mut()
+            .insert(header::DATE, HeaderValue::from_static("then"));
+        let text = written(resp, false, true).await;
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\ndate: then\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
+        );
+
+        // HEAD: the length of the body that would be, and no body.
+        let text = written(Response::new(Full::new(Bytes::from_static(b"abc"))), true, false).await;
+        assert!(
+            text.contains("content-length: 3\r\n") && text.ends_with("\r\n\r\n"),
+            "{text}"
+        );
+
+        // 204 and 304: no body, and no length made up for them.
+        for status in [StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED] {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = status;
+            let text = written(resp, false, false).await;
+            assert!(
+                !text.contains("content-length") && !text.contains("chunked"),
+                "{text}"
+            );
+            assert!(text.ends_with("\r\n\r\n"));
+        }
+
+        // A body that fails midway: the connection can not go on.
+        let frames = futures_util::stream::iter([
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err(io::Error::other("cut")),
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let resp = Response::new(StreamBody::new(frames));
+        assert!(write_response(&mut server, &mut Vec::new(), resp, false, false)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn rewind_reads_the_taken_bytes_first() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut io = Rewind::new(server, Bytes::from_static(b"hello"));
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut io, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, b"hello world");
+        let body = ClientBody::Read(Bytes::from_static(b"x"));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "x");
+    }
+}

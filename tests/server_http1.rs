@@ -1,0 +1,334 @@
+//! The proxy listener's own HTTP/1.1 path, end to end, from a raw TCP client: the real binary
+//! in front of a scripted upstream that echoes what it received. Plain keep-alive requests are
+//! served on the fast path; a connection carrying anything else is handed to the general server
+//! with the bytes read so far, and must go on working there.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "support/scripted.rs"]
+mod scripted;
+
+use std::time::Duration;
+
+use common::*;
+use scripted::Scripted;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway_for(up: &Scripted) -> Gateway {
+    Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
+                route_yaml("scripted", "/*", "scripted", "")
+            ),
+        )],
+    )
+    .await
+}
+
+/// One response read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    head: String,
+    body: Vec<u8>,
+    /// The body as it came on the wire (chunk framing included).
+    wire: Vec<u8>,
+}
+
+impl Raw {
+    fn status(&self) -> u16 {
+        self.head[9..12].parse().unwrap()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// A raw client connection that keeps what it read past one response.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(gw: &Gateway) -> Conn {
+        Conn {
+            s: TcpStream::connect(("127.0.0.1", gw.http)).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more; false at end of stream.
+    async fn fill(&mut self) -> bool {
+        let mut more = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut more))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&more[..n]);
+        n > 0
+    }
+
+    /// Reads one response; `bodiless` for answers to HEAD.
+    async fn response(&mut self, bodiless: bool) -> Raw {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.fill().await, "closed before a response head");
+        };
+        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
+        let mut raw = Raw {
+            head,
+            body: Vec::new(),
+            wire: Vec::new(),
+        };
+        let status = raw.status();
+        if bodiless || status == 204 || status == 304 {
+            return raw;
+        }
+        if let Some(len) = raw.header("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                assert!(self.fill().await, "closed in the body");
+            }
+            raw.body = self.buf.drain(..len).collect();
+            raw.wire = raw.body.clone();
+            return raw;
+        }
+        assert_eq!(
+            raw.header("transfer-encoding").as_deref(),
+            Some("chunked"),
+            "{}",
+            raw.head
+        );
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                assert!(self.fill().await, "closed in a chunk");
+            };
+            let line: Vec<u8> = self.buf.drain(..line_end + 2).collect();
+            raw.wire.extend_from_slice(&line);
+            let size = usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().await, "closed in a chunk");
+            }
+            let chunk: Vec<u8> = self.buf.drain(..size + 2).collect();
+            raw.wire.extend_from_slice(&chunk);
+            raw.body.extend_from_slice(&chunk[..size]);
+            if size == 0 {
+                return raw;
+            }
+        }
+    }
+
+    /// True when the gateway closes the connection within `within`.
+    async fn closed_within(&mut self, within: Duration) -> bool {
+        let mut more = [0u8; 1024];
+        matches!(
+            tokio::time::timeout(within, self.s.read(&mut more)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_with_the_gateway_headers() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+
+    // Three requests in one write, one of them with a body.
+    let mut batch = get("/first");
+    batch.push_str("POST /second HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello");
+    batch.push_str(&get("/third?x=1"));
+    c.send(batch.as_bytes()).await;
+    let first = c.response(false).await;
+    let second = c.response(false).await;
+    let third = c.response(false).await;
+    assert!(
+        first.text().starts_with("GET /first HTTP/1.1\r\n"),
+        "{}",
+        first.text()
+    );
+    assert!(
+        second.text().starts_with("POST /second HTTP/1.1\r\n"),
+        "{}",
+        second.text()
+    );
+    assert!(second.text().ends_with("\r\n\r\nhello"), "{}", second.text());
+    assert!(
+        third.text().starts_with("GET /third?x=1 HTTP/1.1\r\n"),
+        "{}",
+        third.text()
+    );
+
+    for r in [&first, &second, &third] {
+        assert_eq!(r.status(), 200);
+        assert!(r.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", r.head);
+        assert!(r.header("x-request-id").is_some(), "{}", r.head);
+        assert!(r.header("date").is_some(), "{}", r.head);
+        assert!(r.header("connection").is_none(), "{}", r.head);
+    }
+    // What the upstream received carries the forwarding headers.
+    let seen = first.text().to_ascii_lowercase();
+    for h in [
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: gw.test",
+        "traceparent: 00-",
+    ] {
+        assert!(seen.contains(h), "{h} missing in {seen}");
+    }
+    // HEAD gets the head only; the connection stays in step for the next request.
+    c.send(b"HEAD /fourth HTTP/1.1\r\nHost: gw.test\r\n\r\n").await;
+    let head = c.response(true).await;
+    assert_eq!(head.status(), 200);
+    c.send(get("/fifth").as_bytes()).await;
+    assert!(c.response(false).await.text().starts_with("GET /fifth "));
+}
+
+#[tokio::test]
+async fn heads_and_bodies_in_pieces_are_served() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+
+    // A head a few bytes at a time.
+    for piece in get("/slowly").as_bytes().chunks(3) {
+        c.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = c.response(false).await;
+    assert!(r.text().starts_with("GET /slowly HTTP/1.1\r\n"), "{}", r.text());
+
+    // A body that comes after its head: the general server takes the connection over and
+    // reads it, and serves the requests that follow.
+    c.send(b"POST /late-body HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 11\r\n\r\nhello")
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(b" world").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().ends_with("\r\n\r\nhello world"), "{}", r.text());
+    c.send(get("/after").as_bytes()).await;
+    let r = c.response(false).await;
+    assert!(r.text().starts_with("GET /after HTTP/1.1\r\n"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn other_requests_are_served_by_the_general_server_on_the_same_connection() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+
+    // Fast first, then `Expect: 100-continue`, which the fast path leaves alone.
+    let mut c = Conn::open(&gw).await;
+    c.send(get("/one").as_bytes()).await;
+    assert_eq!(c.response(false).await.status(), 200);
+    c.send(b"PUT /two HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    let interim = c.response(true).await;
+    assert_eq!(interim.status(), 100, "{}", interim.head);
+    c.send(b"abc").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().ends_with("\r\n\r\nabc"), "{}", r.text());
+    c.send(get("/three").as_bytes()).await;
+    assert!(c.response(false).await.text().starts_with("GET /three "));
+
+    // A chunked upload.
+    let mut c = Conn::open(&gw).await;
+    c.send(b"POST /chunked-up HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status(), 200);
+
+    // HTTP/1.0: answered, then closed.
+    let mut c = Conn::open(&gw).await;
+    c.send(b"GET /old HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 200, "{}", r.head);
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+
+    // A head the fast path can not read gets the general server's 400.
+    let mut c = Conn::open(&gw).await;
+    c.send(b"GET /bad HTTP/1.1\r\nHost: gw.test\r\nBad Name: x\r\n\r\n")
+        .await;
+    assert_eq!(c.response(false).await.status(), 400);
+
+    // h2c with prior knowledge still works on the same port.
+    let r = send(
+        &h2c_client(),
+        http::Request::get(gw.url("/h2"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn responses_are_framed_for_the_client_and_close_is_honoured() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+
+    // A chunked upstream body is passed on chunked (trailers are not).
+    c.send(get("/chunked").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!(r.body, b"hello world");
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+
+    // A body delimited by the upstream closing goes out chunked too, on a connection that
+    // stays open.
+    c.send(get("/until-close").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!(r.text(), "all of this, then the end");
+    assert!(r.wire.ends_with(b"0\r\n\r\n"));
+
+    // 204: no body and no length.
+    c.send(get("/no-content").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.header("content-length").is_none() && r.header("transfer-encoding").is_none());
+
+    // Errors the gateway makes are the JSON of the SPEC, with their length.
+    let mut c2 = Conn::open(&gw).await;
+    c2.send(b"DELETE /garbage HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await;
+    let r = c2.response(false).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.header("content-length"), Some(r.body.len().to_string()));
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["error"]["code"], "bad_gateway");
+
+    // `Connection: close`: the answer says so and the gateway closes.
+    c.send(b"GET /last HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+}

@@ -1,0 +1,162 @@
+//! A scripted HTTP/1.1 upstream on loopback that writes exact bytes, for tests of how the
+//! gateway reads upstream responses and what it sends upstream.
+#![allow(clippy::unwrap_used)]
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An upstream that answers by path with hand-written bytes. It counts the connections it
+/// accepted; the body of a plain answer is the request it received, head and body.
+pub struct Scripted {
+    pub url: String,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub const BIG: usize = 1024 * 1024;
+
+impl Scripted {
+    pub async fn start() -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(s));
+            }
+        });
+        Scripted {
+            url,
+            connections,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (head and `Content-Length` body); `None` at end of stream.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let mut more = [0u8; 4096];
+                let n = s.read(&mut more).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&more[..n]);
+            }
+            let body = buf[end + 4..end + 4 + len].to_vec();
+            buf.drain(..end + 4 + len);
+            return Some((head, body));
+        }
+        let mut more = [0u8; 4096];
+        let n = s.read(&mut more).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&more[..n]);
+    }
+}
+
+async fn serve(mut s: TcpStream) {
+    let mut buf = Vec::new();
+    let mut index = 0;
+    while let Some((head, body)) = read_request(&mut s, &mut buf).await {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let pause = || tokio::time::sleep(Duration::from_millis(15));
+        match path.as_str() {
+            "/chunked" => {
+                for piece in [
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                    "lo\r\n6;note=x\r",
+                    "\n world\r",
+                    "\n0\r\nx-checksum: 1\r\n",
+                    "\r\n",
+                ] {
+                    s.write_all(piece.as_bytes()).await.unwrap();
+                    pause().await;
+                }
+            }
+            "/until-close" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of ")
+                    .await
+                    .unwrap();
+                pause().await;
+                s.write_all(b"this, then the end").await.unwrap();
+                return;
+            }
+            "/no-content" => s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap(),
+            "/continue" => s
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap(),
+            "/big" => {
+                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+                for _ in 0..BIG / block.len() {
+                    s.write_all(&block).await.unwrap();
+                }
+            }
+            "/cut" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..")
+                    .await
+                    .unwrap();
+                return;
+            }
+            "/garbage" => {
+                s.write_all(b"this is not HTTP\r\n\r\n").await.unwrap();
+                return;
+            }
+            // Answers, then closes the connection without saying so, as an upstream whose
+            // keep-alive timeout runs out does.
+            "/bye" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye")
+                    .await
+                    .unwrap();
+                return;
+            }
+            // The first request of a connection is answered; a later one finds the
+            // connection closing under it, the race every keep-alive client meets.
+            "/race" if index > 0 => return,
+            _ => {
+                let mut echo = head.clone().into_bytes();
+                echo.extend_from_slice(&body);
+                let mut out =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", echo.len()).into_bytes();
+                if !head.starts_with("HEAD ") {
+                    out.extend_from_slice(&echo);
+                }
+                s.write_all(&out).await.unwrap();
+            }
+        }
+        index += 1;
+    }
+}
