@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -23,6 +24,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
@@ -43,6 +45,8 @@ const INLINE_BODY: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct CallError {
     connect: bool,
+    /// The deadline passed first.
+    timeout: bool,
     message: String,
 }
 
@@ -52,9 +56,15 @@ impl CallError {
         self.connect
     }
 
+    /// The call's deadline passed before the response head arrived.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
     fn io(what: &str, e: io::Error) -> Self {
         CallError {
             connect: false,
+            timeout: false,
             message: format!("{what}: {e}"),
         }
     }
@@ -62,7 +72,16 @@ impl CallError {
     pub(super) fn protocol(message: impl Into<String>) -> Self {
         CallError {
             connect: false,
+            timeout: false,
             message: message.into(),
+        }
+    }
+
+    pub(super) fn timeout() -> Self {
+        CallError {
+            connect: false,
+            timeout: true,
+            message: "no response before the deadline".into(),
         }
     }
 
@@ -70,6 +89,7 @@ impl CallError {
     pub fn from_hyper(e: &hyper_util::client::legacy::Error) -> Self {
         CallError {
             connect: e.is_connect(),
+            timeout: false,
             message: super::pipeline::error_chain(e),
         }
     }
@@ -110,6 +130,8 @@ struct Conn {
     buf: BytesMut,
     key: Arc<str>,
     pool: Weak<Pool>,
+    /// Bounds each exchange; made with the connection's first deadline and then kept.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -208,11 +230,16 @@ impl H1Client {
     /// Sends `req` and reads the response head. A pooled connection that turns out to have
     /// been closed by the upstream before answering is replaced by a new one, once, when the
     /// request may be sent again (it was not written, or its method is idempotent).
-    pub async fn request(&self, req: Outbound<'_>) -> Result<Response<PooledBody>, CallError> {
+    /// `until` bounds everything up to the response head (connecting included).
+    pub async fn request(
+        &self,
+        req: Outbound<'_>,
+        until: Option<Instant>,
+    ) -> Result<Response<PooledBody>, CallError> {
         let key = req.authority.as_str();
         let head = encode_head(&req);
         if let Some(conn) = self.pool.take(key) {
-            match exchange(conn, &head, req.body, req.method).await {
+            match exchange(conn, &head, req.body, req.method, until).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failed {
                     error,
@@ -227,8 +254,13 @@ impl H1Client {
                 }
             }
         }
-        let conn = self.connect(req.authority).await?;
-        exchange(conn, &head, req.body, req.method)
+        let conn = match until {
+            Some(t) => tokio::time::timeout_at(t, self.connect(req.authority))
+                .await
+                .map_err(|_| CallError::timeout())??,
+            None => self.connect(req.authority).await?,
+        };
+        exchange(conn, &head, req.body, req.method, until)
             .await
             .map_err(|f| f.error)
     }
@@ -244,6 +276,7 @@ impl H1Client {
         let mut connector = self.connector.clone();
         let stream = connector.call(endpoint).await.map_err(|e| CallError {
             connect: true,
+            timeout: false,
             message: format!("cannot connect: {e}"),
         })?;
         let UpstreamStream::Plain(io) = stream else {
@@ -254,6 +287,7 @@ impl H1Client {
             buf: BytesMut::with_capacity(READ_CHUNK),
             key: Arc::from(authority.as_str()),
             pool: Arc::downgrade(&self.pool),
+            timer: None,
         })
     }
 }
@@ -296,26 +330,64 @@ fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
     out
 }
 
-/// Writes the request on `conn` and reads the response head.
+/// Runs `fut` until it completes (`Some`) or `until` passes (`None`), on the connection's
+/// own timer. The timer is moved on lazily: deadlines mostly grow from one exchange to the
+/// next, so it stays where it is, and when it fires before the current deadline it is set
+/// again. A request thus costs no timer registration.
+async fn before<F: Future>(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    until: Option<Instant>,
+    fut: F,
+) -> Option<F::Output> {
+    let Some(until) = until else {
+        return Some(fut.await);
+    };
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+    if timer.deadline() > until {
+        timer.as_mut().reset(until);
+    }
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= until {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(until);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes the request on `conn` and reads the response head, before `until`.
 async fn exchange(
     mut conn: Conn,
     head: &[u8],
     body: &Bytes,
     method: &Method,
+    until: Option<Instant>,
 ) -> Result<Response<PooledBody>, Failed> {
     let not_sent = |error| Failed {
         error,
         sent: false,
         answered: false,
     };
-    conn.io
-        .write_all(head)
+    let timed_out = |sent| Failed {
+        error: CallError::timeout(),
+        sent,
+        answered: true, // not to be sent again: the time is up
+    };
+    before(&mut conn.timer, until, conn.io.write_all(head))
         .await
+        .ok_or_else(|| timed_out(false))?
         .map_err(|e| not_sent(CallError::io("writing the request", e)))?;
     if body.len() > INLINE_BODY {
-        conn.io
-            .write_all(body)
+        before(&mut conn.timer, until, conn.io.write_all(body))
             .await
+            .ok_or_else(|| timed_out(false))?
             .map_err(|e| not_sent(CallError::io("writing the request body", e)))?;
     }
     let failed = |error, answered| Failed {
@@ -337,7 +409,14 @@ async fn exchange(
             }
             let answered = !conn.buf.is_empty();
             conn.buf.reserve(READ_CHUNK);
-            match tokio::io::AsyncReadExt::read_buf(&mut conn.io, &mut conn.buf).await {
+            let read = before(
+                &mut conn.timer,
+                until,
+                tokio::io::AsyncReadExt::read_buf(&mut conn.io, &mut conn.buf),
+            )
+            .await
+            .ok_or_else(|| timed_out(true))?;
+            match read {
                 Ok(0) => {
                     return Err(failed(
                         CallError::protocol("upstream closed the connection before a response"),
@@ -442,7 +521,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
         return Err(CallError::protocol("upstream switched protocols unasked"));
     }
     let interim = status.is_informational();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the headers the gateway adds (request id, rate limit, CORS).
+    let mut headers = HeaderMap::with_capacity(count + 4);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
@@ -873,6 +953,7 @@ mod tests {
             buf: BytesMut::new(),
             key: Arc::from("up:80"),
             pool: Arc::downgrade(&pool),
+            timer: None,
         };
         let mut body = PooledBody {
             state: State::Chunked(Chunk::Size),
@@ -902,6 +983,48 @@ mod tests {
         assert_eq!(pool.idle.lock().unwrap().get("up:80").map(Vec::len), Some(1));
     }
 
+    /// The connection's one timer serves deadlines later and earlier than the one it was
+    /// made with.
+    #[tokio::test]
+    async fn the_connection_timer_follows_each_deadline() {
+        let mut timer = None;
+        let pending = std::future::pending::<()>;
+        let t0 = Instant::now();
+        assert!(
+            before(&mut timer, Some(t0 + Duration::from_millis(50)), pending())
+                .await
+                .is_none()
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+
+        // A later deadline: the timer set for the old one has fired and is moved on.
+        let t1 = Instant::now();
+        let work = tokio::time::sleep(Duration::from_millis(100));
+        assert!(before(&mut timer, Some(t1 + Duration::from_millis(300)), work)
+            .await
+            .is_some());
+        let t2 = Instant::now();
+        assert!(
+            before(&mut timer, Some(t2 + Duration::from_millis(200)), pending())
+                .await
+                .is_none()
+        );
+        assert!(t2.elapsed() >= Duration::from_millis(200));
+
+        // An earlier deadline than the timer's: it is moved back at once.
+        let far = Instant::now() + Duration::from_secs(30);
+        assert!(before(&mut timer, Some(far), async {}).await.is_some());
+        let t3 = Instant::now();
+        assert!(
+            before(&mut timer, Some(t3 + Duration::from_millis(40)), pending())
+                .await
+                .is_none()
+        );
+        assert!(t3.elapsed() < Duration::from_secs(5), "fired at the new deadline");
+        // No deadline: no timer involved.
+        assert_eq!(before(&mut timer, None, async { 7 }).await, Some(7));
+    }
+
     /// A connection whose peer has closed it is not handed out again.
     #[tokio::test]
     async fn closed_idle_connections_are_not_reused() {
@@ -916,6 +1039,7 @@ mod tests {
             buf: BytesMut::new(),
             key: Arc::from("up:80"),
             pool: Arc::downgrade(&pool),
+            timer: None,
         };
         pool.put(conn(ours));
         drop(theirs);

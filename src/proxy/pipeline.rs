@@ -463,6 +463,8 @@ impl ProxyState {
                 }
             };
             let in_flight = state.start();
+            // The deadline bounds the call up to the response head; the own client keeps a
+            // timer per connection, the general one gets a timer per call.
             let call = async {
                 match &mut outgoing {
                     Outgoing::Buffered(body) if !h2c && endpoint.scheme == http::uri::Scheme::HTTP => {
@@ -473,7 +475,10 @@ impl ProxyState {
                             body,
                             authority: &endpoint.authority,
                         };
-                        self.h1.request(out).await.map(|r| r.map(UpstreamBody::Pooled))
+                        self.h1
+                            .request(out, per_try)
+                            .await
+                            .map(|r| r.map(UpstreamBody::Pooled))
                     }
                     outgoing => {
                         let body = match outgoing {
@@ -493,28 +498,31 @@ impl ProxyState {
                         })
                         .map_err(|e| CallError::protocol(format!("cannot build the upstream URI: {e}")))?;
                         let req = Request::from_parts(req_parts, body);
-                        match client.request(req).await {
+                        let sent = match per_try {
+                            Some(t) => tokio::time::timeout_at(t, client.request(req))
+                                .await
+                                .map_err(|_| CallError::timeout())?,
+                            None => client.request(req).await,
+                        };
+                        match sent {
                             Ok(resp) => Ok(resp.map(UpstreamBody::Hyper)),
                             Err(e) => Err(CallError::from_hyper(&e)),
                         }
                     }
                 }
             };
-            let result = match per_try {
-                Some(t) => tokio::time::timeout_at(t, call).await.map_err(|_| ()),
-                None => Ok(call.await),
-            };
+            let result = call.await;
             drop(in_flight);
             if let Some(span) = upstream_span {
                 match &result {
-                    Ok(Ok(resp)) => span.finish(Ok(resp.status())),
-                    Ok(Err(e)) => span.finish(Err(&e.to_string())),
-                    Err(_) => span.finish(Err("timeout")),
+                    Ok(resp) => span.finish(Ok(resp.status())),
+                    Err(e) if e.is_timeout() => span.finish(Err("timeout")),
+                    Err(e) => span.finish(Err(&e.to_string())),
                 }
             }
             let more = attempt + 1 < tries;
             let (label, ok, retry_it, outcome) = match result {
-                Ok(Ok(mut resp)) => {
+                Ok(mut resp) => {
                     let status = resp.status();
                     let retry_it = retry.is_some_and(|p| {
                         (status.is_server_error() && p.on("5xx"))
@@ -528,7 +536,17 @@ impl ProxyState {
                         Ok(resp.map(Either::Left)),
                     )
                 }
-                Ok(Err(e)) => {
+                Err(e) if e.is_timeout() => {
+                    let overall = route.timeout.unwrap_or_default();
+                    let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+                    (
+                        None,
+                        false,
+                        !out_of_time && retry.is_some_and(|p| p.on("timeout")),
+                        Err(ProxyError::UpstreamTimeout(overall)),
+                    )
+                }
+                Err(e) => {
                     let connect = e.is_connect();
                     let condition = if connect { "connect-failure" } else { "reset" };
                     let msg = if connect {
@@ -541,16 +559,6 @@ impl ProxyState {
                         false,
                         retry.is_some_and(|p| p.on(condition)),
                         Err(ProxyError::BadGateway(msg)),
-                    )
-                }
-                Err(()) => {
-                    let overall = route.timeout.unwrap_or_default();
-                    let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
-                    (
-                        None,
-                        false,
-                        !out_of_time && retry.is_some_and(|p| p.on("timeout")),
-                        Err(ProxyError::UpstreamTimeout(overall)),
                     )
                 }
             };
