@@ -285,6 +285,10 @@ async fn serve(core: Core) -> Result<(), Error> {
     )
     .with_rate_limiter(limiter)
     .with_tracing(tracer.clone());
+    // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
+    if redirect_http {
+        state = state.with_https_redirect(cfg.server.https_port);
+    }
     if let Some(hub) = &hub {
         state = state.with_hub(hub.clone());
     }
@@ -300,18 +304,10 @@ async fn serve(core: Core) -> Result<(), Error> {
             shutdown.clone(),
             conn_limits,
         ));
-        // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
-        let https_port = redirect_http.then_some(cfg.server.https_port);
         let proxy_state = state.clone();
-        // No async block around `handle`: its future is large, and each wrapping is a copy of
-        // it per request.
-        let handler = move |peer, req: http::Request<proxy::ClientBody>| {
-            use futures_util::future::Either;
-            match https_port.and_then(|port| crate::tls::https_redirect(&req, port)) {
-                Some(r) => Either::Left(std::future::ready(Ok(r.map(http_body_util::Either::Right)))),
-                None => Either::Right(proxy_state.clone().handle(peer, req)),
-            }
-        };
+        // Nothing around `handle`: its future is large, and each wrapping is a copy of it per
+        // request.
+        let handler = move |peer, req| proxy_state.clone().handle(peer, req);
         // The hub's paths (upgrades and the webhook) are served by the general server.
         let hub_paths = hub.clone();
         let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));

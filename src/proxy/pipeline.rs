@@ -89,6 +89,8 @@ pub struct ProxyState {
     empty_headers: http::HeaderMap,
     /// The WebSocket hub, when `websocket.enabled`: it answers its own paths.
     hub: Option<Arc<crate::websocket::Hub>>,
+    /// `server.tls.redirect_http`: the https port plain requests are sent to.
+    https_redirect: Option<u16>,
 }
 
 impl ProxyState {
@@ -129,6 +131,7 @@ impl ProxyState {
             limiter: None,
             empty_headers: http::HeaderMap::new(),
             hub: None,
+            https_redirect: None,
         }
     }
 
@@ -141,6 +144,12 @@ impl ProxyState {
     /// Turns on distributed tracing for the requests of this state.
     pub fn with_tracing(mut self, tracing: Option<crate::telemetry::Tracing>) -> Self {
         self.tracing = tracing;
+        self
+    }
+
+    /// Answers plain-HTTP requests (probes aside) with a 308 to https on `port`.
+    pub fn with_https_redirect(mut self, port: u16) -> Self {
+        self.https_redirect = Some(port);
         self
     }
 
@@ -164,6 +173,13 @@ impl ProxyState {
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
+        if let Some(port) = self.https_redirect {
+            if req.extensions().get::<crate::tls::TlsConn>().is_none() {
+                if let Some(r) = crate::tls::https_redirect(&req, port) {
+                    return Ok(r.map(Either::Right));
+                }
+            }
+        }
         let request_id = headers::request_id(req.headers());
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
