@@ -132,6 +132,8 @@ struct Conn {
     pool: Weak<Pool>,
     /// Bounds each exchange; made with the connection's first deadline and then kept.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The request head being sent (and a small body with it), kept for the next one.
+    out: Vec<u8>,
 }
 
 impl Conn {
@@ -142,6 +144,9 @@ impl Conn {
         }
         if let Some(pool) = self.pool.upgrade() {
             self.buf.clear();
+            if self.out.capacity() > 4 * 1024 {
+                self.out = Vec::new();
+            }
             pool.put(self);
         }
     }
@@ -237,9 +242,9 @@ impl H1Client {
         until: Option<Instant>,
     ) -> Result<Response<PooledBody>, CallError> {
         let key = req.authority.as_str();
-        let head = encode_head(&req);
-        if let Some(conn) = self.pool.take(key) {
-            match exchange(conn, &head, req.body, req.method, until).await {
+        if let Some(mut conn) = self.pool.take(key) {
+            encode_head(&req, &mut conn.out);
+            match exchange(conn, req.body, req.method, until).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failed {
                     error,
@@ -254,13 +259,14 @@ impl H1Client {
                 }
             }
         }
-        let conn = match until {
+        let mut conn = match until {
             Some(t) => tokio::time::timeout_at(t, self.connect(req.authority))
                 .await
                 .map_err(|_| CallError::timeout())??,
             None => self.connect(req.authority).await?,
         };
-        exchange(conn, &head, req.body, req.method, until)
+        encode_head(&req, &mut conn.out);
+        exchange(conn, req.body, req.method, until)
             .await
             .map_err(|f| f.error)
     }
@@ -288,6 +294,7 @@ impl H1Client {
             key: Arc::from(authority.as_str()),
             pool: Arc::downgrade(&self.pool),
             timer: None,
+            out: Vec::new(),
         })
     }
 }
@@ -301,8 +308,10 @@ struct Failed {
     answered: bool,
 }
 
-fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + req.headers.len() * 48 + req.body.len().min(INLINE_BODY));
+/// Writes the request head (and a small body) into `out`.
+fn encode_head(req: &Outbound<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(256 + req.headers.len() * 48 + req.body.len().min(INLINE_BODY));
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
@@ -327,7 +336,6 @@ fn encode_head(req: &Outbound<'_>) -> Vec<u8> {
     if req.body.len() <= INLINE_BODY {
         out.extend_from_slice(req.body);
     }
-    out
 }
 
 /// Runs `fut` until it completes (`Some`) or `until` passes (`None`), on the connection's
@@ -365,7 +373,6 @@ async fn before<F: Future>(
 /// Writes the request on `conn` and reads the response head, before `until`.
 async fn exchange(
     mut conn: Conn,
-    head: &[u8],
     body: &Bytes,
     method: &Method,
     until: Option<Instant>,
@@ -380,7 +387,7 @@ async fn exchange(
         sent,
         answered: true, // not to be sent again: the time is up
     };
-    before(&mut conn.timer, until, conn.io.write_all(head))
+    before(&mut conn.timer, until, conn.io.write_all(&conn.out))
         .await
         .ok_or_else(|| timed_out(false))?
         .map_err(|e| not_sent(CallError::io("writing the request", e)))?;
@@ -954,6 +961,7 @@ mod tests {
             key: Arc::from("up:80"),
             pool: Arc::downgrade(&pool),
             timer: None,
+            out: Vec::new(),
         };
         let mut body = PooledBody {
             state: State::Chunked(Chunk::Size),
@@ -1040,6 +1048,7 @@ mod tests {
             key: Arc::from("up:80"),
             pool: Arc::downgrade(&pool),
             timer: None,
+            out: Vec::new(),
         };
         pool.put(conn(ours));
         drop(theirs);
