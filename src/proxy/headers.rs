@@ -2,7 +2,8 @@
 //! W3C trace context.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rand::RngCore;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 /// `Connection` first: its tokens are read before it goes (see `strip_hop_by_hop`).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -36,7 +37,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_BY_HOP.len()];
     let mut any = false;
     for k in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+        if let Some(i) = hop_by_hop_index(k.as_str()) {
             present[i] = true;
             any = true;
         }
@@ -64,6 +65,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The place of `name` in `HOP_BY_HOP`: a match on the text, cheaper than comparing names.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        _ => return None,
+    })
+}
+
 /// `Connection` tokens that name no other header to remove.
 fn is_hop_by_hop_token(t: &str) -> bool {
     t.is_empty() || t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close")
@@ -78,7 +94,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
+    random_bytes(&mut bytes);
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let mut out = [0u8; 36];
@@ -97,6 +113,16 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+thread_local! {
+    /// Ids need to be unique, not secret: a small generator per thread, seeded from the
+    /// operating system's, costs a fraction of the cryptographic one per request.
+    static IDS: std::cell::RefCell<SmallRng> = std::cell::RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+fn random_bytes(out: &mut [u8]) {
+    IDS.with(|r| r.borrow_mut().fill_bytes(out));
+}
+
 fn hex_into(out: &mut [u8], bytes: &[u8]) {
     for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = HEX[(b >> 4) as usize];
@@ -109,9 +135,8 @@ fn hex_into(out: &mut [u8], bytes: &[u8]) {
 pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
     let mut span = [0u8; 8];
-    let mut rng = rand::rng();
     while span == [0; 8] {
-        rng.fill_bytes(&mut span);
+        random_bytes(&mut span);
     }
     hex_into(&mut out[36..52], &span);
     match headers
@@ -126,7 +151,7 @@ pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
         None => {
             let mut trace = [0u8; 16];
             while trace == [0; 16] {
-                rng.fill_bytes(&mut trace);
+                random_bytes(&mut trace);
             }
             hex_into(&mut out[3..35], &trace);
             if sampled_if_new {
@@ -155,7 +180,9 @@ pub fn valid_traceparent(b: &[u8]) -> bool {
 
 /// Removes the identity headers a client may not set (the auth step sets them for real).
 pub fn strip_user_headers(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| USER_HEADERS.contains(k)) {
+    let is_user_header =
+        |k: &HeaderName| matches!(k.as_str(), "x-user-id" | "x-user-roles" | "x-user-permissions");
+    if !headers.keys().any(is_user_header) {
         return;
     }
     for name in &USER_HEADERS {
@@ -211,6 +238,20 @@ fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_found_by_their_text() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("host"), None);
+        let mut h = HeaderMap::new();
+        for name in USER_HEADERS.iter().chain([&X_REQUEST_ID]) {
+            h.insert(name, HeaderValue::from_static("x"));
+        }
+        strip_user_headers(&mut h);
+        assert_eq!(h.len(), 1, "only the identity headers go: {h:?}");
+    }
 
     #[test]
     fn traceparent_continues_or_starts() {
