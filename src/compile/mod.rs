@@ -215,6 +215,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             rewrite: spec.rewrite,
             websocket: r.spec.websocket,
             tls_secret: r.spec.tls.as_ref().map(|t| t.secret_name.clone()),
+            series: Default::default(),
         };
         builder.add(Arc::new(route), &pattern);
         v.set(Condition::new(

@@ -253,7 +253,7 @@ impl ProxyState {
             cors::decorate(rules, origin.as_ref(), resp.headers_mut());
         }
         resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
-        self.count(&route.id, &method, resp.status(), start);
+        self.count(Some(&route), &method, resp.status(), start);
         if let Some(s) = &span {
             s.finish(resp.status());
         }
@@ -581,15 +581,17 @@ impl ProxyState {
             if let Some(t) = ticket {
                 t.record(ok);
             }
-            self.metrics
-                .upstream_requests_total
-                .with_label_values(&[
-                    upstream.key.as_str(),
-                    label
-                        .as_ref()
-                        .map_or(if ok { "ok" } else { "error" }, |s| s.as_str()),
-                ])
-                .inc();
+            // Without a response, `ok` is false: "error".
+            upstream.series.with(
+                &label.map_or(0, |s| s.as_u16()),
+                || {
+                    let status = label.as_ref().map_or("error", |s| s.as_str());
+                    self.metrics
+                        .upstream_requests_total
+                        .with_label_values(&[upstream.key.as_str(), status])
+                },
+                |c| c.inc(),
+            );
             if !(retry_it && more) {
                 return outcome;
             }
@@ -664,7 +666,7 @@ impl ProxyState {
                     resp.headers_mut().extend(h);
                     resp.headers_mut()
                         .insert(&headers::X_REQUEST_ID, request_id.clone());
-                    self.count(&route.id, method, resp.status(), start);
+                    self.count(Some(route), method, resp.status(), start);
                     return Err(resp);
                 }
             }
@@ -680,7 +682,7 @@ impl ProxyState {
                 path: path.to_string(),
             },
         };
-        self.count("", method, err.status(), start);
+        self.count(None, method, err.status(), start);
         Err(error_response(&err, request_id))
     }
 
@@ -692,15 +694,33 @@ impl ProxyState {
         }
     }
 
-    fn count(&self, route: &str, method: &http::Method, status: StatusCode, start: Instant) {
-        self.metrics
-            .http_requests_total
-            .with_label_values(&[route, method.as_str(), status.as_str()])
-            .inc();
-        self.metrics
-            .http_request_duration_seconds
-            .with_label_values(&[route])
-            .observe(start.elapsed().as_secs_f64());
+    /// Counts a request of `route` (`None`: no route matched) and its duration.
+    fn count(&self, route: Option<&Route>, method: &http::Method, status: StatusCode, start: Instant) {
+        let m = &self.metrics;
+        let seconds = start.elapsed().as_secs_f64();
+        let Some(route) = route else {
+            m.http_requests_total
+                .with_label_values(&["", method.as_str(), status.as_str()])
+                .inc();
+            m.http_request_duration_seconds
+                .with_label_values(&[""])
+                .observe(seconds);
+            return;
+        };
+        let id = route.id.as_str();
+        route.series.requests.with(
+            &(method.clone(), status.as_u16()),
+            || {
+                m.http_requests_total
+                    .with_label_values(&[id, method.as_str(), status.as_str()])
+            },
+            |c| c.inc(),
+        );
+        route
+            .series
+            .duration
+            .get_or_init(|| m.http_request_duration_seconds.with_label_values(&[id]))
+            .observe(seconds);
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     pub websocket: bool,
     pub tls_secret: Option<String>,
+    /// Its metric series, resolved on first use.
+    pub series: crate::telemetry::RouteSeries,
 }
 
 /// Who may call a route.

@@ -209,3 +209,106 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// Children of a metric vector by a small key, found without hashing label strings: the
+/// series a route or an upstream uses, resolved on first use. Holds at most
+/// `SeriesCache::MAX` keys; any others are looked up each time.
+pub struct SeriesCache<K, M> {
+    entries: arc_swap::ArcSwap<Vec<(K, M)>>,
+}
+
+impl<K, M> Default for SeriesCache<K, M> {
+    fn default() -> Self {
+        SeriesCache {
+            entries: arc_swap::ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+}
+
+impl<K, M> std::fmt::Debug for SeriesCache<K, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesCache({} series)", self.entries.load().len())
+    }
+}
+
+impl<K: PartialEq + Clone, M: Clone> SeriesCache<K, M> {
+    const MAX: usize = 64;
+
+    /// Calls `f` with the series of `key`, made by `make` when it is not known yet.
+    pub fn with<R>(&self, key: &K, make: impl FnOnce() -> M, f: impl FnOnce(&M) -> R) -> R {
+        let entries = self.entries.load();
+        if let Some((_, m)) = entries.iter().find(|(k, _)| k == key) {
+            return f(m);
+        }
+        let full = entries.len() >= Self::MAX;
+        drop(entries);
+        let m = make();
+        if !full {
+            self.entries.rcu(|old| {
+                let mut v = Vec::clone(old);
+                if !v.iter().any(|(k, _)| k == key) {
+                    v.push((key.clone(), m.clone()));
+                }
+                v
+            });
+        }
+        f(&m)
+    }
+}
+
+/// The series of one route: its request counters by method and status, and its latency
+/// histogram.
+#[derive(Debug, Default)]
+pub struct RouteSeries {
+    pub requests: SeriesCache<(http::Method, u16), IntCounter>,
+    pub duration: std::sync::OnceLock<Histogram>,
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+
+    #[test]
+    fn series_are_made_once_per_key_and_count_into_the_vector() {
+        let m = Metrics::new().expect("metrics");
+        let cache: SeriesCache<u16, IntCounter> = SeriesCache::default();
+        let mut made = 0;
+        for status in [200u16, 200, 404, 200] {
+            cache.with(
+                &status,
+                || {
+                    made += 1;
+                    m.http_requests_total
+                        .with_label_values(&["r", "GET", &status.to_string()])
+                },
+                |c| c.inc(),
+            );
+        }
+        assert_eq!(made, 2);
+        assert_eq!(
+            m.http_requests_total
+                .with_label_values(&["r", "GET", "200"])
+                .get(),
+            3
+        );
+        assert_eq!(
+            m.http_requests_total
+                .with_label_values(&["r", "GET", "404"])
+                .get(),
+            1
+        );
+
+        // Past the bound, series are still counted, without being kept.
+        let many: SeriesCache<u16, IntCounter> = SeriesCache::default();
+        let series = |code: u16| {
+            m.http_requests_total
+                .with_label_values(&["many", "GET", &code.to_string()])
+        };
+        for code in 0..100u16 {
+            many.with(&code, || series(code), |c| c.inc());
+        }
+        many.with(&99, || series(99), |c| c.inc());
+        assert_eq!(series(99).get(), 2);
+        assert_eq!(many.entries.load().len(), 64);
+    }
+}

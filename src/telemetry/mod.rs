@@ -3,7 +3,7 @@
 mod metrics;
 mod trace;
 
-pub use metrics::{Metrics, WsMetrics};
+pub use metrics::{Metrics, RouteSeries, SeriesCache, WsMetrics};
 pub use trace::{traces_url, RequestSpan, Tracing, UpstreamSpan, DEFAULT_ENDPOINT};
 
 use tracing_subscriber::{fmt, EnvFilter};

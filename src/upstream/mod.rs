@@ -128,6 +128,8 @@ pub struct Upstream {
     pub circuit_breaker: Option<BreakerPolicy>,
     pub retries: Option<RetryPolicy>,
     next: AtomicUsize,
+    /// `gateway_upstream_requests_total` by status (0: no response).
+    pub series: crate::telemetry::SeriesCache<u16, prometheus::IntCounter>,
     /// Set by `Registry::bind` before the table goes live; private state otherwise.
     binding: OnceLock<Binding>,
 }
@@ -173,6 +175,7 @@ impl Upstream {
             circuit_breaker,
             retries,
             next: AtomicUsize::new(0),
+            series: Default::default(),
             binding: OnceLock::new(),
         }
     }

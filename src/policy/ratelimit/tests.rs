@@ -26,6 +26,7 @@ fn route(id: &str, limit: Option<RateLimitPolicy>) -> Route {
         rewrite: None,
         websocket: false,
         tls_secret: None,
+        series: Default::default(),
     }
 }
 

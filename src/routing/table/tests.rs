@@ -27,6 +27,7 @@ fn table(routes: &[(&str, &str, &[&str], &[&str])]) -> RoutingTable {
                 rewrite: None,
                 websocket: false,
                 tls_secret: None,
+                series: Default::default(),
             }),
             &pattern,
         );
