@@ -316,8 +316,13 @@ fn encode_head(req: &Outbound<'_>, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut declares_body = matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
     for (name, value) in req.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH {
+            declares_body = true;
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -325,8 +330,6 @@ fn encode_head(req: &Outbound<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let declares_body = req.headers.contains_key(header::CONTENT_LENGTH)
-        || matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
     if !req.body.is_empty() || declares_body {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(req.body.len().to_string().as_bytes());

@@ -301,7 +301,10 @@ async fn write_response<B: Body<Data = Bytes>>(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let (mut has_length, mut has_date) = (false, false);
     for (name, value) in &parts.headers {
+        has_length |= name == header::CONTENT_LENGTH;
+        has_date |= name == header::DATE;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -311,7 +314,7 @@ async fn write_response<B: Body<Data = Bytes>>(
     let bodiless_status =
         status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let mut chunked = false;
-    if !bodiless_status && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    if !bodiless_status && !has_length {
         match body.size_hint().exact() {
             Some(n) => {
                 out.extend_from_slice(b"content-length: ");
@@ -325,7 +328,7 @@ async fn write_response<B: Body<Data = Bytes>>(
             None => {}
         }
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(|d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
