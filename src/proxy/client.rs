@@ -406,9 +406,9 @@ async fn exchange(
         answered,
     };
     loop {
-        let parsed = match parse_head(&mut conn.buf, method) {
-            Ok(p) => p,
-            Err(e) => return Err(failed(e, true)),
+        let parsed = match conn.buf.is_empty() {
+            true => None,
+            false => parse_head(&mut conn.buf, method).map_err(|e| failed(e, true))?,
         };
         let Some(head) = parsed else {
             if conn.buf.len() >= MAX_HEAD {
@@ -442,6 +442,30 @@ async fn exchange(
         }
         return Ok(head.into_response(conn));
     }
+}
+
+/// The fields most messages carry, recognised without `HeaderName::from_bytes` (which lowers
+/// the case of the name into a scratch buffer first).
+pub(super) fn known_name(raw: &[u8]) -> Option<HeaderName> {
+    let is = |s: &str| raw.eq_ignore_ascii_case(s.as_bytes());
+    Some(match raw.len() {
+        4 if is("date") => header::DATE,
+        4 if is("host") => header::HOST,
+        4 if is("etag") => header::ETAG,
+        6 if is("server") => header::SERVER,
+        6 if is("accept") => header::ACCEPT,
+        10 if is("connection") => header::CONNECTION,
+        10 if is("user-agent") => header::USER_AGENT,
+        12 if is("content-type") => header::CONTENT_TYPE,
+        13 if is("cache-control") => header::CACHE_CONTROL,
+        13 if is("last-modified") => header::LAST_MODIFIED,
+        13 if is("authorization") => header::AUTHORIZATION,
+        14 if is("content-length") => header::CONTENT_LENGTH,
+        15 if is("accept-encoding") => header::ACCEPT_ENCODING,
+        16 if is("content-encoding") => header::CONTENT_ENCODING,
+        17 if is("transfer-encoding") => header::TRANSFER_ENCODING,
+        _ => return None,
+    })
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
@@ -538,12 +562,15 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
     let mut other_coding = false;
     let mut close = version != Some(1);
     for &(ns, ne, vs, ve) in &spans[..count] {
-        let name = HeaderName::from_bytes(&raw[ns as usize..ne as usize]).map_err(|_| {
-            CallError::protocol(format!(
-                "invalid upstream header name {:?}",
-                String::from_utf8_lossy(&raw[ns as usize..ne as usize])
-            ))
-        })?;
+        let raw_name = &raw[ns as usize..ne as usize];
+        let name = known_name(raw_name)
+            .map_or_else(|| HeaderName::from_bytes(raw_name), Ok)
+            .map_err(|_| {
+                CallError::protocol(format!(
+                    "invalid upstream header name {:?}",
+                    String::from_utf8_lossy(&raw[ns as usize..ne as usize])
+                ))
+            })?;
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize))
             .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
         if name == header::CONTENT_LENGTH {
@@ -564,11 +591,13 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
                     other_coding |= !chunked;
                 }
             }
-        } else if name == header::CONNECTION {
-            let v = value.to_str().unwrap_or("");
-            if v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
-                close = true;
-            }
+        } else if name == header::CONNECTION
+            && value
+                .as_bytes()
+                .split(|&c| c == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            close = true;
         }
         headers.append(name, value);
     }
@@ -992,6 +1021,38 @@ mod tests {
         assert_eq!(got, b"hello world");
         let _theirs = writer.await.unwrap();
         assert_eq!(pool.idle.lock().unwrap().get("up:80").map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn known_names_are_the_names_http_parses() {
+        for name in [
+            "date",
+            "host",
+            "etag",
+            "server",
+            "accept",
+            "connection",
+            "user-agent",
+            "content-type",
+            "cache-control",
+            "last-modified",
+            "authorization",
+            "content-length",
+            "accept-encoding",
+            "content-encoding",
+            "transfer-encoding",
+        ] {
+            for form in [name.to_string(), name.to_ascii_uppercase()] {
+                let known = known_name(form.as_bytes());
+                assert_eq!(
+                    known,
+                    Some(HeaderName::from_bytes(form.as_bytes()).unwrap()),
+                    "{form}"
+                );
+            }
+        }
+        assert_eq!(known_name(b"x-date"), None);
+        assert_eq!(known_name(b"dat\xc3"), None);
     }
 
     /// The connection's one timer serves deadlines later and earlier than the one it was

@@ -168,7 +168,8 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
     // Room for the forwarding headers the pipeline adds.
     let mut headers = HeaderMap::with_capacity(count + 8);
     for &(ns, ne, vs, ve) in &spans[..count] {
-        let name = HeaderName::from_bytes(&raw[ns as usize..ne as usize]);
+        let raw_name = &raw[ns as usize..ne as usize];
+        let name = super::client::known_name(raw_name).map_or_else(|| HeaderName::from_bytes(raw_name), Ok);
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize));
         let (Ok(name), Ok(value)) = (name, value) else {
             return put_back(buf, raw, body);
