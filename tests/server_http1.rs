@@ -11,24 +11,9 @@ mod scripted;
 use std::time::Duration;
 
 use common::*;
-use scripted::Scripted;
+use scripted::{gateway_for, Scripted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn gateway_for(up: &Scripted) -> Gateway {
-    Gateway::start(
-        BASE_CONFIG,
-        &[(
-            "r.yaml",
-            &format!(
-                "{}---\n{}",
-                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
-                route_yaml("scripted", "/*", "scripted", "")
-            ),
-        )],
-    )
-    .await
-}
 
 /// One response read off a raw connection.
 #[derive(Debug)]

@@ -14,22 +14,7 @@ use bytes::Bytes;
 use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use scripted::{Scripted, BIG};
-
-async fn gateway_for(up: &Scripted) -> Gateway {
-    Gateway::start(
-        BASE_CONFIG,
-        &[(
-            "r.yaml",
-            &format!(
-                "{}---\n{}",
-                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
-                route_yaml("scripted", "/*", "scripted", "")
-            ),
-        )],
-    )
-    .await
-}
+use scripted::{gateway_for, Scripted, BIG};
 
 async fn call(c: &TestClient, method: &str, url: &str, body: &'static str) -> Result<Reply, String> {
     let req = Request::builder()

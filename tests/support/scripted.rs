@@ -160,3 +160,20 @@ async fn serve(mut s: TcpStream) {
         index += 1;
     }
 }
+
+/// The gateway in front of `up`, on one catch-all route.
+pub async fn gateway_for(up: &Scripted) -> crate::common::Gateway {
+    use crate::common::{route_yaml, upstream_yaml, Gateway, BASE_CONFIG};
+    Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
+                route_yaml("scripted", "/*", "scripted", "")
+            ),
+        )],
+    )
+    .await
+}
