@@ -283,6 +283,10 @@ where
             let _ = stream.shutdown().await;
             return Ended::Closed;
         }
+        // A large body grew the write buffer; an idle connection does not keep that much.
+        if out.capacity() > 16 * 1024 {
+            out = Vec::with_capacity(1024);
+        }
     }
 }
 
