@@ -17,7 +17,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Response, StatusCode, Uri};
 use http_body::{Frame, SizeHint};
@@ -26,12 +26,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::fields::{field_name, put_number, record_spans, Span, MAX_FIELDS};
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
 /// The largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
-/// The most response header fields accepted from an upstream.
-const MAX_HEADERS: usize = 100;
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 /// How often idle pooled connections are checked for age and for being closed by the peer.
@@ -332,7 +331,7 @@ fn encode_head(req: &Outbound<'_>, out: &mut Vec<u8>) {
     }
     if !req.body.is_empty() || declares_body {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(req.body.len().to_string().as_bytes());
+        put_number(out, req.body.len() as u64, 10);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -444,30 +443,6 @@ async fn exchange(
     }
 }
 
-/// The fields most messages carry, recognised without `HeaderName::from_bytes` (which lowers
-/// the case of the name into a scratch buffer first).
-pub(super) fn known_name(raw: &[u8]) -> Option<HeaderName> {
-    let is = |s: &str| raw.eq_ignore_ascii_case(s.as_bytes());
-    Some(match raw.len() {
-        4 if is("date") => header::DATE,
-        4 if is("host") => header::HOST,
-        4 if is("etag") => header::ETAG,
-        6 if is("server") => header::SERVER,
-        6 if is("accept") => header::ACCEPT,
-        10 if is("connection") => header::CONNECTION,
-        10 if is("user-agent") => header::USER_AGENT,
-        12 if is("content-type") => header::CONTENT_TYPE,
-        13 if is("cache-control") => header::CACHE_CONTROL,
-        13 if is("last-modified") => header::LAST_MODIFIED,
-        13 if is("authorization") => header::AUTHORIZATION,
-        14 if is("content-length") => header::CONTENT_LENGTH,
-        15 if is("accept-encoding") => header::ACCEPT_ENCODING,
-        16 if is("content-encoding") => header::CONTENT_ENCODING,
-        17 if is("transfer-encoding") => header::TRANSFER_ENCODING,
-        _ => return None,
-    })
-}
-
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Framing {
@@ -522,10 +497,9 @@ impl Head {
 /// The response head at the start of `buf`, taken off it if it is all there. Header values
 /// share the head's bytes instead of being copied.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallError> {
-    // Where each field's name and value lie in the head.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans: [Span; MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
     let (len, code, version, count) = {
-        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default()
             .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
@@ -534,18 +508,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(CallError::protocol(format!("invalid upstream response: {e}"))),
         };
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            (
-                (s.as_ptr() as usize - base) as u32,
-                (s.as_ptr() as usize - base + s.len()) as u32,
-            )
-        };
-        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            let (ns, ne) = at(h.name.as_bytes());
-            let (vs, ve) = at(h.value);
-            *span = (ns, ne, vs, ve);
-        }
+        record_spans(buf, resp.headers, &mut spans);
         (len, resp.code.unwrap_or(0), resp.version, resp.headers.len())
     };
     let raw = buf.split_to(len).freeze();
@@ -563,14 +526,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
     let mut close = version != Some(1);
     for &(ns, ne, vs, ve) in &spans[..count] {
         let raw_name = &raw[ns as usize..ne as usize];
-        let name = known_name(raw_name)
-            .map_or_else(|| HeaderName::from_bytes(raw_name), Ok)
-            .map_err(|_| {
-                CallError::protocol(format!(
-                    "invalid upstream header name {:?}",
-                    String::from_utf8_lossy(&raw[ns as usize..ne as usize])
-                ))
-            })?;
+        let name = field_name(raw_name).map_err(|_| {
+            CallError::protocol(format!(
+                "invalid upstream header name {:?}",
+                String::from_utf8_lossy(raw_name)
+            ))
+        })?;
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize))
             .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
         if name == header::CONTENT_LENGTH {
@@ -1021,38 +982,6 @@ mod tests {
         assert_eq!(got, b"hello world");
         let _theirs = writer.await.unwrap();
         assert_eq!(pool.idle.lock().unwrap().get("up:80").map(Vec::len), Some(1));
-    }
-
-    #[test]
-    fn known_names_are_the_names_http_parses() {
-        for name in [
-            "date",
-            "host",
-            "etag",
-            "server",
-            "accept",
-            "connection",
-            "user-agent",
-            "content-type",
-            "cache-control",
-            "last-modified",
-            "authorization",
-            "content-length",
-            "accept-encoding",
-            "content-encoding",
-            "transfer-encoding",
-        ] {
-            for form in [name.to_string(), name.to_ascii_uppercase()] {
-                let known = known_name(form.as_bytes());
-                assert_eq!(
-                    known,
-                    Some(HeaderName::from_bytes(form.as_bytes()).unwrap()),
-                    "{form}"
-                );
-            }
-        }
-        assert_eq!(known_name(b"x-date"), None);
-        assert_eq!(known_name(b"dat\xc3"), None);
     }
 
     /// The connection's one timer serves deadlines later and earlier than the one it was

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,9 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// The most request header fields taken on the fast path (the general server has the same
-/// limit and answers 431 beyond it).
-const MAX_HEADERS: usize = 100;
+use super::fields::{field_name, position, put_number, record_spans, Span, MAX_FIELDS};
+
 /// The largest request body read on the fast path; larger ones are streamed by the general
 /// server.
 pub const MAX_FAST_BODY: usize = 64 * 1024;
@@ -77,20 +76,23 @@ struct Parsed {
     close: bool,
 }
 
-/// What the bytes at the front of the buffer are.
+/// What the bytes at the front of the buffer are. (`Fast` is large, and moves once: boxing it
+/// would cost an allocation per request.)
+#[allow(clippy::large_enum_variant)]
 enum Next {
     /// Not a whole request yet.
     Partial,
     /// For the general server.
     Other,
-    Fast(Box<Parsed>),
+    Fast(Parsed),
 }
 
 /// Reads the request at the front of `buf` when the fast path can serve it, taking its bytes.
 fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -> Next {
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans: [Span; MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
     let (head_len, method, path, count) = {
-        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        // Beyond MAX_FIELDS the general server answers 431.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut []);
         let head_len = match httparse::ParserConfig::default()
             .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
@@ -102,18 +104,7 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         if req.version != Some(1) || head_len > max_head {
             return Next::Other;
         }
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            (
-                (s.as_ptr() as usize - base) as u32,
-                (s.as_ptr() as usize - base + s.len()) as u32,
-            )
-        };
-        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-            let (ns, ne) = at(h.name.as_bytes());
-            let (vs, ve) = at(h.value);
-            *span = (ns, ne, vs, ve);
-        }
+        record_spans(buf, req.headers, &mut spans);
         let (Some(method), Some(path)) = (req.method, req.path) else {
             return Next::Other;
         };
@@ -124,7 +115,12 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         if !path.starts_with('/') || general(path.split('?').next().unwrap_or(path)) {
             return Next::Other;
         }
-        (head_len, method, at(path.as_bytes()), req.headers.len())
+        (
+            head_len,
+            method,
+            position(buf, path.as_bytes()),
+            req.headers.len(),
+        )
     };
     let mut length: Option<usize> = None;
     let mut close = false;
@@ -169,7 +165,7 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
     let mut headers = HeaderMap::with_capacity(count + 8);
     for &(ns, ne, vs, ve) in &spans[..count] {
         let raw_name = &raw[ns as usize..ne as usize];
-        let name = super::client::known_name(raw_name).map_or_else(|| HeaderName::from_bytes(raw_name), Ok);
+        let name = field_name(raw_name);
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize));
         let (Ok(name), Ok(value)) = (name, value) else {
             return put_back(buf, raw, body);
@@ -184,7 +180,7 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Next::Fast(Box::new(Parsed { request, close }))
+    Next::Fast(Parsed { request, close })
 }
 
 /// Puts a taken request back in front of the buffer, for the general server to answer.
@@ -271,7 +267,7 @@ where
                 Ok(_) => {}
             }
         };
-        let Parsed { request, close } = *parsed;
+        let Parsed { request, close } = parsed;
         let head = request.method() == Method::HEAD;
         let Ok(response) = handler(peer, request).await;
         let close = close || *stop.borrow();
@@ -394,21 +390,6 @@ async fn write_response<B: Body<Data = Bytes>>(
     Ok(())
 }
 
-/// Appends `n` in `radix` (10 or 16, lowercase).
-fn put_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[(n % radix) as usize];
-        n /= radix;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 thread_local! {
     /// The `Date` value of the current second, per thread.
     static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
@@ -504,7 +485,7 @@ mod tests {
 
     fn fast(raw: &str) -> (Parsed, BytesMut) {
         match next(raw) {
-            (Next::Fast(p), rest) => (*p, rest),
+            (Next::Fast(p), rest) => (p, rest),
             _ => panic!("not taken: {raw:?}"),
         }
     }

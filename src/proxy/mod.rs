@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+mod fields;
 mod h1;
 pub mod headers;
 mod pipeline;
