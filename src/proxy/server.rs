@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::h1::{self, ClientBody, Ended};
@@ -75,32 +75,25 @@ where
     let builder = http_builder(limits);
     let graceful = GracefulShutdown::new();
     let mut stop = shutdown.stop.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let h = handler.clone();
-                    let started = Arc::new(AtomicBool::new(false));
-                    let seen = started.clone();
-                    let svc = service_fn(move |req| {
-                        seen.store(true, Ordering::Relaxed);
-                        h(peer, req)
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    tokio::spawn(first_request_within(graceful.watch(conn), started, limits.keepalive));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            _ = stop.changed() => break,
-        }
+    while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
+        let h = handler.clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = started.clone();
+        let svc = service_fn(move |req| {
+            seen.store(true, Ordering::Relaxed);
+            h(peer, req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        tokio::spawn(first_request_within(
+            graceful.watch(conn),
+            started,
+            limits.keepalive,
+        ));
     }
     drop(listener);
-    drain(graceful, shutdown.grace, "connections").await;
+    drain(graceful.shutdown(), shutdown.grace, "connections").await;
 }
 
 /// `serve` for the proxy listener: plain HTTP/1.1 keep-alive requests go through the fast
@@ -124,50 +117,56 @@ pub async fn serve_proxy<F, Fut, B, G>(
     // Every connection task holds a receiver; the drain waits for all of them to be gone.
     let (alive_tx, alive_rx) = watch::channel(());
     let mut stop = shutdown.stop.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (h, general, builder) = (handler.clone(), general.clone(), builder.clone());
-                    let (watcher, mut stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
-                    tokio::spawn(async move {
-                        let ended = h1::serve_connection(
-                            stream,
-                            peer,
-                            &h,
-                            &general,
-                            limits.max_header_size,
-                            limits.keepalive,
-                            &mut stop,
-                        )
-                        .await;
-                        if let Ended::HandOff(stream, read) = ended {
-                            let svc = service_fn(move |req: Request<Incoming>| h(peer, req.map(ClientBody::Streamed)));
-                            let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
-                            let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
-                            let _ = watcher.watch(conn).await;
-                        }
-                        drop(alive);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            _ = stop.changed() => break,
-        }
+    while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
+        let (h, general, builder) = (handler.clone(), general.clone(), builder.clone());
+        let (watcher, mut stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
+        tokio::spawn(async move {
+            let ended = h1::serve_connection(
+                stream,
+                peer,
+                &h,
+                &general,
+                limits.max_header_size,
+                limits.keepalive,
+                &mut stop,
+            )
+            .await;
+            if let Ended::HandOff(stream, read) = ended {
+                let svc = service_fn(move |req: Request<Incoming>| h(peer, req.map(ClientBody::Streamed)));
+                let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
+                let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+                let _ = watcher.watch(conn).await;
+            }
+            drop(alive);
+        });
     }
     drop(listener);
     drop(alive_rx);
     let all = async {
         tokio::join!(graceful.shutdown(), alive_tx.closed());
     };
-    tokio::select! {
-        _ = all => {}
-        _ = tokio::time::sleep(shutdown.grace) => {
-            tracing::warn!("shutdown grace of {:?} ended with connections still open", shutdown.grace);
+    drain(all, shutdown.grace, "connections").await;
+}
+
+/// The next client connection (with `TCP_NODELAY`), or `None` once `stop` changes.
+async fn next_client(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = stop.changed() => return None,
         }
     }
 }
@@ -234,52 +233,40 @@ pub async fn serve_tls<F, Fut, B>(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut stop = shutdown.stop.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let started = Arc::new(AtomicBool::new(false));
-                        let seen = started.clone();
-                        let svc = service_fn(move |mut req: Request<Incoming>| {
-                            seen.store(true, Ordering::Relaxed);
-                            req.extensions_mut().insert(crate::tls::TlsConn);
-                            h(peer, req.map(ClientBody::Streamed))
-                        });
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-                        first_request_within(watcher.watch(conn.into_owned()), started, limits.keepalive).await;
-                    });
+    while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
+        let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
                 }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
                 }
-            },
-            _ = stop.changed() => break,
-        }
+            };
+            let started = Arc::new(AtomicBool::new(false));
+            let seen = started.clone();
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                seen.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(crate::tls::TlsConn);
+                h(peer, req.map(ClientBody::Streamed))
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            first_request_within(watcher.watch(conn.into_owned()), started, limits.keepalive).await;
+        });
     }
     drop(listener);
-    drain(graceful, shutdown.grace, "TLS connections").await;
+    drain(graceful.shutdown(), shutdown.grace, "TLS connections").await;
 }
 
-/// Waits for the connections `graceful` watches to finish, at most `grace`.
-async fn drain(graceful: GracefulShutdown, grace: Duration, what: &str) {
+/// Waits for `connections` (the end of the open connections) at most `grace`.
+async fn drain(connections: impl Future, grace: Duration, what: &str) {
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = connections => {}
         _ = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace of {grace:?} ended with {what} still open");
         }
