@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::fields::{field_name, put_number, record_spans, Span, MAX_FIELDS};
+use super::fields::{field_name, put_number, Spans, MAX_FIELDS};
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
 /// The largest response head accepted from an upstream.
@@ -497,8 +497,8 @@ impl Head {
 /// The response head at the start of `buf`, taken off it if it is all there. Header values
 /// share the head's bytes instead of being copied.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallError> {
-    let mut spans: [Span; MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
-    let (len, code, version, count) = {
+    let mut spans = Spans::new();
+    let (len, code, version) = {
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -508,8 +508,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(CallError::protocol(format!("invalid upstream response: {e}"))),
         };
-        record_spans(buf, resp.headers, &mut spans);
-        (len, resp.code.unwrap_or(0), resp.version, resp.headers.len())
+        spans.record(buf, resp.headers);
+        (len, resp.code.unwrap_or(0), resp.version)
     };
     let raw = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code)
@@ -519,12 +519,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
     }
     let interim = status.is_informational();
     // Room for the headers the gateway adds (request id, rate limit, CORS).
-    let mut headers = HeaderMap::with_capacity(count + 4);
+    let mut headers = HeaderMap::with_capacity(spans.as_slice().len() + 4);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
     let mut close = version != Some(1);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    for &(ns, ne, vs, ve) in spans.as_slice() {
         let raw_name = &raw[ns as usize..ne as usize];
         let name = field_name(raw_name).map_err(|_| {
             CallError::protocol(format!(

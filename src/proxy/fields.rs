@@ -15,12 +15,49 @@ pub fn position(buf: &[u8], part: &[u8]) -> (u32, u32) {
     (start as u32, (start + part.len()) as u32)
 }
 
-/// The spans of `fields`, parsed from `buf`, into the front of `spans`.
-pub fn record_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &mut [Span; MAX_FIELDS]) {
-    for (span, h) in spans.iter_mut().zip(fields) {
-        let (ns, ne) = position(buf, h.name.as_bytes());
-        let (vs, ve) = position(buf, h.value);
-        *span = (ns, ne, vs, ve);
+/// Fields whose spans are kept on the stack; a head with more puts them on the heap.
+const INLINE_SPANS: usize = 16;
+
+/// The spans of a head's fields: the usual few on the stack, so that a parse does not clear
+/// room for `MAX_FIELDS` of them each time.
+pub struct Spans {
+    inline: [Span; INLINE_SPANS],
+    heap: Vec<Span>,
+    len: usize,
+}
+
+impl Spans {
+    pub fn new() -> Self {
+        Spans {
+            inline: [(0, 0, 0, 0); INLINE_SPANS],
+            heap: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Records the spans of `fields`, parsed from `buf`.
+    pub fn record(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
+        let span = |h: &httparse::Header<'_>| {
+            let (ns, ne) = position(buf, h.name.as_bytes());
+            let (vs, ve) = position(buf, h.value);
+            (ns, ne, vs, ve)
+        };
+        self.len = fields.len();
+        if fields.len() <= INLINE_SPANS {
+            for (slot, h) in self.inline.iter_mut().zip(fields) {
+                *slot = span(h);
+            }
+        } else {
+            self.heap = fields.iter().map(span).collect();
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Span] {
+        if self.len <= INLINE_SPANS {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
     }
 }
 
@@ -102,6 +139,26 @@ mod tests {
         }
         assert_eq!(known_name(b"x-date"), None);
         assert_eq!(known_name(b"dat\xc3"), None);
+    }
+
+    #[test]
+    fn spans_of_few_and_many_fields() {
+        for n in [0, 1, INLINE_SPANS, INLINE_SPANS + 1, MAX_FIELDS] {
+            let head: String = (0..n).map(|i| format!("f{i}: v{i}\r\n")).collect::<String>() + "\r\n";
+            let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+            let httparse::Status::Complete((_, fields)) =
+                httparse::parse_headers(head.as_bytes(), &mut slots).unwrap()
+            else {
+                panic!("partial")
+            };
+            let mut spans = Spans::new();
+            spans.record(head.as_bytes(), fields);
+            assert_eq!(spans.as_slice().len(), n);
+            for (i, &(ns, ne, vs, ve)) in spans.as_slice().iter().enumerate() {
+                assert_eq!(&head[ns as usize..ne as usize], format!("f{i}"));
+                assert_eq!(&head[vs as usize..ve as usize], format!("v{i}"));
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::fields::{field_name, position, put_number, record_spans, Span, MAX_FIELDS};
+use super::fields::{field_name, position, put_number, Spans, MAX_FIELDS};
 
 /// The largest request body read on the fast path; larger ones are streamed by the general
 /// server.
@@ -89,8 +89,8 @@ enum Next {
 
 /// Reads the request at the front of `buf` when the fast path can serve it, taking its bytes.
 fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -> Next {
-    let mut spans: [Span; MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
-    let (head_len, method, path, count) = {
+    let mut spans = Spans::new();
+    let (head_len, method, path) = {
         // Beyond MAX_FIELDS the general server answers 431.
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut []);
@@ -104,7 +104,7 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         if req.version != Some(1) || head_len > max_head {
             return Next::Other;
         }
-        record_spans(buf, req.headers, &mut spans);
+        spans.record(buf, req.headers);
         let (Some(method), Some(path)) = (req.method, req.path) else {
             return Next::Other;
         };
@@ -115,16 +115,12 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         if !path.starts_with('/') || general(path.split('?').next().unwrap_or(path)) {
             return Next::Other;
         }
-        (
-            head_len,
-            method,
-            position(buf, path.as_bytes()),
-            req.headers.len(),
-        )
+        (head_len, method, position(buf, path.as_bytes()))
     };
+    let spans = spans.as_slice();
     let mut length: Option<usize> = None;
     let mut close = false;
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    for &(ns, ne, vs, ve) in spans {
         let name = &buf[ns as usize..ne as usize];
         let value = &buf[vs as usize..ve as usize];
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -162,8 +158,8 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
     let raw = buf.split_to(head_len).freeze();
     let body = buf.split_to(body_len).freeze();
     // Room for the forwarding headers the pipeline adds.
-    let mut headers = HeaderMap::with_capacity(count + 8);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len() + 8);
+    for &(ns, ne, vs, ve) in spans {
         let raw_name = &raw[ns as usize..ne as usize];
         let name = field_name(raw_name);
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize));
@@ -227,10 +223,13 @@ where
     loop {
         let mut deadline = None;
         let parsed = loop {
-            match parse(&mut buf, max_head, general) {
-                Next::Fast(p) => break p,
-                Next::Other => return Ended::HandOff(stream, buf),
-                Next::Partial => {}
+            // (An empty buffer, the usual case after a response, holds no request to look at.)
+            if !buf.is_empty() {
+                match parse(&mut buf, max_head, general) {
+                    Next::Fast(p) => break p,
+                    Next::Other => return Ended::HandOff(stream, buf),
+                    Next::Partial => {}
+                }
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_CHUNK);
