@@ -36,6 +36,18 @@ impl Raw {
         })
     }
 
+    /// Every value of `name`, in order.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
     }
@@ -193,6 +205,56 @@ async fn pipelined_requests_are_answered_in_order_with_the_gateway_headers() {
     assert_eq!(head.status(), 200);
     c.send(get("/fifth").as_bytes()).await;
     assert!(c.response(false).await.text().starts_with("GET /fifth "));
+}
+
+/// The upstream's fields reach the client as they were written, less the hop-by-hop ones and
+/// its own request id; those the gateway sets appear once.
+#[tokio::test]
+async fn upstream_fields_are_passed_on_less_the_hop_by_hop_ones() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+
+    c.send(get("/fields").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!((r.status(), r.text().as_str()), (200, "ok"), "{}", r.head);
+    assert!(r.head.contains("\r\nServer: scripted\r\n"), "{}", r.head);
+    assert!(r.head.contains("\r\nX-Mixed-Case: Value\r\n"), "{}", r.head);
+    assert_eq!(r.all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(r.all("content-length"), ["2"]);
+    assert_eq!(r.all("date"), ["Tue, 01 Jan 2030 00:00:00 GMT"]);
+    let ids = r.all("x-request-id");
+    assert!(ids.len() == 1 && ids[0] != "from-upstream", "{}", r.head);
+    for hop in ["connection", "keep-alive", "proxy-authenticate"] {
+        assert!(r.header(hop).is_none(), "{hop} passed on: {}", r.head);
+    }
+
+    c.send(get("/fields-named").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!(r.text(), "ok");
+    assert_eq!(r.all("x-kept"), ["1"]);
+    assert!(
+        r.header("x-hop").is_none() && r.header("connection").is_none(),
+        "{}",
+        r.head
+    );
+    let ids = r.all("x-request-id");
+    assert!(ids.len() == 1 && ids[0] != "from-upstream", "{}", r.head);
+
+    // The same through the general server (HTTP/1.0 is handed to it), whose fields are lower
+    // case.
+    let mut c = Conn::open(&gw).await;
+    c.send(b"GET /fields HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(r.all("x-mixed-case"), ["Value"]);
+    let ids = r.all("x-request-id");
+    assert!(ids.len() == 1 && ids[0] != "from-upstream", "{}", r.head);
+    assert!(
+        r.header("keep-alive").is_none() && r.header("proxy-authenticate").is_none(),
+        "{}",
+        r.head
+    );
 }
 
 #[tokio::test]

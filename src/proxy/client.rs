@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::fields::{field_name, put_number, Spans, MAX_FIELDS};
+use super::fields::{field_name, put_number, Span, Spans, WireFields, MAX_FIELDS};
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
 /// The largest response head accepted from an upstream.
@@ -118,12 +118,13 @@ struct Pool {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     /// Sweeps survived while idle: the pool's clock, so that a request reads no time.
     sweeps: u32,
 }
 
-/// A connection taken from the pool (or just made) for one exchange.
+/// A connection taken from the pool (or just made) for one exchange; boxed, so that it moves
+/// between the pool, the exchange and the response body as a pointer.
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
@@ -137,7 +138,7 @@ struct Conn {
 
 impl Conn {
     /// Back to the pool, when the exchange left it clean.
-    fn release(mut self) {
+    fn release(mut self: Box<Self>) {
         if !self.buf.is_empty() {
             return; // bytes past the response: the upstream is not speaking HTTP/1.1 to us
         }
@@ -152,7 +153,7 @@ impl Conn {
 }
 
 impl Pool {
-    fn take(&self, key: &str) -> Option<Conn> {
+    fn take(&self, key: &str) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
@@ -163,7 +164,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = match idle.get_mut(&*conn.key) {
             Some(list) => list,
@@ -205,6 +206,9 @@ pub struct Outbound<'a> {
     pub body: &'a Bytes,
     /// `host:port` of the endpoint.
     pub authority: &'a Authority,
+    /// Whoever writes the response takes its fields in wire form ([`WireFields`], in the
+    /// body): the response's `HeaderMap` then holds none of the upstream's fields.
+    pub wire: bool,
 }
 
 impl H1Client {
@@ -243,7 +247,7 @@ impl H1Client {
         let key = req.authority.as_str();
         if let Some(mut conn) = self.pool.take(key) {
             encode_head(&req, &mut conn.out);
-            match exchange(conn, req.body, req.method, until).await {
+            match exchange(conn, &req, until).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failed {
                     error,
@@ -265,12 +269,10 @@ impl H1Client {
             None => self.connect(req.authority).await?,
         };
         encode_head(&req, &mut conn.out);
-        exchange(conn, req.body, req.method, until)
-            .await
-            .map_err(|f| f.error)
+        exchange(conn, &req, until).await.map_err(|f| f.error)
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<Conn, CallError> {
+    async fn connect(&self, authority: &Authority) -> Result<Box<Conn>, CallError> {
         use tower_service::Service;
         let endpoint = Uri::builder()
             .scheme(http::uri::Scheme::HTTP)
@@ -287,14 +289,14 @@ impl H1Client {
         let UpstreamStream::Plain(io) = stream else {
             return Err(CallError::protocol("expected a plain TCP connection"));
         };
-        Ok(Conn {
+        Ok(Box::new(Conn {
             io: io.into_inner(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             key: Arc::from(authority.as_str()),
             pool: Arc::downgrade(&self.pool),
             timer: None,
             out: Vec::new(),
-        })
+        }))
     }
 }
 
@@ -374,11 +376,11 @@ async fn before<F: Future>(
 
 /// Writes the request on `conn` and reads the response head, before `until`.
 async fn exchange(
-    mut conn: Conn,
-    body: &Bytes,
-    method: &Method,
+    mut conn: Box<Conn>,
+    req: &Outbound<'_>,
     until: Option<Instant>,
 ) -> Result<Response<PooledBody>, Failed> {
+    let body = req.body;
     let not_sent = |error| Failed {
         error,
         sent: false,
@@ -407,7 +409,7 @@ async fn exchange(
     loop {
         let parsed = match conn.buf.is_empty() {
             true => None,
-            false => parse_head(&mut conn.buf, method).map_err(|e| failed(e, true))?,
+            false => parse_head(&mut conn.buf, req.method, req.wire).map_err(|e| failed(e, true))?,
         };
         let Some(head) = parsed else {
             if conn.buf.len() >= MAX_HEAD {
@@ -456,12 +458,14 @@ struct Head {
     interim: bool,
     status: StatusCode,
     headers: HeaderMap,
+    /// The fields in wire form, when asked for and possible (`headers` is empty then).
+    wire: Option<WireFields>,
     framing: Framing,
     keep_alive: bool,
 }
 
 impl Head {
-    fn into_response(self, mut conn: Conn) -> Response<PooledBody> {
+    fn into_response(self, mut conn: Box<Conn>) -> Response<PooledBody> {
         let body = match self.framing {
             Framing::Empty => {
                 if self.keep_alive {
@@ -485,18 +489,55 @@ impl Head {
                 conn: Some(conn),
                 keep_alive: self.keep_alive,
                 data: None,
+                wire: None,
             },
         };
-        let mut resp = Response::new(body);
+        let mut resp = Response::new(PooledBody {
+            wire: self.wire,
+            ..body
+        });
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers;
         resp
     }
 }
 
+/// What a response field is to the gateway.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Length,
+    Coding,
+    Connection,
+    /// Another hop-by-hop field: not passed on.
+    HopByHop,
+    /// The gateway sets its own.
+    RequestId,
+    Date,
+    Other,
+}
+
+fn role(name: &[u8]) -> Role {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is(b"te") => Role::HopByHop,
+        4 if is(b"date") => Role::Date,
+        7 if is(b"upgrade") || is(b"trailer") => Role::HopByHop,
+        10 if is(b"connection") => Role::Connection,
+        10 if is(b"keep-alive") => Role::HopByHop,
+        12 if is(b"x-request-id") => Role::RequestId,
+        14 if is(b"content-length") => Role::Length,
+        17 if is(b"transfer-encoding") => Role::Coding,
+        18 if is(b"proxy-authenticate") => Role::HopByHop,
+        19 if is(b"proxy-authorization") => Role::HopByHop,
+        _ => Role::Other,
+    }
+}
+
 /// The response head at the start of `buf`, taken off it if it is all there. Header values
-/// share the head's bytes instead of being copied.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallError> {
+/// share the head's bytes instead of being copied. With `wire`, the fields to pass on stay in
+/// wire form ([`WireFields`]: no hop-by-hop fields, no `X-Request-ID`) when they can, and the
+/// head's `HeaderMap` is left empty.
+fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Result<Option<Head>, CallError> {
     let mut spans = Spans::new();
     let (len, code, version) = {
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -512,55 +553,57 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
         (len, resp.code.unwrap_or(0), resp.version)
     };
     let raw = buf.split_to(len).freeze();
+    let spans = spans.as_slice();
     let status = StatusCode::from_u16(code)
         .map_err(|_| CallError::protocol(format!("invalid upstream status {code}")))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(CallError::protocol("upstream switched protocols unasked"));
     }
     let interim = status.is_informational();
-    // Room for the headers the gateway adds (request id, rate limit, CORS).
-    let mut headers = HeaderMap::with_capacity(spans.as_slice().len() + 4);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
     let mut close = version != Some(1);
-    for &(ns, ne, vs, ve) in spans.as_slice() {
-        let raw_name = &raw[ns as usize..ne as usize];
-        let name = field_name(raw_name).map_err(|_| {
-            CallError::protocol(format!(
-                "invalid upstream header name {:?}",
-                String::from_utf8_lossy(raw_name)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize))
-            .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
-        if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| CallError::protocol("invalid upstream Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(CallError::protocol("conflicting upstream Content-Length"));
+    // `Connection` names other fields to drop (left to `strip_hop_by_hop` on a `HeaderMap`).
+    let mut names_fields = false;
+    let mut has_date = false;
+    let mut roles = [Role::Other; MAX_FIELDS];
+    for (&(ns, ne, vs, ve), slot) in spans.iter().zip(roles.iter_mut()) {
+        let value = &raw[vs as usize..ve as usize];
+        *slot = role(&raw[ns as usize..ne as usize]);
+        match *slot {
+            Role::Length => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| CallError::protocol("invalid upstream Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(CallError::protocol("conflicting upstream Content-Length"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only the last coding decides whether the body is chunked.
-            chunked = false;
-            for coding in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                if !coding.is_empty() {
-                    chunked = coding.eq_ignore_ascii_case("chunked");
-                    other_coding |= !chunked;
+            Role::Coding => {
+                // Only the last coding decides whether the body is chunked.
+                chunked = false;
+                for coding in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
+                    if !coding.is_empty() {
+                        chunked = coding.eq_ignore_ascii_case(b"chunked");
+                        other_coding |= !chunked;
+                    }
                 }
             }
-        } else if name == header::CONNECTION
-            && value
-                .as_bytes()
-                .split(|&c| c == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
-            close = true;
+            Role::Connection => {
+                for token in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        names_fields = true;
+                    }
+                }
+            }
+            Role::Date => has_date = true,
+            Role::HopByHop | Role::RequestId | Role::Other => {}
         }
-        headers.append(name, value);
     }
     let framing = if interim
         || *method == Method::HEAD
@@ -569,7 +612,6 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
     {
         Framing::Empty
     } else if chunked {
-        headers.remove(header::CONTENT_LENGTH);
         Framing::Chunked
     } else if other_coding {
         Framing::UntilClose
@@ -583,23 +625,68 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, CallE
         Framing::UntilClose
     };
     let keep_alive = !close && framing != Framing::UntilClose;
+    let wire = match wire && !names_fields {
+        false => None,
+        true => WireFields::of(&raw, spans, |i| match roles[i] {
+            Role::Other | Role::Date => true,
+            Role::Length => !chunked,
+            Role::Coding | Role::Connection | Role::HopByHop | Role::RequestId => false,
+        }),
+    };
+    let headers = match &wire {
+        Some(_) => HeaderMap::new(),
+        None => {
+            let mut headers = header_map(&raw, spans)?;
+            if chunked {
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            headers
+        }
+    };
+    let wire = wire.map(|mut w| {
+        w.has_length = length.is_some() && !chunked;
+        w.has_date = has_date;
+        w
+    });
     Ok(Some(Head {
         interim,
         status,
         headers,
+        wire,
         framing,
         keep_alive,
     }))
+}
+
+/// The fields of `raw` at `spans`, in a `HeaderMap`.
+fn header_map(raw: &Bytes, spans: &[Span]) -> Result<HeaderMap, CallError> {
+    // Room for the headers the gateway adds (request id, rate limit, CORS).
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
+    for &(ns, ne, vs, ve) in spans {
+        let raw_name = &raw[ns as usize..ne as usize];
+        let name = field_name(raw_name).map_err(|_| {
+            CallError::protocol(format!(
+                "invalid upstream header name {:?}",
+                String::from_utf8_lossy(raw_name)
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize))
+            .map_err(|_| CallError::protocol(format!("invalid value of upstream header {name}")))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// The body of a response read by [`H1Client`]: whole already, or still arriving on its
 /// connection, which returns to the pool at the body's end.
 pub struct PooledBody {
     state: State,
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     keep_alive: bool,
     /// A body that arrived with its head.
     data: Option<Bytes>,
+    /// The response's fields in wire form, when it has them so (see [`Outbound::wire`]).
+    wire: Option<WireFields>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -629,7 +716,18 @@ impl PooledBody {
             conn: None,
             keep_alive: false,
             data: None,
+            wire: None,
         }
+    }
+
+    /// The response's fields in wire form, if it has them so.
+    pub fn wire_fields(&self) -> Option<&WireFields> {
+        self.wire.as_ref()
+    }
+
+    /// Takes the response's fields in wire form, if it has them so.
+    pub fn take_wire_fields(&mut self) -> Option<WireFields> {
+        self.wire.take()
     }
 
     fn whole(data: Bytes) -> Self {
@@ -822,6 +920,15 @@ pub enum UpstreamBody {
     Pooled(PooledBody),
 }
 
+impl super::h1::WireHead for UpstreamBody {
+    fn wire_fields(&self) -> Option<&WireFields> {
+        match self {
+            UpstreamBody::Pooled(b) => b.wire_fields(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+}
+
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -856,10 +963,66 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
+    fn head_in(raw: &str, wire: bool) -> Head {
+        parse_head(&mut BytesMut::from(raw), &Method::GET, wire)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The head of `raw`, read alike with and without wire fields.
     fn head(raw: &str) -> Head {
-        parse_head(&mut BytesMut::from(raw), &Method::GET)
-            .unwrap()
-            .unwrap()
+        let (a, b) = (head_in(raw, false), head_in(raw, true));
+        assert_eq!(
+            (a.framing, a.keep_alive, a.interim, a.status),
+            (b.framing, b.keep_alive, b.interim, b.status),
+            "{raw:?}"
+        );
+        a
+    }
+
+    fn wire_text(h: &Head) -> String {
+        let mut out = Vec::new();
+        h.wire.as_ref().expect("wire fields").write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn wire_fields_leave_out_what_the_gateway_drops_or_sets() {
+        let h = head_in(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             X-Request-ID: theirs\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\nDate: then\r\n\r\nhi",
+            true,
+        );
+        assert!(h.headers.is_empty());
+        assert_eq!(
+            wire_text(&h),
+            "Server: up\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\nDate: then\r\n"
+        );
+        let w = h.wire.as_ref().unwrap();
+        assert!(w.has_length && w.has_date);
+
+        // Chunked: no length passed on, whatever the upstream said.
+        let h = head_in(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-B: 1\r\n\r\n",
+            true,
+        );
+        assert_eq!(wire_text(&h), "X-B: 1\r\n");
+        assert!(!h.wire.as_ref().unwrap().has_length && !h.wire.as_ref().unwrap().has_date);
+
+        // `Connection` naming fields: a HeaderMap, for the hop-by-hop strip to read.
+        let h = head_in(
+            "HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+            true,
+        );
+        assert!(h.wire.is_none());
+        assert_eq!(h.headers["x-hop"], "1");
+        // Without wire fields asked for: all of them in the map, as before.
+        let h = head_in(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(h.wire.is_none());
+        assert_eq!(h.headers["server"], "up");
     }
 
     #[test]
@@ -887,6 +1050,7 @@ mod tests {
         let h = parse_head(
             &mut BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
             &Method::HEAD,
+            true,
         )
         .unwrap()
         .unwrap();
@@ -897,22 +1061,24 @@ mod tests {
         assert!(
             !head("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\ncontent-length: 1\r\n\r\n").keep_alive
         );
-        assert!(
-            parse_head(&mut BytesMut::from("HTTP/1.1 200 OK\r\ncontent-le"), &Method::GET)
-                .unwrap()
-                .is_none()
-        );
+        assert!(parse_head(
+            &mut BytesMut::from("HTTP/1.1 200 OK\r\ncontent-le"),
+            &Method::GET,
+            false
+        )
+        .unwrap()
+        .is_none());
     }
 
     #[test]
     fn a_whole_head_is_taken_off_the_buffer_and_a_partial_one_left() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nX-Served-By: a b\r\n\r\nhi");
-        let h = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_head(&mut buf, &Method::GET, false).unwrap().unwrap();
         assert_eq!(&buf[..], b"hi");
         assert_eq!(h.headers["x-served-by"], "a b");
         assert_eq!(h.headers[header::CONTENT_LENGTH], "2");
         let mut part = BytesMut::from("HTTP/1.1 200 OK\r\nx-a: b\r\n");
-        assert!(parse_head(&mut part, &Method::GET).unwrap().is_none());
+        assert!(parse_head(&mut part, &Method::GET, false).unwrap().is_none());
         assert_eq!(part.len(), 25);
     }
 
@@ -924,10 +1090,12 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
-            assert!(
-                parse_head(&mut BytesMut::from(raw), &Method::GET).is_err(),
-                "{raw:?}"
-            );
+            for wire in [false, true] {
+                assert!(
+                    parse_head(&mut BytesMut::from(raw), &Method::GET, wire).is_err(),
+                    "{raw:?}"
+                );
+            }
         }
     }
 
@@ -958,9 +1126,10 @@ mod tests {
         };
         let mut body = PooledBody {
             state: State::Chunked(Chunk::Size),
-            conn: Some(conn),
+            conn: Some(Box::new(conn)),
             keep_alive: true,
             data: None,
+            wire: None,
         };
         let writer = tokio::spawn(async move {
             for piece in [
@@ -1043,12 +1212,12 @@ mod tests {
             timer: None,
             out: Vec::new(),
         };
-        pool.put(conn(ours));
+        pool.put(Box::new(conn(ours)));
         drop(theirs);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(pool.take("up:80").is_none());
         let (ours, _theirs) = pair().await;
-        pool.put(conn(ours));
+        pool.put(Box::new(conn(ours)));
         assert!(pool.take("up:80").is_some());
     }
 }

@@ -1,7 +1,8 @@
 //! What the two HTTP/1.1 heads the gateway parses share: the request the proxy listener reads
 //! and the response the upstream client reads.
 
-use http::header::{self, HeaderName, InvalidHeaderName};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 
 /// The most header fields taken in one head (hyper's server has the same limit).
 pub const MAX_FIELDS: usize = 100;
@@ -90,6 +91,85 @@ fn known_name(raw: &[u8]) -> Option<HeaderName> {
     })
 }
 
+/// Runs of lines a [`WireFields`] holds; a head whose kept lines are more scattered than this
+/// goes through a `HeaderMap` instead.
+const MAX_RUNS: usize = 4;
+
+/// Header fields of a message kept as the peer wrote them: runs of whole `name: value\r\n`
+/// lines of its head, less the lines the gateway drops. Written on with one copy per run
+/// instead of a `HeaderMap` built and walked field by field.
+#[derive(Debug)]
+pub struct WireFields {
+    head: Bytes,
+    runs: [(u32, u32); MAX_RUNS],
+    count: usize,
+    /// A `Content-Length` line is among them.
+    pub has_length: bool,
+    /// A `Date` line is among them.
+    pub has_date: bool,
+}
+
+impl WireFields {
+    /// The fields of `head` (a whole head, CRLF line endings) whose lines `keep` says to
+    /// keep, given their spans; `None` when the kept lines make more than `MAX_RUNS` runs or a
+    /// line does not end in CRLF.
+    pub fn of(head: &Bytes, spans: &[Span], mut keep: impl FnMut(usize) -> bool) -> Option<Self> {
+        let mut runs = [(0u32, 0u32); MAX_RUNS];
+        let mut count = 0;
+        if !head.ends_with(b"\r\n\r\n") {
+            return None;
+        }
+        let fields_end = (head.len() - 2) as u32;
+        for (i, &(ns, ..)) in spans.iter().enumerate() {
+            let end = spans.get(i + 1).map_or(fields_end, |s| s.0);
+            if end < ns + 2 || &head[end as usize - 2..end as usize] != b"\r\n" {
+                return None;
+            }
+            if !keep(i) {
+                continue;
+            }
+            match runs[..count].last_mut() {
+                Some(run) if run.1 == ns => run.1 = end,
+                _ if count == MAX_RUNS => return None,
+                _ => {
+                    runs[count] = (ns, end);
+                    count += 1;
+                }
+            }
+        }
+        Some(WireFields {
+            head: head.clone(),
+            runs,
+            count,
+            has_length: false,
+            has_date: false,
+        })
+    }
+
+    /// Appends the lines, as they were written.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for &(start, end) in &self.runs[..self.count] {
+            out.extend_from_slice(&self.head[start as usize..end as usize]);
+        }
+    }
+
+    /// Appends the fields to `map`, for code that edits a message's fields.
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        let mut lines = Vec::with_capacity(self.head.len());
+        self.write_to(&mut lines);
+        lines.extend_from_slice(b"\r\n");
+        let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let Ok(httparse::Status::Complete((_, fields))) = httparse::parse_headers(&lines, &mut slots) else {
+            return; // not reached: the lines were parsed once already
+        };
+        for f in fields.iter() {
+            if let (Ok(name), Ok(value)) = (field_name(f.name.as_bytes()), HeaderValue::from_bytes(f.value)) {
+                map.append(name, value);
+            }
+        }
+    }
+}
+
 /// Appends `n` in `radix` (10 or 16, lowercase).
 pub fn put_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
     let mut digits = [0u8; 20];
@@ -158,6 +238,59 @@ mod tests {
                 assert_eq!(&head[ns as usize..ne as usize], format!("f{i}"));
                 assert_eq!(&head[vs as usize..ve as usize], format!("v{i}"));
             }
+        }
+    }
+
+    fn spans_of(head: &str) -> Vec<Span> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut resp = httparse::Response::new(&mut slots);
+        assert!(resp.parse(head.as_bytes()).unwrap().is_complete());
+        let mut spans = Spans::new();
+        spans.record(head.as_bytes(), resp.headers);
+        spans.as_slice().to_vec()
+    }
+
+    #[test]
+    fn wire_fields_keep_whole_lines_in_runs() {
+        let head = "HTTP/1.1 200 OK\r\nA: 1\r\nConnection: keep-alive\r\nB:2  \r\nc: 3\r\nD: 4\r\n\r\n";
+        let bytes = Bytes::from(head);
+        let spans = spans_of(head);
+        let w = WireFields::of(&bytes, &spans, |i| i != 1 && i != 4).unwrap();
+        let mut out = Vec::new();
+        w.write_to(&mut out);
+        assert_eq!(
+            out, b"A: 1\r\nB:2  \r\nc: 3\r\n",
+            "two runs, the value as written"
+        );
+        let mut map = HeaderMap::new();
+        map.insert("z", HeaderValue::from_static("0"));
+        w.append_to(&mut map);
+        let got: Vec<_> = map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(got, ["z=0", "a=1", "b=2", "c=3"]);
+
+        // Nothing kept, and nothing at all.
+        let w = WireFields::of(&bytes, &spans, |_| false).unwrap();
+        out.clear();
+        w.write_to(&mut out);
+        assert!(out.is_empty());
+        let bare = "HTTP/1.1 204 No Content\r\n\r\n";
+        assert!(WireFields::of(&Bytes::from(bare), &spans_of(bare), |_| true).is_some());
+
+        // Too scattered, and bare LF line ends: left to a HeaderMap.
+        let many: String = (0..9).map(|i| format!("f{i}: x\r\n")).collect();
+        let head = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert!(WireFields::of(&Bytes::from(head.clone()), &spans_of(&head), |i| i % 2 == 0).is_none());
+        for lf in [
+            "HTTP/1.1 200 OK\nA: 1\n\n",
+            "HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\n\r\n",
+        ] {
+            assert!(
+                WireFields::of(&Bytes::from(lf), &spans_of(lf), |_| true).is_none(),
+                "{lf:?}"
+            );
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::fields::{field_name, position, put_number, Spans, MAX_FIELDS};
+use super::fields::{field_name, position, put_number, Spans, WireFields, MAX_FIELDS};
 
 /// The largest request body read on the fast path; larger ones are streamed by the general
 /// server.
@@ -35,6 +35,8 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// A client's request body: whole from the fast path, or streamed by the general server.
 pub enum ClientBody {
+    /// Read whole by the fast path, whose writer also takes an upstream response's fields in
+    /// wire form.
     Read(Bytes),
     Streamed(Incoming),
 }
@@ -65,6 +67,25 @@ impl Body for ClientBody {
         match self {
             ClientBody::Read(b) => SizeHint::with_exact(b.len() as u64),
             ClientBody::Streamed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Response bodies that may carry the response's upstream fields in wire form, which the fast
+/// path writes as they are, before the fields of the response's `HeaderMap`.
+pub trait WireHead {
+    fn wire_fields(&self) -> Option<&WireFields> {
+        None
+    }
+}
+
+impl WireHead for http_body_util::Full<Bytes> {}
+
+impl<L: WireHead, R: WireHead> WireHead for http_body_util::Either<L, R> {
+    fn wire_fields(&self) -> Option<&WireFields> {
+        match self {
+            http_body_util::Either::Left(b) => b.wire_fields(),
+            http_body_util::Either::Right(b) => b.wire_fields(),
         }
     }
 }
@@ -213,7 +234,7 @@ pub async fn serve_connection<F, Fut, B>(
 where
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut,
     Fut: Future<Output = Result<Response<B>, Infallible>>,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + WireHead,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -286,7 +307,7 @@ where
 }
 
 /// Writes `response`; an error means the connection can not go on.
-async fn write_response<B: Body<Data = Bytes>>(
+async fn write_response<B: Body<Data = Bytes> + WireHead>(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     response: Response<B>,
@@ -302,6 +323,11 @@ async fn write_response<B: Body<Data = Bytes>>(
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
     let (mut has_length, mut has_date) = (false, false);
+    if let Some(wire) = body.wire_fields() {
+        wire.write_to(out);
+        has_length = wire.has_length;
+        has_date = wire.has_date;
+    }
     for (name, value) in &parts.headers {
         has_length |= name == header::CONTENT_LENGTH;
         has_date |= name == header::DATE;
@@ -557,7 +583,9 @@ mod tests {
         assert_eq!(&rest[..], raw.as_bytes());
     }
 
-    async fn written<B: Body<Data = Bytes>>(resp: Response<B>, head: bool, close: bool) -> String {
+    impl<S> WireHead for StreamBody<S> {}
+
+    async fn written<B: Body<Data = Bytes> + WireHead>(resp: Response<B>, head: bool, close: bool) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();

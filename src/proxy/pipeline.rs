@@ -229,7 +229,7 @@ impl ProxyState {
                 .forward(&route, peer, req, &request_id, user.as_deref(), claim)
                 .await?;
             if let Some(d) = limit {
-                d.add_headers(resp.headers_mut());
+                d.add_headers(fields_mut(&mut resp));
             }
             Ok::<_, ProxyError>(resp)
         }
@@ -250,7 +250,7 @@ impl ProxyState {
             }
         };
         if let Some(rules) = &route.cors {
-            cors::decorate(rules, origin.as_ref(), resp.headers_mut());
+            cors::decorate(rules, origin.as_ref(), fields_mut(&mut resp));
         }
         resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
         self.count(Some(&route), &method, resp.status(), start);
@@ -307,6 +307,8 @@ impl ProxyState {
         claim: Option<&ClaimLookup<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        // The fast path's own writer takes the upstream's fields in wire form.
+        let wire = matches!(body, ClientBody::Read(_));
         let content_length = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -490,6 +492,7 @@ impl ProxyState {
                             headers: &req_parts.headers,
                             body,
                             authority: &endpoint.authority,
+                            wire,
                         };
                         self.h1
                             .request(out, per_try)
@@ -733,6 +736,17 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// The response's fields, for editing: any still in wire form move into the map first (they
+/// are only written as they are while nothing else changes).
+fn fields_mut(resp: &mut Response<Body>) -> &mut http::HeaderMap {
+    if let Either::Left(UpstreamBody::Pooled(body)) = resp.body_mut() {
+        if let Some(wire) = body.take_wire_fields() {
+            wire.append_to(resp.headers_mut());
+        }
+    }
+    resp.headers_mut()
 }
 
 fn error_response(err: &ProxyError, request_id: &HeaderValue) -> Response<Body> {

@@ -108,7 +108,7 @@ pub async fn serve_proxy<F, Fut, B, G>(
 ) where
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
 {

@@ -112,6 +112,24 @@ async fn serve(mut s: TcpStream) {
                 return;
             }
             "/no-content" => s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap(),
+            // Fields of every kind the gateway treats apart, in mixed case.
+            "/fields" => s
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nServer: scripted\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                      X-Request-ID: from-upstream\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+                      Proxy-Authenticate: Basic\r\nX-Mixed-Case: Value\r\nContent-Length: 2\r\n\
+                      Date: Tue, 01 Jan 2030 00:00:00 GMT\r\n\r\nok",
+                )
+                .await
+                .unwrap(),
+            // `Connection` naming a field of the response, which goes with it.
+            "/fields-named" => s
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: secret\r\nX-Kept: 1\r\n\
+                      X-Request-ID: from-upstream\r\nContent-Length: 2\r\n\r\nok",
+                )
+                .await
+                .unwrap(),
             "/continue" => s
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await
