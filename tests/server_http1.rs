@@ -257,6 +257,51 @@ async fn upstream_fields_are_passed_on_less_the_hop_by_hop_ones() {
     );
 }
 
+/// The fields the gateway sets replace the client's: each reaches the upstream once, `Host`
+/// first.
+#[tokio::test]
+async fn the_gateway_fields_replace_the_clients() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    c.send(
+        format!(
+            "GET /echo HTTP/1.1\r\nHost: gw.test\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: spoofed\r\nX-Request-ID: client-1\r\n\
+             traceparent: {incoming}\r\nX-Other: kept\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.response(false).await;
+    let seen = r.text();
+    let values = |name: &str| -> Vec<String> {
+        seen.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    };
+    let upstream_host = up.url.trim_start_matches("http://").to_string();
+    assert_eq!(values("host"), std::slice::from_ref(&upstream_host), "{seen}");
+    assert_eq!(
+        seen.lines().nth(1),
+        Some(format!("host: {upstream_host}").as_str())
+    );
+    assert_eq!(values("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"], "{seen}");
+    assert_eq!(values("x-forwarded-proto"), ["http"], "{seen}");
+    assert_eq!(values("x-forwarded-host"), ["gw.test"], "{seen}");
+    assert_eq!(values("x-request-id"), ["client-1"], "{seen}");
+    assert_eq!(r.all("x-request-id"), ["client-1"]);
+    let tp = values("traceparent");
+    assert_eq!(tp.len(), 1, "{seen}");
+    assert_eq!(&tp[0][..36], &incoming[..36], "the client's trace goes on");
+    assert_ne!(&tp[0][36..52], &incoming[36..52], "with this hop's parent id");
+    assert_eq!(values("x-other"), ["kept"]);
+}
+
 #[tokio::test]
 async fn heads_and_bodies_in_pieces_are_served() {
     let up = Scripted::start().await;

@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::fields::{field_name, put_number, Span, Spans, WireFields, MAX_FIELDS};
+use super::headers::Forwarding;
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
 /// The largest response head accepted from an upstream.
@@ -206,6 +207,8 @@ pub struct Outbound<'a> {
     pub body: &'a Bytes,
     /// `host:port` of the endpoint.
     pub authority: &'a Authority,
+    /// The fields the gateway sets, in place of the client's of the same names.
+    pub forwarding: &'a Forwarding,
     /// Whoever writes the response takes its fields in wire form ([`WireFields`], in the
     /// body): the response's `HeaderMap` then holds none of the upstream's fields.
     pub wire: bool,
@@ -317,13 +320,15 @@ fn encode_head(req: &Outbound<'_>, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // The gateway's fields first, `Host` leading (RFC 9110 §7.2).
+    req.forwarding.write_to(out);
     let mut declares_body = matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
     for (name, value) in req.headers {
         if name == header::CONTENT_LENGTH {
             declares_body = true;
             continue;
         }
-        if name == header::TRANSFER_ENCODING {
+        if name == header::TRANSFER_ENCODING || req.forwarding.replaces(name.as_str()) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());

@@ -133,14 +133,21 @@ fn hex_into(out: &mut [u8], bytes: &[u8]) {
 /// The `traceparent` to send upstream: the client's trace continued with a new parent id (this
 /// hop), or a new trace when the client sent none or an invalid one.
 pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
+    let text = traceparent_text(headers.get(&TRACEPARENT), sampled_if_new);
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00")
+    })
+}
+
+/// [`traceparent`] from the client's value, as text.
+pub fn traceparent_text(incoming: Option<&HeaderValue>, sampled_if_new: bool) -> [u8; 55] {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
     let mut span = [0u8; 8];
     while span == [0; 8] {
         random_bytes(&mut span);
     }
     hex_into(&mut out[36..52], &span);
-    match headers
-        .get(&TRACEPARENT)
+    match incoming
         .map(HeaderValue::as_bytes)
         .filter(|b| valid_traceparent(b))
     {
@@ -159,9 +166,7 @@ pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
             }
         }
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00")
-    })
+    out
 }
 
 /// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids (version 00 only).
@@ -197,20 +202,142 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let mut xff = Vec::with_capacity(64);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        if !prev.trim_ascii().is_empty() {
-            xff.extend_from_slice(prev);
-            xff.extend_from_slice(b", ");
+    let mut fwd = Forwarding::new(headers, peer, proto, host.cloned(), HeaderValue::from_static(""));
+    fwd.set_request_id = false;
+    fwd.apply(headers);
+}
+
+/// The fields the gateway sets on a request going upstream, worked out once: `Host` (the
+/// endpoint's), `X-Forwarded-For` / `-Proto` / `-Host`, `X-Request-ID` and, unless distributed
+/// tracing writes its own, `traceparent`. They replace the client's fields of the same names.
+/// The general client gets them in the request's `HeaderMap` ([`Forwarding::apply`]); the
+/// HTTP/1.1 client writes them into the head ahead of the client's fields
+/// ([`Forwarding::write_to`]), and builds no header values for them.
+pub struct Forwarding {
+    /// The client's first `X-Forwarded-For`, which the peer is appended to.
+    prior_for: Option<HeaderValue>,
+    peer: std::net::IpAddr,
+    proto: &'static str,
+    forwarded_host: Option<HeaderValue>,
+    request_id: HeaderValue,
+    set_request_id: bool,
+    /// The client's `traceparent`, continued by each try's own.
+    client_trace: Option<HeaderValue>,
+    /// Per try: the endpoint's `Host`.
+    pub host: Option<HeaderValue>,
+    /// Per try: the hop's `traceparent`; `None` when tracing put its own in the map.
+    pub traceparent: Option<[u8; 55]>,
+}
+
+impl Forwarding {
+    /// For a request whose client fields are `headers` (read here, not changed).
+    pub fn new(
+        headers: &HeaderMap,
+        peer: std::net::IpAddr,
+        proto: &'static str,
+        forwarded_host: Option<HeaderValue>,
+        request_id: HeaderValue,
+    ) -> Self {
+        // One pass over the fields instead of a hashed lookup for each.
+        let (mut prior_for, mut client_trace) = (None, None);
+        for (name, value) in headers {
+            match name.as_str() {
+                "x-forwarded-for" if prior_for.is_none() => prior_for = Some(value.clone()),
+                "traceparent" if client_trace.is_none() => client_trace = Some(value.clone()),
+                _ => {}
+            }
+        }
+        Forwarding {
+            prior_for: prior_for.filter(|v| !v.as_bytes().trim_ascii().is_empty()),
+            peer,
+            proto,
+            forwarded_host,
+            request_id,
+            set_request_id: true,
+            client_trace,
+            host: None,
+            traceparent: None,
         }
     }
-    write_ip(&mut xff, peer);
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+
+    /// A new `traceparent` for the next try, continuing the client's trace.
+    pub fn next_traceparent(&mut self) {
+        self.traceparent = Some(traceparent_text(self.client_trace.as_ref(), false));
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(h) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+
+    /// Whether a client field named `name` gives way to one of these.
+    pub fn replaces(&self, name: &str) -> bool {
+        match name {
+            "host" => self.host.is_some(),
+            "x-forwarded-for" | "x-forwarded-proto" => true,
+            "x-forwarded-host" => self.forwarded_host.is_some(),
+            "x-request-id" => self.set_request_id,
+            "traceparent" => self.traceparent.is_some(),
+            _ => false,
+        }
+    }
+
+    fn forwarded_for(&self, out: &mut Vec<u8>) {
+        if let Some(prior) = &self.prior_for {
+            out.extend_from_slice(prior.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        write_ip(out, self.peer);
+    }
+
+    /// Writes the fields as head lines; `Host` first.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let Some(h) = &self.host {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        self.forwarded_for(out);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.proto.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(h) = &self.forwarded_host {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.set_request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(self.request_id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(tp) = &self.traceparent {
+            out.extend_from_slice(b"traceparent: ");
+            out.extend_from_slice(tp);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Sets the fields in `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if let Some(h) = &self.host {
+            headers.insert(header::HOST, h.clone());
+        }
+        let mut xff = Vec::with_capacity(64);
+        self.forwarded_for(&mut xff);
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(self.proto));
+        if let Some(h) = &self.forwarded_host {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+        if self.set_request_id {
+            headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+        }
+        if let Some(tp) = self
+            .traceparent
+            .as_ref()
+            .and_then(|t| HeaderValue::from_bytes(t).ok())
+        {
+            headers.insert(TRACEPARENT.clone(), tp);
+        }
     }
 }
 
@@ -251,6 +378,83 @@ mod tests {
         }
         strip_user_headers(&mut h);
         assert_eq!(h.len(), 1, "only the identity headers go: {h:?}");
+    }
+
+    #[test]
+    fn forwarding_fields_are_the_same_written_or_in_a_map() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut client = HeaderMap::new();
+        client.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        client.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
+        client.insert(&TRACEPARENT, HeaderValue::from_static(incoming));
+        client.insert(&X_REQUEST_ID, HeaderValue::from_static("theirs"));
+        client.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let peer = "10.1.2.3".parse().unwrap();
+        let mut fwd = Forwarding::new(
+            &client,
+            peer,
+            "https",
+            Some(HeaderValue::from_static("api.test")),
+            HeaderValue::from_static("rid-1"),
+        );
+        fwd.host = Some(HeaderValue::from_static("up:8080"));
+        fwd.next_traceparent();
+        for name in [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "traceparent",
+        ] {
+            assert!(fwd.replaces(name), "{name}");
+        }
+        assert!(!fwd.replaces("accept"));
+
+        let mut written = Vec::new();
+        fwd.write_to(&mut written);
+        let written = String::from_utf8(written).unwrap();
+        let tp = std::str::from_utf8(fwd.traceparent.as_ref().unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(&tp[..36], &incoming[..36]);
+        assert_eq!(
+            written,
+            format!(
+                "host: up:8080\r\nx-forwarded-for: 203.0.113.9, 10.1.2.3\r\nx-forwarded-proto: https\r\n\
+                 x-forwarded-host: api.test\r\nx-request-id: rid-1\r\ntraceparent: {tp}\r\n"
+            )
+        );
+        let mut map = client.clone();
+        fwd.apply(&mut map);
+        let mut from_map = String::new();
+        for name in [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "traceparent",
+        ] {
+            let all: Vec<_> = map.get_all(name).iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(all.len(), 1, "{name}: {all:?}");
+            from_map.push_str(&format!("{name}: {}\r\n", all[0]));
+        }
+        assert_eq!(from_map, written);
+
+        // Tracing writes its own traceparent; an empty client list is no list.
+        fwd.traceparent = None;
+        assert!(!fwd.replaces("traceparent"));
+        let mut client = HeaderMap::new();
+        client.insert(&X_FORWARDED_FOR, HeaderValue::from_static(" "));
+        let fwd = Forwarding::new(&client, peer, "http", None, HeaderValue::from_static("r"));
+        let mut written = Vec::new();
+        fwd.write_to(&mut written);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            "x-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-request-id: r\r\n"
+        );
+        assert!(!fwd.replaces("host") && !fwd.replaces("x-forwarded-host"));
     }
 
     #[test]

@@ -355,21 +355,21 @@ impl ProxyState {
             )));
         };
 
-        let h = &mut parts.headers;
-        let client_host = h.get(header::HOST).cloned().or_else(|| {
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or_default()).ok()
         });
+        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
+            Some(_) => "https",
+            None => self.proto,
+        };
+        let mut fwd =
+            headers::Forwarding::new(&parts.headers, peer.ip(), proto, client_host, request_id.clone());
+        let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
         headers::strip_user_headers(h);
         if let Some(user) = user {
             user.apply_headers(h);
         }
-        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
-            Some(_) => "https",
-            None => self.proto,
-        };
-        headers::add_forwarded(h, peer.ip(), proto, client_host.as_ref());
-        h.insert(&headers::X_REQUEST_ID, request_id.clone());
         // The upstream hop's trace context is set per try, just before the send.
         let request_span = parts.extensions.remove::<crate::telemetry::RequestSpan>();
         let h2c = upstream.protocol == Protocol::H2c;
@@ -467,19 +467,20 @@ impl ProxyState {
             }) else {
                 break;
             };
-            req_parts
-                .headers
-                .insert(header::HOST, endpoint.host_header.clone());
+            fwd.host = Some(endpoint.host_header.clone());
             // Each try is its own upstream hop: a client span when tracing is on, else a fresh
             // parent id for the client's trace.
             let upstream_span = match &request_span {
-                Some(s) => Some(s.upstream_call(&upstream.key, &endpoint.url, &mut req_parts.headers)),
+                Some(s) => {
+                    fwd.traceparent = None;
+                    Some(s.upstream_call(&upstream.key, &endpoint.url, &mut req_parts.headers))
+                }
                 None => {
-                    let tp = headers::traceparent(&req_parts.headers, false);
-                    req_parts.headers.insert(&headers::TRACEPARENT, tp);
+                    fwd.next_traceparent();
                     None
                 }
             };
+            let fwd = &fwd;
             let in_flight = state.start();
             // The deadline bounds the call up to the response head; the own client keeps a
             // timer per connection, the general one gets a timer per call.
@@ -492,6 +493,7 @@ impl ProxyState {
                             headers: &req_parts.headers,
                             body,
                             authority: &endpoint.authority,
+                            forwarding: fwd,
                             wire,
                         };
                         self.h1
@@ -507,6 +509,7 @@ impl ProxyState {
                                 None => return Err(CallError::protocol("the request body was sent already")),
                             },
                         };
+                        fwd.apply(&mut req_parts.headers);
                         // The general client takes the absolute URI of the endpoint.
                         req_parts.uri = Uri::from_parts({
                             let mut u = http::uri::Parts::default();
