@@ -730,6 +730,11 @@ impl PooledBody {
         self.wire.as_ref()
     }
 
+    /// The response's fields in wire form, if it has them so, to change.
+    pub fn wire_fields_mut(&mut self) -> Option<&mut WireFields> {
+        self.wire.as_mut()
+    }
+
     /// Takes the response's fields in wire form, if it has them so.
     pub fn take_wire_fields(&mut self) -> Option<WireFields> {
         self.wire.take()

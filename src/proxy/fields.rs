@@ -107,6 +107,8 @@ pub struct WireFields {
     pub has_length: bool,
     /// A `Date` line is among them.
     pub has_date: bool,
+    /// The gateway's `X-Request-ID`, written after the lines (the peer's is never among them).
+    pub request_id: Option<HeaderValue>,
 }
 
 impl WireFields {
@@ -143,6 +145,7 @@ impl WireFields {
             count,
             has_length: false,
             has_date: false,
+            request_id: None,
         })
     }
 
@@ -150,6 +153,11 @@ impl WireFields {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for &(start, end) in &self.runs[..self.count] {
             out.extend_from_slice(&self.head[start as usize..end as usize]);
+        }
+        if let Some(id) = &self.request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -255,7 +263,7 @@ mod tests {
         let head = "HTTP/1.1 200 OK\r\nA: 1\r\nConnection: keep-alive\r\nB:2  \r\nc: 3\r\nD: 4\r\n\r\n";
         let bytes = Bytes::from(head);
         let spans = spans_of(head);
-        let w = WireFields::of(&bytes, &spans, |i| i != 1 && i != 4).unwrap();
+        let mut w = WireFields::of(&bytes, &spans, |i| i != 1 && i != 4).unwrap();
         let mut out = Vec::new();
         w.write_to(&mut out);
         assert_eq!(
@@ -270,6 +278,13 @@ mod tests {
             .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
             .collect();
         assert_eq!(got, ["z=0", "a=1", "b=2", "c=3"]);
+        w.request_id = Some(HeaderValue::from_static("r-1"));
+        out.clear();
+        w.write_to(&mut out);
+        assert_eq!(out, b"A: 1\r\nB:2  \r\nc: 3\r\nx-request-id: r-1\r\n");
+        let mut map = HeaderMap::new();
+        w.append_to(&mut map);
+        assert_eq!(map["x-request-id"], "r-1");
 
         // Nothing kept, and nothing at all.
         let w = WireFields::of(&bytes, &spans, |_| false).unwrap();

@@ -252,7 +252,7 @@ impl ProxyState {
         if let Some(rules) = &route.cors {
             cors::decorate(rules, origin.as_ref(), fields_mut(&mut resp));
         }
-        resp.headers_mut().insert(&headers::X_REQUEST_ID, request_id);
+        set_request_id(&mut resp, request_id);
         self.count(Some(&route), &method, resp.status(), start);
         if let Some(s) = &span {
             s.finish(resp.status());
@@ -750,6 +750,18 @@ fn fields_mut(resp: &mut Response<Body>) -> &mut http::HeaderMap {
         }
     }
     resp.headers_mut()
+}
+
+/// Sets the response's `X-Request-ID`: beside its fields in wire form when it has them so (its
+/// map then stays empty), else in its map.
+fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
+    if let Either::Left(UpstreamBody::Pooled(body)) = resp.body_mut() {
+        if let Some(wire) = body.wire_fields_mut() {
+            wire.request_id = Some(id);
+            return;
+        }
+    }
+    resp.headers_mut().insert(&headers::X_REQUEST_ID, id);
 }
 
 fn error_response(err: &ProxyError, request_id: &HeaderValue) -> Response<Body> {
