@@ -8,6 +8,8 @@
 #
 # Usage: benches/proxy_instructions.sh [N1=1000] [N2=11000]
 #   GATEHOUSE_BIN=path/to/gatehouse (default: target/release/gatehouse)
+#   PROXY=nginx counts nginx as the proxy instead (one process, keep-alive to the upstream), for
+#   a yardstick measured the same way
 # Needs: valgrind nginx python3 curl (apt-get install -y valgrind nginx python3 curl)
 set -u
 n1=${1:-1000}; n2=${2:-11000}
@@ -15,7 +17,8 @@ for t in valgrind callgrind_annotate nginx python3 curl; do
   command -v $t >/dev/null || { echo "missing: $t (apt-get install -y valgrind nginx python3 curl)"; exit 2; }
 done
 bin=${GATEHOUSE_BIN:-target/release/gatehouse}
-[ -x "$bin" ] || { echo "no gatehouse binary at $bin (cargo build --release)"; exit 2; }
+proxy=${PROXY:-gatehouse}
+[ "$proxy" = nginx ] || [ -x "$bin" ] || { echo "no gatehouse binary at $bin (cargo build --release)"; exit 2; }
 dir=$(mktemp -d)
 cleanup() { for f in "$dir"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; sleep 0.3; rm -rf "$dir"; }
 trap cleanup EXIT
@@ -66,17 +69,31 @@ def worker(k):
 threads = [threading.Thread(target=worker, args=(n // conns,)) for _ in range(conns)]
 [t.start() for t in threads]; [t.join() for t in threads]
 P
-# Total instructions of one gateway run that serves `$1` requests.
+cat > "$dir/px.conf" <<C
+worker_processes 1; daemon off; master_process off; pid $dir/px.pidfile; error_log /dev/null;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 100000;
+  upstream up { server 127.0.0.1:$up; keepalive 128; }
+  server { listen 127.0.0.1:$gw; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+C
+# Total instructions of one proxy run that serves `$1` requests.
 measure() {
   rm -f "$dir"/cg.*
-  GATEWAY_SERVER_HTTP_PORT=$gw GATEWAY_ADMIN_PORT=$(port) GATEWAY_METRICS_PORT=$(port) GATEWAY_SERVER_HTTPS_PORT=$(port) \
-    GATEWAY_LOG_LEVEL=warn GATEWAY_WORKER_THREADS=1 \
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$bin" run --config "$dir/gateway.yaml" \
-      --resources "$dir/res" > "$dir/gw.log" 2>&1 & echo $! > "$dir/gw.pid"
+  if [ "$proxy" = nginx ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" nginx -c "$dir/px.conf" > "$dir/gw.log" 2>&1 &
+    echo $! > "$dir/gw.pid"
+  else
+    GATEWAY_SERVER_HTTP_PORT=$gw GATEWAY_ADMIN_PORT=$(port) GATEWAY_METRICS_PORT=$(port) GATEWAY_SERVER_HTTPS_PORT=$(port) \
+      GATEWAY_LOG_LEVEL=warn GATEWAY_WORKER_THREADS=1 \
+      valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" "$bin" run --config "$dir/gateway.yaml" \
+        --resources "$dir/res" > "$dir/gw.log" 2>&1 & echo $! > "$dir/gw.pid"
+  fi
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.2; done
   python3 "$dir/load.py" "$gw" "$1" || exit 1
-  kill -INT "$(cat "$dir/gw.pid")"; wait "$(cat "$dir/gw.pid")" 2>/dev/null; rm -f "$dir/gw.pid"
+  # (nginx writes its profile on a graceful stop, QUIT; the gateway on INT)
+  if [ "$proxy" = nginx ]; then kill -QUIT "$(cat "$dir/gw.pid")"; else kill -INT "$(cat "$dir/gw.pid")"; fi
+  wait "$(cat "$dir/gw.pid")" 2>/dev/null; rm -f "$dir/gw.pid"
   grep -h '^totals:' "$dir"/cg.* | awk '{s += $2} END {print s}'
 }
 a=$(measure "$n1"); b=$(measure "$n2")
-echo "instructions per request (user space): $(( (b - a) / (n2 - n1) ))  [runs of $n1 and $n2 requests]"
+echo "$proxy: instructions per request (user space): $(( (b - a) / (n2 - n1) ))  [runs of $n1 and $n2 requests]"
