@@ -38,19 +38,23 @@ impl Raw {
 
     /// Every value of `name`, in order.
     fn all(&self, name: &str) -> Vec<String> {
-        self.head
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .collect()
+        field_values(&self.head, name)
     }
 
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
     }
+}
+
+/// Every value of the field `name` in the head `text` (its first line left out), in order.
+fn field_values(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .collect()
 }
 
 /// A raw client connection that keeps what it read past one response.
@@ -276,14 +280,7 @@ async fn the_gateway_fields_replace_the_clients() {
     .await;
     let r = c.response(false).await;
     let seen = r.text();
-    let values = |name: &str| -> Vec<String> {
-        seen.lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .collect()
-    };
+    let values = |name: &str| field_values(&seen, name);
     let upstream_host = up.url.trim_start_matches("http://").to_string();
     assert_eq!(values("host"), std::slice::from_ref(&upstream_host), "{seen}");
     assert_eq!(

@@ -382,6 +382,14 @@ mod tests {
 
     #[test]
     fn forwarding_fields_are_the_same_written_or_in_a_map() {
+        const SET: [&str; 6] = [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "traceparent",
+        ];
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut client = HeaderMap::new();
         client.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
@@ -399,14 +407,7 @@ mod tests {
         );
         fwd.host = Some(HeaderValue::from_static("up:8080"));
         fwd.next_traceparent();
-        for name in [
-            "host",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-request-id",
-            "traceparent",
-        ] {
+        for name in SET {
             assert!(fwd.replaces(name), "{name}");
         }
         assert!(!fwd.replaces("accept"));
@@ -428,14 +429,7 @@ mod tests {
         let mut map = client.clone();
         fwd.apply(&mut map);
         let mut from_map = String::new();
-        for name in [
-            "host",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-request-id",
-            "traceparent",
-        ] {
+        for name in SET {
             let all: Vec<_> = map.get_all(name).iter().map(|v| v.to_str().unwrap()).collect();
             assert_eq!(all.len(), 1, "{name}: {all:?}");
             from_map.push_str(&format!("{name}: {}\r\n", all[0]));
