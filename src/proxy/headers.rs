@@ -85,9 +85,47 @@ fn is_hop_by_hop_token(t: &str) -> bool {
     t.is_empty() || t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close")
 }
 
+/// The client's fields the pipeline reads, found in one pass over the request's fields rather
+/// than by a hashed lookup each (the first value of each).
+#[derive(Default)]
+pub struct ClientFields {
+    pub host: Option<HeaderValue>,
+    pub origin: Option<HeaderValue>,
+    pub content_length: Option<HeaderValue>,
+    pub request_id: Option<HeaderValue>,
+    pub forwarded_for: Option<HeaderValue>,
+    pub traceparent: Option<HeaderValue>,
+}
+
+impl ClientFields {
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut f = ClientFields::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "host" => &mut f.host,
+                "origin" => &mut f.origin,
+                "content-length" => &mut f.content_length,
+                "x-request-id" => &mut f.request_id,
+                "x-forwarded-for" => &mut f.forwarded_for,
+                "traceparent" => &mut f.traceparent,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
+        }
+        f
+    }
+}
+
 /// The client's `X-Request-ID` when it is sane, else a new random id.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+    request_id_from(headers.get(&X_REQUEST_ID))
+}
+
+/// [`request_id`] from the client's value.
+pub fn request_id_from(client: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = client {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();
@@ -202,7 +240,8 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let mut fwd = Forwarding::new(headers, peer, proto, host.cloned(), HeaderValue::from_static(""));
+    let client = ClientFields::of(headers);
+    let mut fwd = Forwarding::new(&client, peer, proto, host.cloned(), HeaderValue::from_static(""));
     fwd.set_request_id = false;
     fwd.apply(headers);
 }
@@ -230,25 +269,20 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    /// For a request whose client fields are `headers` (read here, not changed).
+    /// For a request with the client's fields `client`.
     pub fn new(
-        headers: &HeaderMap,
+        client: &ClientFields,
         peer: std::net::IpAddr,
         proto: &'static str,
         forwarded_host: Option<HeaderValue>,
         request_id: HeaderValue,
     ) -> Self {
-        // One pass over the fields instead of a hashed lookup for each.
-        let (mut prior_for, mut client_trace) = (None, None);
-        for (name, value) in headers {
-            match name.as_str() {
-                "x-forwarded-for" if prior_for.is_none() => prior_for = Some(value.clone()),
-                "traceparent" if client_trace.is_none() => client_trace = Some(value.clone()),
-                _ => {}
-            }
-        }
+        let client_trace = client.traceparent.clone();
         Forwarding {
-            prior_for: prior_for.filter(|v| !v.as_bytes().trim_ascii().is_empty()),
+            prior_for: client
+                .forwarded_for
+                .clone()
+                .filter(|v| !v.as_bytes().trim_ascii().is_empty()),
             peer,
             proto,
             forwarded_host,
@@ -399,7 +433,7 @@ mod tests {
         client.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         let peer = "10.1.2.3".parse().unwrap();
         let mut fwd = Forwarding::new(
-            &client,
+            &ClientFields::of(&client),
             peer,
             "https",
             Some(HeaderValue::from_static("api.test")),
@@ -441,7 +475,13 @@ mod tests {
         assert!(!fwd.replaces("traceparent"));
         let mut client = HeaderMap::new();
         client.insert(&X_FORWARDED_FOR, HeaderValue::from_static(" "));
-        let fwd = Forwarding::new(&client, peer, "http", None, HeaderValue::from_static("r"));
+        let fwd = Forwarding::new(
+            &ClientFields::of(&client),
+            peer,
+            "http",
+            None,
+            HeaderValue::from_static("r"),
+        );
         let mut written = Vec::new();
         fwd.write_to(&mut written);
         assert_eq!(

@@ -180,7 +180,8 @@ impl ProxyState {
                 }
             }
         }
-        let request_id = headers::request_id(req.headers());
+        let client = headers::ClientFields::of(req.headers());
+        let request_id = headers::request_id_from(client.request_id.as_ref());
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
@@ -201,7 +202,12 @@ impl ProxyState {
             req.extensions_mut().insert(span.clone());
             span
         });
-        let route = match self.route_for(&req, &method, &request_id, start) {
+        let host = client
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let route = match self.route_for(&req, host, &method, &request_id, start) {
             Ok(route) => route,
             Err(resp) => {
                 if let Some(s) = &span {
@@ -213,7 +219,6 @@ impl ProxyState {
         if let Some(s) = &span {
             s.set_route(&method, &route.id, &route.path);
         }
-        let origin = req.headers().get(header::ORIGIN).cloned();
         // Authenticate, then count against the rate limit (per user where the key says so),
         // then forward with the user's context.
         let result = async {
@@ -223,10 +228,8 @@ impl ProxyState {
             if route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
                 return super::upgrade::tunnel(&self, &route, peer, req, &request_id, user.as_deref()).await;
             }
-            let claim_of = |name: &str| user.as_deref().and_then(|u| u.claim_str(name));
-            let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };
             let mut resp = self
-                .forward(&route, peer, req, &request_id, user.as_deref(), claim)
+                .forward(&route, peer, req, &client, &request_id, user.as_deref())
                 .await?;
             if let Some(d) = limit {
                 d.add_headers(fields_mut(&mut resp));
@@ -250,7 +253,7 @@ impl ProxyState {
             }
         };
         if let Some(rules) = &route.cors {
-            cors::decorate(rules, origin.as_ref(), fields_mut(&mut resp));
+            cors::decorate(rules, client.origin.as_ref(), fields_mut(&mut resp));
         }
         set_request_id(&mut resp, request_id);
         self.count(Some(&route), &method, resp.status(), start);
@@ -302,16 +305,18 @@ impl ProxyState {
         route: &Route,
         peer: SocketAddr,
         req: Request<ClientBody>,
+        client: &headers::ClientFields,
         request_id: &HeaderValue,
         user: Option<&UserContext>,
-        claim: Option<&ClaimLookup<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
+        let claim_of = |name: &str| user.and_then(|u| u.claim_str(name));
+        let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };
         let (mut parts, body) = req.into_parts();
         // The fast path's own writer takes the upstream's fields in wire form.
         let wire = matches!(body, ClientBody::Read(_));
-        let content_length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
+        let content_length = client
+            .content_length
+            .as_ref()
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(len) = content_length {
             if len > self.max_body_size {
@@ -355,15 +360,14 @@ impl ProxyState {
             )));
         };
 
-        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        let client_host = client.host.clone().or_else(|| {
             HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or_default()).ok()
         });
         let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
             Some(_) => "https",
             None => self.proto,
         };
-        let mut fwd =
-            headers::Forwarding::new(&parts.headers, peer.ip(), proto, client_host, request_id.clone());
+        let mut fwd = headers::Forwarding::new(client, peer.ip(), proto, client_host, request_id.clone());
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
         headers::strip_user_headers(h);
@@ -644,16 +648,12 @@ impl ProxyState {
     fn route_for(
         &self,
         req: &Request<ClientBody>,
+        host: Option<&str>,
         method: &http::Method,
         request_id: &HeaderValue,
         start: Instant,
     ) -> Result<Arc<Route>, Response<Body>> {
         let table = self.table.load();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let path = req.uri().path();
 
         // A CORS preflight is answered here, for the route that the real request would take.
