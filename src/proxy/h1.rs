@@ -241,6 +241,10 @@ where
     // One timer per connection, moved on lazily: it fires at its old deadline at the earliest,
     // and is set again when the real one is later.
     let mut timer = keepalive.map(|k| (k, Box::pin(tokio::time::sleep(k))));
+    // Shutdown, waited for while idle: one wait for the connection's life (a new one per
+    // request would register with the channel and leave it again each time).
+    let mut stop_wait = stop.clone();
+    let mut stopped = std::pin::pin!(stop_wait.changed());
     loop {
         let mut deadline = None;
         let parsed = loop {
@@ -261,7 +265,7 @@ where
                     tokio::select! {
                         biased;
                         r = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf) => r,
-                        _ = stop.changed(), if idle => return Ended::Closed,
+                        _ = stopped.as_mut(), if idle => return Ended::Closed,
                     }
                 }
                 Some((within, sleep)) => {
@@ -270,7 +274,7 @@ where
                         tokio::select! {
                             biased;
                             r = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf) => break r,
-                            _ = stop.changed(), if idle => return Ended::Closed,
+                            _ = stopped.as_mut(), if idle => return Ended::Closed,
                             _ = sleep.as_mut() => {
                                 if tokio::time::Instant::now() >= until {
                                     tracing::debug!(%peer, "connection closed: no whole request head within {within:?}");
@@ -656,6 +660,48 @@ mod tests {
         assert!(write_response(&mut server, &mut Vec::new(), resp, false, false)
             .await
             .is_err());
+    }
+
+    /// Shutdown closes a connection waiting for its next request, also after it served some.
+    #[tokio::test]
+    async fn an_idle_connection_closes_when_told_to_stop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let (tx, mut rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let handler = |_: SocketAddr, _: Request<ClientBody>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            };
+            serve_connection(server, peer, &handler, &none, 8192, None, &mut rx).await
+        });
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.clear();
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            while !got.ends_with(b"\r\n\r\nok") {
+                let mut more = [0u8; 1024];
+                let n = tokio::io::AsyncReadExt::read(&mut client, &mut more)
+                    .await
+                    .unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&more[..n]);
+            }
+        }
+        tx.send(true).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the idle connection ends")
+            .unwrap();
+        assert!(matches!(ended, Ended::Closed));
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut rest)
+            .await
+            .unwrap();
+        assert!(rest.is_empty());
     }
 
     #[tokio::test]
