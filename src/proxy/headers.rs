@@ -118,12 +118,7 @@ impl ClientFields {
     }
 }
 
-/// The client's `X-Request-ID` when it is sane, else a new random id.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    request_id_from(headers.get(&X_REQUEST_ID))
-}
-
-/// [`request_id`] from the client's value.
+/// The client's `X-Request-ID` (`client`) when it is sane, else a new random id.
 pub fn request_id_from(client: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = client {
         let b = v.as_bytes();
@@ -168,16 +163,8 @@ fn hex_into(out: &mut [u8], bytes: &[u8]) {
     }
 }
 
-/// The `traceparent` to send upstream: the client's trace continued with a new parent id (this
-/// hop), or a new trace when the client sent none or an invalid one.
-pub fn traceparent(headers: &HeaderMap, sampled_if_new: bool) -> HeaderValue {
-    let text = traceparent_text(headers.get(&TRACEPARENT), sampled_if_new);
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-00")
-    })
-}
-
-/// [`traceparent`] from the client's value, as text.
+/// The `traceparent` to send upstream, as text: the client's trace (`incoming`) continued with
+/// a new parent id (this hop), or a new trace when the client sent none or an invalid one.
 pub fn traceparent_text(incoming: Option<&HeaderValue>, sampled_if_new: bool) -> [u8; 55] {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
     let mut span = [0u8; 8];
@@ -233,19 +220,6 @@ pub fn strip_user_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` / `-Host`.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    peer: std::net::IpAddr,
-    proto: &'static str,
-    host: Option<&HeaderValue>,
-) {
-    let client = ClientFields::of(headers);
-    let mut fwd = Forwarding::new(&client, peer, proto, host.cloned(), HeaderValue::from_static(""));
-    fwd.set_request_id = false;
-    fwd.apply(headers);
-}
-
 /// The fields the gateway sets on a request going upstream, worked out once: `Host` (the
 /// endpoint's), `X-Forwarded-For` / `-Proto` / `-Host`, `X-Request-ID` and, unless distributed
 /// tracing writes its own, `traceparent`. They replace the client's fields of the same names.
@@ -259,7 +233,6 @@ pub struct Forwarding {
     proto: &'static str,
     forwarded_host: Option<HeaderValue>,
     request_id: HeaderValue,
-    set_request_id: bool,
     /// The client's `traceparent`, continued by each try's own.
     client_trace: Option<HeaderValue>,
     /// Per try: the endpoint's `Host`.
@@ -287,7 +260,6 @@ impl Forwarding {
             proto,
             forwarded_host,
             request_id,
-            set_request_id: true,
             client_trace,
             host: None,
             traceparent: None,
@@ -303,9 +275,8 @@ impl Forwarding {
     pub fn replaces(&self, name: &str) -> bool {
         match name {
             "host" => self.host.is_some(),
-            "x-forwarded-for" | "x-forwarded-proto" => true,
+            "x-forwarded-for" | "x-forwarded-proto" | "x-request-id" => true,
             "x-forwarded-host" => self.forwarded_host.is_some(),
-            "x-request-id" => self.set_request_id,
             "traceparent" => self.traceparent.is_some(),
             _ => false,
         }
@@ -336,11 +307,9 @@ impl Forwarding {
             out.extend_from_slice(h.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if self.set_request_id {
-            out.extend_from_slice(b"x-request-id: ");
-            out.extend_from_slice(self.request_id.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(self.request_id.as_bytes());
+        out.extend_from_slice(b"\r\n");
         if let Some(tp) = &self.traceparent {
             out.extend_from_slice(b"traceparent: ");
             out.extend_from_slice(tp);
@@ -362,9 +331,7 @@ impl Forwarding {
         if let Some(h) = &self.forwarded_host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
-        if self.set_request_id {
-            headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
-        }
+        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
         if let Some(tp) = self
             .traceparent
             .as_ref()
@@ -493,21 +460,30 @@ mod tests {
 
     #[test]
     fn traceparent_continues_or_starts() {
-        let mut h = HeaderMap::new();
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        h.insert(&TRACEPARENT, HeaderValue::from_static(incoming));
-        let out = traceparent(&h, false);
-        let out = out.to_str().expect("ascii");
+        let out = traceparent_text(Some(&HeaderValue::from_static(incoming)), false);
+        let out = std::str::from_utf8(&out).expect("ascii");
         assert!(valid_traceparent(out.as_bytes()));
         assert_eq!(&out[..36], &incoming[..36]);
         assert_ne!(&out[36..52], &incoming[36..52]);
         assert!(out.ends_with("-01"));
 
-        h.insert(&TRACEPARENT, HeaderValue::from_static("garbage"));
-        let fresh = traceparent(&h, true);
-        let fresh = fresh.to_str().expect("ascii");
+        let fresh = traceparent_text(Some(&HeaderValue::from_static("garbage")), true);
+        let fresh = std::str::from_utf8(&fresh).expect("ascii");
         assert!(valid_traceparent(fresh.as_bytes()), "{fresh}");
         assert!(fresh.ends_with("-01"));
+    }
+
+    /// Sets the forwarding fields of a request from `peer` in `h`.
+    fn forwarded(h: &mut HeaderMap, peer: &str, proto: &'static str) {
+        let fwd = Forwarding::new(
+            &ClientFields::of(h),
+            peer.parse().expect("ip"),
+            proto,
+            None,
+            HeaderValue::from_static("r"),
+        );
+        fwd.apply(h);
     }
 
     #[test]
@@ -520,24 +496,25 @@ mod tests {
             "2001:db8::1",
         ] {
             let mut h = HeaderMap::new();
-            add_forwarded(&mut h, ip.parse().expect("ip"), "http", None);
+            forwarded(&mut h, ip, "http");
             assert_eq!(h[&X_FORWARDED_FOR], ip);
         }
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
-        add_forwarded(&mut h, "192.168.1.20".parse().expect("ip"), "https", None);
+        forwarded(&mut h, "192.168.1.20", "https");
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 192.168.1.20");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
     }
 
     #[test]
     fn request_ids_are_kept_or_made() {
-        let mut h = HeaderMap::new();
-        let made = request_id(&h);
+        let made = request_id_from(None);
         assert_eq!(made.len(), 36);
         assert_eq!(made.as_bytes()[14], b'4');
-        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
+        assert_eq!(
+            request_id_from(Some(&HeaderValue::from_static("abc-123"))),
+            "abc-123"
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(super) async fn tunnel(
         .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream request: {e}")))?;
     let h = out.headers_mut();
     *h = req.headers().clone();
-    let client_host = h.get(header::HOST).cloned();
+    let client = headers::ClientFields::of(h);
     let upgrade = h.get(header::UPGRADE).cloned();
     headers::strip_hop_by_hop(h);
     headers::strip_user_headers(h);
@@ -66,11 +66,16 @@ pub(super) async fn tunnel(
         h.insert(header::UPGRADE, u);
     }
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers::add_forwarded(h, peer.ip(), state.proto, client_host.as_ref());
-    h.insert(&headers::X_REQUEST_ID, request_id.clone());
-    let tp = headers::traceparent(h, false);
-    h.insert(&headers::TRACEPARENT, tp);
-    h.insert(header::HOST, endpoint.host_header.clone());
+    let mut fwd = headers::Forwarding::new(
+        &client,
+        peer.ip(),
+        state.proto,
+        client.host.clone(),
+        request_id.clone(),
+    );
+    fwd.host = Some(endpoint.host_header.clone());
+    fwd.next_traceparent();
+    fwd.apply(h);
 
     let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
     let connect_timeout = upstream
