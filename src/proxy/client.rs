@@ -996,6 +996,22 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// `role` matches names by length for speed; it must know every hop-by-hop name the
+    /// header module strips, in any case.
+    #[test]
+    fn roles_know_every_hop_by_hop_field() {
+        for name in &super::super::headers::HOP_BY_HOP {
+            for form in [name.as_str().to_string(), name.as_str().to_ascii_uppercase()] {
+                let r = role(form.as_bytes());
+                assert!(
+                    matches!(r, Role::HopByHop | Role::Connection | Role::Coding),
+                    "{form}"
+                );
+            }
+        }
+        assert!(role(b"Server") == Role::Other && role(b"X-TE") == Role::Other);
+    }
+
     #[test]
     fn wire_fields_leave_out_what_the_gateway_drops_or_sets() {
         let h = head_in(

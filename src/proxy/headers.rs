@@ -6,7 +6,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 /// `Connection` first: its tokens are read before it goes (see `strip_hop_by_hop`).
-static HOP_BY_HOP: [HeaderName; 8] = [
+pub(super) static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
