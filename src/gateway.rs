@@ -32,6 +32,29 @@ pub enum Error {
     NoCluster(String),
 }
 
+/// `server.timeouts` other than `request_timeout` (a compile option); `None`: no limit.
+pub struct ServerTimeouts {
+    pub grace: Duration,
+    pub connect: Duration,
+    pub upstream: Option<Duration>,
+    pub keepalive: Option<Duration>,
+}
+
+/// Parses `server.timeouts`, naming the key that does not parse.
+pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
+    let t = &cfg.server.timeouts;
+    let parse = |key: &str, value: &str| {
+        parse_duration(value).map_err(|e| Error::Config(format!("server.timeouts.{key}: {e}")))
+    };
+    let limit = |d: Duration| (!d.is_zero()).then_some(d);
+    Ok(ServerTimeouts {
+        grace: parse("shutdown_grace", &t.shutdown_grace)?,
+        connect: parse("connect_timeout", &t.connect_timeout)?,
+        upstream: limit(parse("upstream_timeout", &t.upstream_timeout)?),
+        keepalive: limit(parse("keepalive_timeout", &t.keepalive_timeout)?),
+    })
+}
+
 /// Compile options that come from the static configuration.
 pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     let default_timeout = parse_duration(&cfg.server.timeouts.request_timeout)
@@ -75,6 +98,8 @@ struct Core {
     limiter: Arc<RateLimiter>,
     grace: Duration,
     connect_timeout: Duration,
+    /// `server.timeouts.upstream_timeout`: the bound of one upstream try, if any.
+    upstream_timeout: Option<Duration>,
     conn_limits: ConnLimits,
     proxy_listener: tokio::net::TcpListener,
     https_listener: tokio::net::TcpListener,
@@ -100,15 +125,15 @@ impl Core {
                 Box::new(move |table| upstreams.bind(table))
             }),
         );
-        let grace = parse_duration(&cfg.server.timeouts.shutdown_grace)
-            .map_err(|e| Error::Config(format!("server.timeouts.shutdown_grace: {e}")))?;
-        let connect_timeout = parse_duration(&cfg.server.timeouts.connect_timeout)
-            .map_err(|e| Error::Config(format!("server.timeouts.connect_timeout: {e}")))?;
-        let keepalive = parse_duration(&cfg.server.timeouts.keepalive_timeout)
-            .map_err(|e| Error::Config(format!("server.timeouts.keepalive_timeout: {e}")))?;
+        let ServerTimeouts {
+            grace,
+            connect: connect_timeout,
+            upstream: upstream_timeout,
+            keepalive,
+        } = server_timeouts(&cfg)?;
         let conn_limits = ConnLimits {
             max_header_size: cfg.server.limits.max_header_size,
-            keepalive: (!keepalive.is_zero()).then_some(keepalive),
+            keepalive,
         };
 
         let bind = cfg.server.bind_address.as_str();
@@ -134,6 +159,7 @@ impl Core {
             limiter,
             grace,
             connect_timeout,
+            upstream_timeout,
             conn_limits,
             proxy_listener,
             https_listener,
@@ -243,6 +269,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         limiter,
         grace,
         connect_timeout,
+        upstream_timeout,
         conn_limits,
         proxy_listener,
         https_listener,
@@ -284,7 +311,8 @@ async fn serve(core: Core) -> Result<(), Error> {
         cfg.server.limits.max_body_size,
     )
     .with_rate_limiter(limiter)
-    .with_tracing(tracer.clone());
+    .with_tracing(tracer.clone())
+    .with_upstream_timeout(upstream_timeout);
     // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
     if redirect_http {
         state = state.with_https_redirect(cfg.server.https_port);

@@ -190,3 +190,20 @@ fn a_bad_config_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(out.contains("server.http_port"), "{out}");
 }
+
+#[test]
+fn a_timeout_that_does_not_parse_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.yaml");
+    for key in [
+        "upstream_timeout",
+        "keepalive_timeout",
+        "connect_timeout",
+        "shutdown_grace",
+    ] {
+        std::fs::write(&cfg, format!("server:\n  timeouts:\n    {key}: soon\n")).unwrap();
+        let (code, out, _) = gatehouse(&["check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 1, "{key}: {out}");
+        assert!(out.contains(&format!("server.timeouts.{key}")), "{out}");
+    }
+}

@@ -248,6 +248,66 @@ async fn without_retries_failures_surface_and_the_route_timeout_holds() {
     );
 }
 
+/// A gateway whose `server.timeouts.upstream_timeout` is `limit`.
+async fn gateway_with_upstream_timeout(
+    limit: &str,
+    upstream_spec: &str,
+    route_extra: &str,
+) -> (Gateway, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
+    std::fs::write(
+        tmp.path().join("res/app.yaml"),
+        resources(upstream_spec, route_extra),
+    )
+    .expect("resources");
+    let config = format!("{CONFIG}server:\n  timeouts:\n    upstream_timeout: {limit}\n");
+    (Gateway::start(&config, tmp.path()).await, tmp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_timeout_bounds_each_try_within_the_route_timeout() {
+    // `Slow` answers after 2s. The route allows 10s, so only the 300ms bound on one try
+    // turns it into a 504, well before the answer.
+    let slow = Upstream::start("slow").await;
+    slow.set(Mode::Slow);
+    let spec = format!("  endpoints: [\"{}\"]", slow.url());
+    let (gw, _tmp) = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
+    let started = Instant::now();
+    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        body.contains("upstream_timeout") && body.contains("300ms"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    drop(gw);
+
+    // With a retry on timeout, the bounded try moves on to the other endpoint, and the
+    // answer comes from it (a try could otherwise take half of the 10s, and `slow` answers).
+    let good = Upstream::start("good").await;
+    let spec = format!(
+        "  endpoints: [\"{}\", \"{}\"]\n  loadBalancer: {{type: RoundRobin}}\n  \
+         retries: {{attempts: 1, retryOn: [timeout]}}",
+        slow.url(),
+        good.url()
+    );
+    let (gw, _tmp) = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
+    let started = Instant::now();
+    let (by, errors) = tally(&gw, 4).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(by.get("good"), Some(&4), "{by:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hash_sends_one_key_to_one_endpoint() {
     let ups = [

@@ -91,6 +91,8 @@ pub struct ProxyState {
     hub: Option<Arc<crate::websocket::Hub>>,
     /// `server.tls.redirect_http`: the https port plain requests are sent to.
     https_redirect: Option<u16>,
+    /// `server.timeouts.upstream_timeout`: the longest one try may take.
+    upstream_timeout: Option<Duration>,
 }
 
 impl ProxyState {
@@ -132,6 +134,7 @@ impl ProxyState {
             empty_headers: http::HeaderMap::new(),
             hub: None,
             https_redirect: None,
+            upstream_timeout: None,
         }
     }
 
@@ -144,6 +147,12 @@ impl ProxyState {
     /// Turns on distributed tracing for the requests of this state.
     pub fn with_tracing(mut self, tracing: Option<crate::telemetry::Tracing>) -> Self {
         self.tracing = tracing;
+        self
+    }
+
+    /// Bounds each upstream try by `limit` (the route's timeout still bounds them all).
+    pub fn with_upstream_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.upstream_timeout = limit;
         self
     }
 
@@ -333,7 +342,10 @@ impl ProxyState {
             )));
         }
         let binding = upstream.binding();
-        let deadline = route.timeout.map(|t| tokio::time::Instant::now() + t);
+        // (The clock is read here only when some timeout applies.)
+        let started =
+            (route.timeout.is_some() || self.upstream_timeout.is_some()).then(tokio::time::Instant::now);
+        let deadline = route.timeout.zip(started).map(|(t, s)| s + t);
 
         let path = parts.uri.path();
         let rewritten = route.rewrite.as_ref().map(|r| r.apply(path));
@@ -464,6 +476,21 @@ impl ProxyState {
                 }
                 d => d,
             };
+            // `server.timeouts.upstream_timeout` bounds the try, when it ends sooner.
+            let (per_try, capped) = match (self.upstream_timeout, started) {
+                (Some(limit), Some(first)) => {
+                    let from = if attempt == 0 {
+                        first
+                    } else {
+                        tokio::time::Instant::now()
+                    };
+                    match per_try {
+                        Some(t) if t <= from + limit => (Some(t), false),
+                        _ => (Some(from + limit), true),
+                    }
+                }
+                _ => (per_try, false),
+            };
             let Some(mut req_parts) = (if attempt + 1 < tries {
                 template.as_ref().map(copy_parts)
             } else {
@@ -563,13 +590,16 @@ impl ProxyState {
                     )
                 }
                 Err(e) if e.is_timeout() => {
-                    let overall = route.timeout.unwrap_or_default();
+                    let waited = match self.upstream_timeout {
+                        Some(limit) if capped => limit,
+                        _ => route.timeout.unwrap_or_default(),
+                    };
                     let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
                     (
                         None,
                         false,
                         !out_of_time && retry.is_some_and(|p| p.on("timeout")),
-                        Err(ProxyError::UpstreamTimeout(overall)),
+                        Err(ProxyError::UpstreamTimeout(waited)),
                     )
                 }
                 Err(e) => {

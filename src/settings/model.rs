@@ -57,7 +57,8 @@ pub struct Timeouts {
     pub request_timeout: String,
     /// How long an idle client connection is kept open.
     pub keepalive_timeout: String,
-    /// Upper bound for one upstream attempt (headers received).
+    /// Upper bound for one upstream try (connect up to the response head), within the route's
+    /// own timeout; `0s` (the default): a try may take all of the route's time.
     pub upstream_timeout: String,
     /// Connect timeout towards upstream endpoints.
     pub connect_timeout: String,
@@ -70,7 +71,7 @@ impl Default for Timeouts {
         Timeouts {
             request_timeout: "30s".into(),
             keepalive_timeout: "60s".into(),
-            upstream_timeout: "30s".into(),
+            upstream_timeout: "0s".into(),
             connect_timeout: "2s".into(),
             shutdown_grace: "30s".into(),
         }
