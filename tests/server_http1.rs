@@ -421,3 +421,80 @@ async fn responses_are_framed_for_the_client_and_close_is_honoured() {
     assert_eq!(r.header("connection").as_deref(), Some("close"));
     assert!(c.closed_within(Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_ends_its_upstream_call() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(&gw).await;
+    c.send(get("/hold").as_bytes()).await;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while up.connections() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        up.released(),
+        0,
+        "the upstream call ended while the client waited"
+    );
+
+    // The client goes: the gateway drops the upstream call at once, not after the upstream's
+    // 10 s or the route's 30 s timeout.
+    drop(c);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while up.released() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the upstream call outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = common::get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
+        .await
+        .unwrap()
+        .body;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .contains(r#"gateway_http_requests_total{method="GET",route="default/scripted",status="499"} 1"#),
+        "{metrics}"
+    );
+
+    // The same on the general server (a chunked body takes a request there).
+    let mut c = Conn::open(&gw).await;
+    c.send(b"POST /hold HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        .await;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while up.connections() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.released(), 1);
+    drop(c);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while up.released() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the upstream call outlived its client (general server)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A client that sends its next request while the first is upstream is not taken for one
+    // that left: both are answered, in order.
+    let mut c = Conn::open(&gw).await;
+    c.send(get("/slow").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(get("/second").as_bytes()).await;
+    assert!(c.response(false).await.text().starts_with("GET /slow "));
+    assert!(c.response(false).await.text().starts_with("GET /second "));
+}

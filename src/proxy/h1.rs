@@ -293,7 +293,29 @@ where
         };
         let Parsed { request, close } = parsed;
         let head = request.method() == Method::HEAD;
-        let Ok(response) = handler(peer, request).await;
+        // While the answer is made, the connection is watched: bytes that come are kept for the
+        // next request (up to a head's worth), and the client closing it drops the request,
+        // and with it the upstream call.
+        let response = {
+            let mut answer = std::pin::pin!(handler(peer, request));
+            loop {
+                let room = buf.len() < max_head;
+                if room && buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(READ_CHUNK);
+                }
+                tokio::select! {
+                    biased;
+                    Ok(response) = answer.as_mut() => break response,
+                    read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf), if room => match read {
+                        Ok(0) | Err(_) => {
+                            tracing::debug!(%peer, "the client closed the connection before its answer");
+                            return Ended::Closed;
+                        }
+                        Ok(_) => {}
+                    },
+                }
+            }
+        };
         let close = close || *stop.borrow();
         if write_response(&mut stream, &mut out, response, head, close)
             .await

@@ -228,6 +228,14 @@ impl ProxyState {
         if let Some(s) = &span {
             s.set_route(&method, &route.id, &route.path);
         }
+        // Counted as 499 should the client go before the answer is ready.
+        let abandoned = Abandoned {
+            state: &self,
+            route: &route,
+            method: &method,
+            start,
+            span: span.as_ref(),
+        };
         // Authenticate, then count against the rate limit (per user where the key says so),
         // then forward with the user's context.
         let result = async {
@@ -246,6 +254,7 @@ impl ProxyState {
             Ok::<_, ProxyError>(resp)
         }
         .await;
+        std::mem::forget(abandoned);
         let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => {
@@ -757,6 +766,29 @@ impl ProxyState {
             .duration
             .get_or_init(|| m.http_request_duration_seconds.with_label_values(&[id]))
             .observe(seconds);
+    }
+}
+
+/// A request whose future is dropped before its answer is made: the client closed the
+/// connection (or the drain ran out). It is counted with status 499, as nginx logs it.
+struct Abandoned<'a> {
+    state: &'a ProxyState,
+    route: &'a Route,
+    method: &'a http::Method,
+    start: Instant,
+    span: Option<&'a crate::telemetry::RequestSpan>,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let Ok(status) = StatusCode::from_u16(499) else {
+            return;
+        };
+        self.state
+            .count(Some(self.route), self.method, status, self.start);
+        if let Some(s) = self.span {
+            s.finish(status);
+        }
     }
 }
 

@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Scripted {
     pub url: String,
     connections: Arc<AtomicUsize>,
+    /// Requests to `/hold` whose connection the gateway closed while they waited.
+    released: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,18 +33,24 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
+        let released = Arc::new(AtomicUsize::new(0));
+        let (count, on_release) = (connections.clone(), released.clone());
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(s));
+                tokio::spawn(serve(s, on_release.clone()));
             }
         });
         Scripted {
             url,
             connections,
+            released,
             task,
         }
+    }
+
+    pub fn released(&self) -> usize {
+        self.released.load(Ordering::SeqCst)
     }
 
     pub fn connections(&self) -> usize {
@@ -84,12 +92,16 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, V
     }
 }
 
-async fn serve(mut s: TcpStream) {
+async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     let mut index = 0;
     while let Some((head, body)) = read_request(&mut s, &mut buf).await {
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
         let pause = || tokio::time::sleep(Duration::from_millis(15));
+        // Echoed as any other path, 200 ms late.
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         match path.as_str() {
             "/chunked" => {
                 for piece in [
@@ -159,6 +171,23 @@ async fn serve(mut s: TcpStream) {
                 s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye")
                     .await
                     .unwrap();
+                return;
+            }
+            // No answer: waits (at most 10 s) for the gateway to close the connection.
+            // (What else comes, such as the rest of a chunked body, is read and dropped.)
+            "/hold" => {
+                let mut more = [0u8; 1024];
+                let closed = async {
+                    while let Ok(n) = s.read(&mut more).await {
+                        if n == 0 {
+                            return true;
+                        }
+                    }
+                    false
+                };
+                if let Ok(true) = tokio::time::timeout(Duration::from_secs(10), closed).await {
+                    released.fetch_add(1, Ordering::SeqCst);
+                }
                 return;
             }
             // The first request of a connection is answered; a later one finds the
