@@ -101,7 +101,8 @@ impl Publisher {
         tracing::info!(
             routes,
             rejected,
-            elapsed_ms = seen.elapsed().as_secs_f64() * 1e3,
+            // In whole microseconds, so that the number reads as written.
+            elapsed_ms = (seen.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             "routing table published"
         );
         let verdicts = Arc::new(compiled.verdicts);
