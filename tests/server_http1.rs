@@ -422,20 +422,27 @@ async fn responses_are_framed_for_the_client_and_close_is_honoured() {
     assert!(c.closed_within(Duration::from_secs(5)).await);
 }
 
+/// Waits up to `within` for `done`, failing with `what`.
+async fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + within;
+    while !done() {
+        assert!(std::time::Instant::now() < until, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_leaves_ends_its_upstream_call() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
     let mut c = Conn::open(&gw).await;
     c.send(get("/hold").as_bytes()).await;
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while up.connections() == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the request never reached the upstream",
+        Duration::from_secs(5),
+        || up.connections() > 0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         up.released(),
@@ -446,14 +453,12 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
     // The client goes: the gateway drops the upstream call at once, not after the upstream's
     // 10 s or the route's 30 s timeout.
     drop(c);
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    while up.released() == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the upstream call outlived its client"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the upstream call outlived its client",
+        Duration::from_secs(3),
+        || up.released() > 0,
+    )
+    .await;
     let metrics = common::get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
         .await
         .unwrap()
@@ -469,25 +474,21 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
     let mut c = Conn::open(&gw).await;
     c.send(b"POST /hold HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
         .await;
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while up.connections() < 2 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the request never reached the upstream",
+        Duration::from_secs(5),
+        || up.connections() >= 2,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(up.released(), 1);
     drop(c);
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    while up.released() < 2 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the upstream call outlived its client (general server)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the upstream call outlived its client (general server)",
+        Duration::from_secs(3),
+        || up.released() >= 2,
+    )
+    .await;
 
     // A client that sends its next request while the first is upstream is not taken for one
     // that left: both are answered, in order.

@@ -16,6 +16,10 @@ use http_body_util::Full;
 const CONFIG: &str = "middleware:\n  rate_limiting:\n    default_limit: 0\n";
 
 async fn gateway(upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::TempDir) {
+    gateway_with(CONFIG, upstream_spec, route_extra).await
+}
+
+async fn gateway_with(config: &str, upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(tmp.path().join("res")).expect("res");
     std::fs::write(
@@ -23,7 +27,7 @@ async fn gateway(upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::
         resources(upstream_spec, route_extra),
     )
     .expect("resources");
-    (Gateway::start(CONFIG, tmp.path()).await, tmp)
+    (Gateway::start(config, tmp.path()).await, tmp)
 }
 
 /// Who answered `n` GETs (by body), and every non-200 status seen.
@@ -254,15 +258,8 @@ async fn gateway_with_upstream_timeout(
     upstream_spec: &str,
     route_extra: &str,
 ) -> (Gateway, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
-    std::fs::write(
-        tmp.path().join("res/app.yaml"),
-        resources(upstream_spec, route_extra),
-    )
-    .expect("resources");
     let config = format!("{CONFIG}server:\n  timeouts:\n    upstream_timeout: {limit}\n");
-    (Gateway::start(&config, tmp.path()).await, tmp)
+    gateway_with(&config, upstream_spec, route_extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
