@@ -299,9 +299,11 @@ where
         let response = {
             let mut answer = std::pin::pin!(handler(peer, request));
             loop {
+                // (The buffer grows only when full: the request still holds a part of it, so
+                // growing would copy it to a new allocation.)
                 let room = buf.len() < max_head;
-                if room && buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(READ_CHUNK);
+                if room && buf.capacity() == buf.len() {
+                    buf.reserve(1024);
                 }
                 tokio::select! {
                     biased;
