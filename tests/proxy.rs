@@ -449,3 +449,125 @@ async fn keepalive_timeout_closes_idle_and_slow_connections_and_spares_busy_ones
     let waited = closed_within(&mut slow, Duration::from_secs(3)).await;
     assert!(waited.is_some(), "a slow request head is cut off");
 }
+
+/// A gRPC-shaped exchange: h2c both ways, `te: trailers`, both bodies streamed message by
+/// message, and the status in the response trailers.
+#[tokio::test]
+async fn a_grpc_call_streams_both_ways_and_keeps_its_trailers() {
+    use http_body_util::channel::Channel;
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    // The upstream echoes each request message as soon as it comes, then ends with trailers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let te = req.headers().get("te").cloned();
+                    let (mut tx, body) = Channel::<Bytes, hyper::Error>::new(4);
+                    tokio::spawn(async move {
+                        let mut incoming = req.into_body();
+                        while let Some(Ok(frame)) = incoming.frame().await {
+                            if let Ok(data) = frame.into_data() {
+                                let mut echo = b"echo:".to_vec();
+                                echo.extend_from_slice(&data);
+                                if tx.send_data(Bytes::from(echo)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        trailers.insert("grpc-message", "done".parse().unwrap());
+                        let _ = tx.send_trailers(trailers).await;
+                    });
+                    let mut resp = http::Response::new(body);
+                    resp.headers_mut()
+                        .insert("content-type", "application/grpc".parse().unwrap());
+                    if let Some(te) = te {
+                        resp.headers_mut().insert("x-upstream-saw-te", te);
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let gw = Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}  protocol: h2c\n---\n{}",
+                upstream_yaml("greeter", &[format!("http://{up_addr}")]),
+                route_yaml("greeter", "/helloworld.Greeter/*", "greeter", ""),
+            ),
+        )],
+    )
+    .await;
+
+    let stream =
+        tokio::net::TcpStream::connect(gw.url("").trim_start_matches("http://").trim_end_matches('/'))
+            .await
+            .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (mut tx, body) = Channel::<Bytes, std::convert::Infallible>::new(4);
+    let req = Request::post(gw.url("/helloworld.Greeter/SayHello"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let call = tokio::spawn(async move { sender.send_request(req).await });
+    tx.send_data(Bytes::from_static(b"one")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the response head comes while the request is still open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("x-upstream-saw-te")
+            .map(|v| v.to_str().unwrap()),
+        Some("trailers"),
+        "gRPC servers look for `te: trailers`"
+    );
+    let mut body = resp.into_body();
+    // Each message comes back before the next is sent: nothing waits for a whole body.
+    for (sent, want) in [(None, "echo:one"), (Some("two"), "echo:two")] {
+        if let Some(s) = sent {
+            tx.send_data(Bytes::from(s)).await.unwrap();
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("{want} did not come back while the call was open"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.into_data().unwrap(), want);
+    }
+    drop(tx);
+    let mut trailers = None;
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+    {
+        if let Ok(t) = frame.unwrap().into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    let trailers = trailers.expect("the response trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "done");
+    server.abort();
+}

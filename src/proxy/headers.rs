@@ -65,6 +65,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the client's `TE` lists `trailers`.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|v| {
+        v.as_bytes().split(|&c| c == b',').any(|t| {
+            t.split(|&c| c == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"trailers")
+        })
+    })
+}
+
 /// The place of `name` in `HOP_BY_HOP`: a match on the text, cheaper than comparing names.
 fn hop_by_hop_index(name: &str) -> Option<usize> {
     Some(match name {
@@ -379,6 +392,24 @@ mod tests {
         }
         strip_user_headers(&mut h);
         assert_eq!(h.len(), 1, "only the identity headers go: {h:?}");
+    }
+
+    #[test]
+    fn te_trailers_is_found_among_other_codings() {
+        for (values, want) in [
+            (&["trailers"][..], true),
+            (&["gzip;q=0.5, Trailers"][..], true),
+            (&["deflate", "trailers;q=1"][..], true),
+            (&["gzip"][..], false),
+            (&["trailersx"][..], false),
+            (&[][..], false),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::TE, HeaderValue::from_static(v));
+            }
+            assert_eq!(accepts_trailers(&h), want, "{values:?}");
+        }
     }
 
     #[test]

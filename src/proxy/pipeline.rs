@@ -389,15 +389,21 @@ impl ProxyState {
             None => self.proto,
         };
         let mut fwd = headers::Forwarding::new(client, peer.ip(), proto, client_host, request_id.clone());
+        let h2c = upstream.protocol == Protocol::H2c;
         let h = &mut parts.headers;
+        // `TE` is hop-by-hop, but HTTP/2 keeps its one value, `trailers`, end to end: gRPC
+        // clients send it and servers look for it.
+        let te_trailers = h2c && headers::accepts_trailers(h);
         headers::strip_hop_by_hop(h);
         headers::strip_user_headers(h);
+        if te_trailers {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         if let Some(user) = user {
             user.apply_headers(h);
         }
         // The upstream hop's trace context is set per try, just before the send.
         let request_span = parts.extensions.remove::<crate::telemetry::RequestSpan>();
-        let h2c = upstream.protocol == Protocol::H2c;
         let client = if h2c {
             parts.version = Version::HTTP_2;
             &self.h2c
