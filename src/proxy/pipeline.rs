@@ -15,8 +15,9 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::client::{CallError, H1Client, Outbound, UpstreamBody};
 use super::error::ProxyError;
@@ -37,6 +38,26 @@ type RequestBody = Either<Incoming, Full<Bytes>>;
 
 /// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
 type HttpClient = Client<crate::tls::UpstreamConnector, RequestBody>;
+
+/// How long an upstream connection may wait idle in a pool before it is closed.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(90);
+
+/// The general (hyper) client, for `https` and `h2c` endpoints and streamed uploads. Its pool
+/// has a timer, which closes connections idle for `idle`: without one, an idle connection would
+/// stay open until a later request to the same endpoint found it expired.
+fn general_client<C>(connector: C, idle: Duration, h2_only: bool) -> Client<C, RequestBody>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(idle).pool_timer(TokioTimer::new());
+    if h2_only {
+        b.http2_only(true);
+    } else {
+        b.pool_max_idle_per_host(1024);
+    }
+    b.build(connector)
+}
 
 /// The largest request body kept in memory so that a retry can send it again.
 const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -111,15 +132,9 @@ impl ProxyState {
         };
         let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
         let connector = || upstream_connector.clone();
-        let h1 = H1Client::new(connector(), Duration::from_secs(90), 1024);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector());
-        let h2c = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_only(true)
-            .build(connector());
+        let h1 = H1Client::new(connector(), UPSTREAM_IDLE, 1024);
+        let http1 = general_client(connector(), UPSTREAM_IDLE, false);
+        let h2c = general_client(connector(), UPSTREAM_IDLE, true);
         ProxyState {
             table,
             metrics,
@@ -846,4 +861,63 @@ pub fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Idle pooled connections of the general client are closed by the pool's timer, with no
+    /// later request to find them: a real HTTP/1.1 and a real h2c server count what is open.
+    #[tokio::test]
+    async fn the_general_client_closes_idle_connections() {
+        for h2 in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let open = Arc::new(AtomicUsize::new(0));
+            let counted = open.clone();
+            let server = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let open = counted.clone();
+                    open.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        if h2 {
+                            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .serve_connection(io, svc)
+                                .await;
+                        } else {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(io, svc)
+                                .await;
+                        }
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            });
+            let client = general_client(HttpConnector::new(), Duration::from_millis(200), h2);
+            let req = Request::get(format!("http://{addr}/"))
+                .body(Either::Right(Full::new(Bytes::new())))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap();
+            assert_eq!(open.load(Ordering::SeqCst), 1, "h2: {h2}");
+            let until = Instant::now() + Duration::from_secs(5);
+            while open.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    Instant::now() < until,
+                    "an idle connection stayed open (h2: {h2})"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            server.abort();
+        }
+    }
 }
