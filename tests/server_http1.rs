@@ -360,12 +360,6 @@ async fn other_requests_are_served_by_the_general_server_on_the_same_connection(
     assert_eq!(r.status(), 200, "{}", r.head);
     assert!(c.closed_within(Duration::from_secs(5)).await);
 
-    // A head the fast path can not read gets the general server's 400.
-    let mut c = Conn::open(&gw).await;
-    c.send(b"GET /bad HTTP/1.1\r\nHost: gw.test\r\nBad Name: x\r\n\r\n")
-        .await;
-    assert_eq!(c.response(false).await.status(), 400);
-
     // h2c with prior knowledge still works on the same port.
     let r = send(
         &h2c_client(),
@@ -423,6 +417,78 @@ async fn responses_are_framed_for_the_client_and_close_is_honoured() {
 }
 
 /// Waits up to `within` for `done`, failing with `what`.
+/// Heads that can not be served get the SPEC's JSON error, and the connection closes:
+/// malformed ones 400 `bad_request`, oversized ones 431 `headers_too_large`.
+#[tokio::test]
+async fn malformed_and_oversized_heads_get_the_json_error() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let many: String = (0..120).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let cases: [(&str, Vec<u8>, u16, &str); 6] = [
+        (
+            "a bad field name",
+            b"GET /bad HTTP/1.1\r\nHost: gw.test\r\nBad Name: x\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        ("no request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            "a length that is no number",
+            b"POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "two different lengths",
+            b"POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a head over max_header_size",
+            format!(
+                "GET /big HTTP/1.1\r\nHost: gw.test\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(300 * 1024)
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "more than 100 fields",
+            format!("GET /many HTTP/1.1\r\nHost: gw.test\r\n{many}\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        // After a good request on the same connection, so that keep-alive state is covered too.
+        let mut c = Conn::open(&gw).await;
+        c.send(get("/fine").as_bytes()).await;
+        assert_eq!(c.response(false).await.status(), 200, "{what}");
+        c.send(&request).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status(), status, "{what}: {}", r.head);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json"),
+            "{what}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert_eq!(
+            body["error"]["request_id"].as_str(),
+            r.header("x-request-id").as_deref(),
+            "{what}"
+        );
+        assert_eq!(r.header("connection").as_deref(), Some("close"), "{what}");
+        assert!(
+            c.closed_within(Duration::from_secs(5)).await,
+            "{what}: the connection closes"
+        );
+    }
+}
+
 async fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
     let until = std::time::Instant::now() + within;
     while !done() {

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::error::ProxyError;
 use super::fields::{field_name, position, put_number, Spans, WireFields, MAX_FIELDS};
 
 /// The largest request body read on the fast path; larger ones are streamed by the general
@@ -105,6 +106,8 @@ enum Next {
     Partial,
     /// For the general server.
     Other,
+    /// A head no server can serve: answered with the JSON error, then the connection closes.
+    Refused(ProxyError),
     Fast(Parsed),
 }
 
@@ -120,10 +123,18 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() <= max_head => return Next::Partial,
-            _ => return Next::Other,
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Next::Refused(ProxyError::HeadersTooLarge)
+            }
+            // Other versions (HTTP/2's preface among them) are the general server's.
+            Err(httparse::Error::Version) => return Next::Other,
+            Err(e) => return Next::Refused(ProxyError::BadRequest(format!("malformed request head: {e}"))),
         };
-        if req.version != Some(1) || head_len > max_head {
+        if req.version != Some(1) {
             return Next::Other;
+        }
+        if head_len > max_head {
+            return Next::Refused(ProxyError::HeadersTooLarge);
         }
         spans.record(buf, req.headers);
         let (Some(method), Some(path)) = (req.method, req.path) else {
@@ -150,10 +161,10 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
                 .and_then(|s| s.parse::<usize>().ok())
             {
                 Some(n) if value.iter().all(u8::is_ascii_digit) => n,
-                _ => return Next::Other,
+                _ => return Next::Refused(ProxyError::BadRequest("invalid Content-Length".into())),
             };
             if length.is_some_and(|l| l != n) {
-                return Next::Other;
+                return Next::Refused(ProxyError::BadRequest("conflicting Content-Length values".into()));
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
@@ -253,6 +264,18 @@ where
                 match parse(&mut buf, max_head, general) {
                     Next::Fast(p) => break p,
                     Next::Other => return Ended::HandOff(stream, buf),
+                    Next::Refused(err) => {
+                        tracing::debug!(%peer, "request refused: {err}");
+                        let id = super::headers::request_id_from(None);
+                        let response = err.to_response(id.to_str().unwrap_or_default());
+                        if write_response(&mut stream, &mut out, response, false, true)
+                            .await
+                            .is_ok()
+                        {
+                            linger(&mut stream).await;
+                        }
+                        return Ended::Closed;
+                    }
                     Next::Partial => {}
                 }
             }
@@ -332,6 +355,28 @@ where
             out = Vec::with_capacity(1024);
         }
     }
+}
+
+/// Closes our side of a connection whose client may still be sending (the rest of a refused
+/// head, a body), then reads and drops what comes for a short while: closing a socket with
+/// unread data resets the connection, and the client could lose the answer written just before.
+async fn linger(stream: &mut TcpStream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 1024 * 1024;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut dropped = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while dropped < LINGER_BYTES {
+            match tokio::io::AsyncReadExt::read(stream, &mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Writes `response`; an error means the connection can not go on.
@@ -586,18 +631,11 @@ mod tests {
             "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc",
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
-            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         ] {
             assert!(is_other(raw), "{raw:?}");
         }
         let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_FAST_BODY + 1);
         assert!(is_other(&big));
-        // A head over the limit, whole or not.
-        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
-        assert!(is_other(&long));
-        assert!(is_other(&long[..8500]));
         // Paths the general server claims.
         let mut buf = BytesMut::from("GET /ws?token=1 HTTP/1.1\r\n\r\n");
         assert!(matches!(
@@ -605,10 +643,33 @@ mod tests {
             Next::Other
         ));
         // Nothing is taken from the buffer of a request left alone.
-        let raw = "GET / HTTP/1.1\r\nX: \x01\r\n\r\n";
+        let raw = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         let (n, rest) = next(raw);
         assert!(matches!(n, Next::Other));
         assert_eq!(&rest[..], raw.as_bytes());
+    }
+
+    #[test]
+    fn heads_no_server_can_serve_are_refused() {
+        for raw in [
+            "GARBAGE\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: \x01\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
+        ] {
+            assert!(
+                matches!(next(raw).0, Next::Refused(ProxyError::BadRequest(_))),
+                "{raw:?}"
+            );
+        }
+        // A head over the limit, whole or not, or with too many fields.
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        for raw in [&long, &long[..8500], &many] {
+            assert!(matches!(next(raw).0, Next::Refused(ProxyError::HeadersTooLarge)));
+        }
     }
 
     impl<S> WireHead for StreamBody<S> {}
