@@ -323,12 +323,16 @@ async fn serve(core: Core) -> Result<(), Error> {
     let state = Arc::new(state);
     let mut tasks = tokio::task::JoinSet::new();
     {
+        // The hub's paths (upgrades and the webhook) are served by the general server.
+        let hub_paths = hub.clone();
+        let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));
         let tls_state = state.clone();
         let handler = move |peer, req| tls_state.clone().handle(peer, req);
-        tasks.spawn(proxy::serve_tls(
+        tasks.spawn(proxy::serve_proxy(
             https_listener,
-            tls_config,
+            Some(tls_config),
             handler,
+            general.clone(),
             shutdown.clone(),
             conn_limits,
         ));
@@ -336,11 +340,9 @@ async fn serve(core: Core) -> Result<(), Error> {
         // Nothing around `handle`: its future is large, and each wrapping is a copy of it per
         // request.
         let handler = move |peer, req| proxy_state.clone().handle(peer, req);
-        // The hub's paths (upgrades and the webhook) are served by the general server.
-        let hub_paths = hub.clone();
-        let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));
         tasks.spawn(proxy::serve_proxy(
             proxy_listener,
+            None,
             handler,
             general,
             shutdown.clone(),

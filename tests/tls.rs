@@ -551,3 +551,49 @@ async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
         assert_eq!(msg["pad"].as_str().map(str::len), Some(256 * 1024));
     }
 }
+
+/// HTTP/1.1 over TLS is served by the gateway's own HTTP/1.1 loop as on the plain port:
+/// keep-alive requests in a row, then a malformed head gets the JSON error and a close.
+#[tokio::test]
+async fn https_http1_gets_the_own_loop_and_its_json_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup("1.2", false).await;
+    let h1_only = client_config(s.ca.roots(), &["http/1.1"], BOTH);
+    let mut conn = connect(s.gw.https, "a.test", h1_only).await.unwrap();
+    for path in ["/one", "/two"] {
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            conn.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length: ")
+                    .or_else(|| l.strip_prefix("Content-Length: "))
+            })
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len];
+        conn.read_exact(&mut body).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["path"], path);
+        assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    }
+    conn.write_all(b"GET /bad HTTP/1.1\r\nHost: a.test\r\nBad Name: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.contains("\"code\":\"bad_request\""), "{text}");
+}

@@ -20,7 +20,6 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::error::ProxyError;
@@ -222,27 +221,28 @@ fn put_back(buf: &mut BytesMut, head: Bytes, body: Bytes) -> Next {
 }
 
 /// Why a fast connection stopped.
-pub enum Ended {
+pub enum Ended<S> {
     /// Closed: by the client, an error, a timeout or shutdown.
     Closed,
     /// The general server should take the connection, with these bytes read already.
-    HandOff(TcpStream, BytesMut),
+    HandOff(S, BytesMut),
 }
 
 /// Serves requests on `stream` until it closes or holds a request the fast path does not take.
 ///
 /// `keepalive` bounds the wait for each request head, the first included; `stop` turning true
 /// closes an idle connection and the others after their current response.
-pub async fn serve_connection<F, Fut, B>(
-    mut stream: TcpStream,
+pub async fn serve_connection<S, F, Fut, B>(
+    mut stream: S,
     peer: SocketAddr,
     handler: &F,
     general: &impl Fn(&str) -> bool,
     max_head: usize,
     keepalive: Option<Duration>,
     stop: &mut watch::Receiver<bool>,
-) -> Ended
+) -> Ended<S>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut,
     Fut: Future<Output = Result<Response<B>, Infallible>>,
     B: Body<Data = Bytes> + WireHead,
@@ -360,7 +360,7 @@ where
 /// Closes our side of a connection whose client may still be sending (the rest of a refused
 /// head, a body), then reads and drops what comes for a short while: closing a socket with
 /// unread data resets the connection, and the client could lose the answer written just before.
-async fn linger(stream: &mut TcpStream) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 1024 * 1024;
     if stream.shutdown().await.is_err() {
@@ -380,8 +380,8 @@ async fn linger(stream: &mut TcpStream) {
 }
 
 /// Writes `response`; an error means the connection can not go on.
-async fn write_response<B: Body<Data = Bytes> + WireHead>(
-    stream: &mut TcpStream,
+async fn write_response<S: AsyncWrite + Unpin, B: Body<Data = Bytes> + WireHead>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     response: Response<B>,
     head_request: bool,
@@ -513,18 +513,18 @@ fn with_date(f: impl FnOnce(&[u8])) {
 }
 
 /// A stream whose first reads return bytes already taken from it.
-pub struct Rewind {
+pub struct Rewind<S> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Rewind {
-    pub fn new(inner: TcpStream, prefix: Bytes) -> Self {
+impl<S> Rewind<S> {
+    pub fn new(inner: S, prefix: Bytes) -> Self {
         Rewind { prefix, inner }
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -540,7 +540,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -570,6 +570,7 @@ impl AsyncWrite for Rewind {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};
+    use tokio::net::TcpStream;
 
     fn none(_: &str) -> bool {
         false

@@ -13,4 +13,4 @@ mod upgrade;
 pub use error::{json_error, ProxyError};
 pub use h1::ClientBody;
 pub use pipeline::{Body, ProxyState};
-pub use server::{bind, serve, serve_proxy, serve_simple, serve_tls, ConnLimits, Shutdown};
+pub use server::{bind, serve, serve_proxy, serve_simple, ConnLimits, Shutdown};

@@ -1,5 +1,5 @@
 //! Accept loops: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
-//! another, idle and slow HTTP/1.1 clients closed after `server.timeouts.keepalive_timeout`,
+//! another, both with the HTTP/1.1 fast path, idle and slow HTTP/1.1 clients closed after `server.timeouts.keepalive_timeout`,
 //! graceful drain on shutdown.
 
 use std::convert::Infallible;
@@ -96,11 +96,17 @@ where
     drain(graceful.shutdown(), shutdown.grace, "connections").await;
 }
 
-/// `serve` for the proxy listener: plain HTTP/1.1 keep-alive requests go through the fast
+/// `serve` for the proxy listeners: plain HTTP/1.1 keep-alive requests go through the fast
 /// path of [`h1`]; a connection carrying anything else (h2c, upgrades, streamed bodies, the
 /// paths `general` claims...) is handed to the general server for the rest of its life.
+///
+/// With `tls`, each connection first does the rustls handshake (certificate chosen per
+/// handshake by the config's resolver; a failed one closes only that connection), then the
+/// same: HTTP/1.1 on the fast path, ALPN `h2` on the general server. Requests carry the
+/// `TlsConn` extension.
 pub async fn serve_proxy<F, Fut, B, G>(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: F,
     general: G,
     shutdown: Shutdown,
@@ -113,29 +119,50 @@ pub async fn serve_proxy<F, Fut, B, G>(
     G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
 {
     let builder = Arc::new(http_builder(limits));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     // Every connection task holds a receiver; the drain waits for all of them to be gone.
     let (alive_tx, alive_rx) = watch::channel(());
     let mut stop = shutdown.stop.clone();
     while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
         let (h, general, builder) = (handler.clone(), general.clone(), builder.clone());
-        let (watcher, mut stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
+        let (watcher, stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let ended = h1::serve_connection(
-                stream,
+            let conn = Client {
                 peer,
-                &h,
-                &general,
-                limits.max_header_size,
-                limits.keepalive,
-                &mut stop,
-            )
-            .await;
-            if let Ended::HandOff(stream, read) = ended {
-                let svc = service_fn(move |req: Request<Incoming>| h(peer, req.map(ClientBody::Streamed)));
-                let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
-                let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
-                let _ = watcher.watch(conn).await;
+                general: &general,
+                builder: &builder,
+                watcher,
+                stop,
+                limits,
+            };
+            match acceptor {
+                None => conn.serve(stream, h).await,
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let h = move |peer, mut req: Request<ClientBody>| {
+                        req.extensions_mut().insert(crate::tls::TlsConn);
+                        h(peer, req)
+                    };
+                    if h2 {
+                        conn.general(tls, bytes::BytesMut::new(), h, true).await;
+                    } else {
+                        conn.serve(tls, h).await;
+                    }
+                }
             }
             drop(alive);
         });
@@ -146,6 +173,70 @@ pub async fn serve_proxy<F, Fut, B, G>(
         tokio::join!(graceful.shutdown(), alive_tx.closed());
     };
     drain(all, shutdown.grace, "connections").await;
+}
+
+/// One client connection of `serve_proxy`.
+struct Client<'a, G> {
+    peer: SocketAddr,
+    general: &'a G,
+    builder: &'a auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
+    limits: ConnLimits,
+}
+
+impl<G: Fn(&str) -> bool> Client<'_, G> {
+    /// The fast path, then the general server if the connection needs it.
+    async fn serve<S, F, Fut, B>(mut self, stream: S, h: F)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+        B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
+        let ended = h1::serve_connection(
+            stream,
+            self.peer,
+            &h,
+            self.general,
+            self.limits.max_header_size,
+            self.limits.keepalive,
+            &mut self.stop,
+        )
+        .await;
+        if let Ended::HandOff(stream, read) = ended {
+            // The fast path held the first request head to the keep-alive limit already.
+            self.general(stream, read, h, false).await;
+        }
+    }
+
+    /// The general server on `stream`, whose first bytes are `read`. `first_within`: drop the
+    /// connection when no request starts within the keep-alive limit.
+    async fn general<S, F, Fut, B>(self, stream: S, read: bytes::BytesMut, h: F, first_within: bool)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+        B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
+        let peer = self.peer;
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = started.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            h(peer, req.map(ClientBody::Streamed))
+        });
+        let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
+        let conn = self.builder.serve_connection_with_upgrades(io, svc).into_owned();
+        let conn = self.watcher.watch(conn);
+        if first_within {
+            first_request_within(conn, started, self.limits.keepalive).await;
+        } else {
+            let _ = conn.await;
+        }
+    }
 }
 
 /// The next client connection (with `TCP_NODELAY`), or `None` once `stop` changes.
@@ -212,56 +303,6 @@ fn http_builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
 
 /// How long a client may take to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `serve` over TLS: each connection does the rustls handshake (certificate chosen per
-/// handshake by the config's resolver), then the same HTTP/1.1 + h2 stack runs on it. Requests
-/// carry the `TlsConn` extension. A failed handshake closes only that connection.
-pub async fn serve_tls<F, Fut, B>(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    handler: F,
-    shutdown: Shutdown,
-    limits: ConnLimits,
-) where
-    F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let builder = Arc::new(http_builder(limits));
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let mut stop = shutdown.stop.clone();
-    while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
-        let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let started = Arc::new(AtomicBool::new(false));
-            let seen = started.clone();
-            let svc = service_fn(move |mut req: Request<Incoming>| {
-                seen.store(true, Ordering::Relaxed);
-                req.extensions_mut().insert(crate::tls::TlsConn);
-                h(peer, req.map(ClientBody::Streamed))
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            first_request_within(watcher.watch(conn.into_owned()), started, limits.keepalive).await;
-        });
-    }
-    drop(listener);
-    drain(graceful.shutdown(), shutdown.grace, "TLS connections").await;
-}
 
 /// Waits for `connections` (the end of the open connections) at most `grace`.
 async fn drain(connections: impl Future, grace: Duration, what: &str) {
