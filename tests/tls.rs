@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "support/scripted.rs"]
+mod scripted;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -596,4 +598,54 @@ async fn https_http1_gets_the_own_loop_and_its_json_errors() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("connection: close"), "{text}");
     assert!(text.contains("\"code\":\"bad_request\""), "{text}");
+}
+
+/// A large response to a client that reads slowly over TLS arrives whole on the own loop.
+#[tokio::test]
+async fn a_large_response_reaches_a_slow_tls_reader_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new();
+    let fallback = ca.leaf(&["127.0.0.1"]);
+    let up = scripted::Scripted::start().await;
+    let files = [
+        ("up.yaml", upstream_yaml("s", std::slice::from_ref(&up.url))),
+        ("r.yaml", route_yaml("s", "/*", "s", "")),
+        ("secret.yaml", tls_secret_yaml("fallback", &fallback)),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let gw = Gateway::start(&tls_config("1.2", false), &files).await;
+    // A small receive buffer, so that the gateway's writes fill the socket.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(([127, 0, 0, 1], gw.https).into()).await.unwrap();
+    let cfg = client_config(ca.roots(), &["http/1.1"], BOTH);
+    let mut conn = TlsConnector::from(cfg)
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    conn.write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let want = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            break end + 4 + scripted::BIG;
+        }
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the head");
+        got.extend_from_slice(&chunk[..n]);
+    };
+    while got.len() < want {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("stalled at {} of {want} bytes", got.len()))
+            .unwrap();
+        assert!(n > 0, "closed at {} of {want} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(got.len(), want);
 }

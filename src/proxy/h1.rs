@@ -437,7 +437,8 @@ async fn write_response<S: AsyncWrite + Unpin, B: Body<Data = Bytes> + WireHead>
     }
     out.extend_from_slice(b"\r\n");
     if head_request || bodiless_status {
-        return stream.write_all(out).await;
+        stream.write_all(out).await?;
+        return stream.flush().await;
     }
     let mut body = std::pin::pin!(body);
     loop {
@@ -446,10 +447,13 @@ async fn write_response<S: AsyncWrite + Unpin, B: Body<Data = Bytes> + WireHead>
         let frame = match polled {
             Some(f) => f,
             None => {
+                // What is written reaches the client before the wait for more (a stream that
+                // buffers, as TLS does, holds it until flushed).
                 if !out.is_empty() {
                     stream.write_all(out).await?;
                     out.clear();
                 }
+                stream.flush().await?;
                 std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
             }
         };
@@ -485,7 +489,7 @@ async fn write_response<S: AsyncWrite + Unpin, B: Body<Data = Bytes> + WireHead>
     if !out.is_empty() {
         stream.write_all(out).await?;
     }
-    Ok(())
+    stream.flush().await
 }
 
 thread_local! {
@@ -788,6 +792,67 @@ mod tests {
             .await
             .unwrap();
         assert!(rest.is_empty());
+    }
+
+    /// On a stream that buffers what is written (as TLS does when the socket is full), each
+    /// answer is flushed, and so is a streamed body's data before the wait for more.
+    #[tokio::test]
+    async fn answers_are_flushed_through_a_buffering_stream() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let (more_tx, more_rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let more_rx = std::sync::Mutex::new(Some(more_rx));
+        let (_stop, mut rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let handler = |_: SocketAddr, req: Request<ClientBody>| {
+                let streamed = req.uri().path() == "/stream";
+                let rx = streamed.then(|| more_rx.lock().unwrap().take()).flatten();
+                async move {
+                    let body: http_body_util::Either<Full<Bytes>, _> = match rx {
+                        None => http_body_util::Either::Left(Full::new(Bytes::from_static(b"ok"))),
+                        Some(rx) => http_body_util::Either::Right(StreamBody::new(
+                            futures_util::stream::unfold(rx, |mut rx| async move {
+                                Some((Ok::<_, io::Error>(Frame::data(rx.recv().await?)), rx))
+                            }),
+                        )),
+                    };
+                    Ok::<_, Infallible>(Response::new(body))
+                }
+            };
+            let stream = tokio::io::BufWriter::new(server);
+            serve_connection(stream, peer, &handler, &none, 8192, None, &mut rx).await
+        });
+        let mut got = Vec::new();
+        let mut read_until = async |client: &mut TcpStream, end: &[u8]| {
+            while !got.ends_with(end) {
+                let mut more = [0u8; 1024];
+                let n = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tokio::io::AsyncReadExt::read(client, &mut more),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("no {:?} within 5 s", String::from_utf8_lossy(end)))
+                .unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&more[..n]);
+            }
+        };
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut client, b"\r\n\r\nok").await;
+        client
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        more_tx.send(Bytes::from_static(b"first")).await.unwrap();
+        read_until(&mut client, b"5\r\nfirst\r\n").await;
+        more_tx.send(Bytes::from_static(b"second")).await.unwrap();
+        read_until(&mut client, b"6\r\nsecond\r\n").await;
+        drop(more_tx);
+        read_until(&mut client, b"0\r\n\r\n").await;
     }
 
     #[tokio::test]
