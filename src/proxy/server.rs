@@ -129,7 +129,7 @@ pub async fn serve_proxy<F, Fut, B, G>(
         let (watcher, stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let conn = Client {
+            let conn = Conn {
                 peer,
                 general: &general,
                 builder: &builder,
@@ -138,7 +138,7 @@ pub async fn serve_proxy<F, Fut, B, G>(
                 limits,
             };
             match acceptor {
-                None => conn.serve(stream, h).await,
+                None => conn.with(h).serve(stream).await,
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
@@ -158,9 +158,9 @@ pub async fn serve_proxy<F, Fut, B, G>(
                         h(peer, req)
                     };
                     if h2 {
-                        conn.general(tls, bytes::BytesMut::new(), h, true).await;
+                        conn.with(h).general(tls, bytes::BytesMut::new(), true).await;
                     } else {
-                        conn.serve(tls, h).await;
+                        conn.with(h).serve(tls).await;
                     }
                 }
             }
@@ -176,7 +176,7 @@ pub async fn serve_proxy<F, Fut, B, G>(
 }
 
 /// One client connection of `serve_proxy`.
-struct Client<'a, G> {
+struct Conn<'a, G> {
     peer: SocketAddr,
     general: &'a G,
     builder: &'a auto::Builder<TokioExecutor>,
@@ -185,43 +185,56 @@ struct Client<'a, G> {
     limits: ConnLimits,
 }
 
-impl<G: Fn(&str) -> bool> Client<'_, G> {
+impl<'a, G> Conn<'a, G> {
+    fn with<F>(self, handler: F) -> Client<'a, G, F> {
+        Client { conn: self, handler }
+    }
+}
+
+/// A client connection with its request handler.
+struct Client<'a, G, F> {
+    conn: Conn<'a, G>,
+    handler: F,
+}
+
+impl<G, F, Fut, B> Client<'_, G, F>
+where
+    G: Fn(&str) -> bool,
+    F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
     /// The fast path, then the general server if the connection needs it.
-    async fn serve<S, F, Fut, B>(mut self, stream: S, h: F)
+    async fn serve<S>(mut self, stream: S)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-        B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     {
+        let c = &mut self.conn;
         let ended = h1::serve_connection(
             stream,
-            self.peer,
-            &h,
-            self.general,
-            self.limits.max_header_size,
-            self.limits.keepalive,
-            &mut self.stop,
+            c.peer,
+            &self.handler,
+            c.general,
+            c.limits.max_header_size,
+            c.limits.keepalive,
+            &mut c.stop,
         )
         .await;
         if let Ended::HandOff(stream, read) = ended {
             // The fast path held the first request head to the keep-alive limit already.
-            self.general(stream, read, h, false).await;
+            self.general(stream, read, false).await;
         }
     }
 
     /// The general server on `stream`, whose first bytes are `read`. `first_within`: drop the
     /// connection when no request starts within the keep-alive limit.
-    async fn general<S, F, Fut, B>(self, stream: S, read: bytes::BytesMut, h: F, first_within: bool)
+    async fn general<S>(self, stream: S, read: bytes::BytesMut, first_within: bool)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-        B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     {
-        let peer = self.peer;
+        let (c, h) = (self.conn, self.handler);
+        let peer = c.peer;
         let started = Arc::new(AtomicBool::new(false));
         let seen = started.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
@@ -229,10 +242,10 @@ impl<G: Fn(&str) -> bool> Client<'_, G> {
             h(peer, req.map(ClientBody::Streamed))
         });
         let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
-        let conn = self.builder.serve_connection_with_upgrades(io, svc).into_owned();
-        let conn = self.watcher.watch(conn);
+        let conn = c.builder.serve_connection_with_upgrades(io, svc).into_owned();
+        let conn = c.watcher.watch(conn);
         if first_within {
-            first_request_within(conn, started, self.limits.keepalive).await;
+            first_request_within(conn, started, c.limits.keepalive).await;
         } else {
             let _ = conn.await;
         }
