@@ -326,6 +326,8 @@ async fn serve(core: Core) -> Result<(), Error> {
         // The hub's paths (upgrades and the webhook) are served by the general server.
         let hub_paths = hub.clone();
         let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));
+        let counted = state.clone();
+        let refused = move |status| counted.count_refused(status);
         let tls_state = state.clone();
         let handler = move |peer, req| tls_state.clone().handle(peer, req);
         tasks.spawn(proxy::serve_proxy(
@@ -333,6 +335,7 @@ async fn serve(core: Core) -> Result<(), Error> {
             Some(tls_config),
             handler,
             general.clone(),
+            refused.clone(),
             shutdown.clone(),
             conn_limits,
         ));
@@ -345,6 +348,7 @@ async fn serve(core: Core) -> Result<(), Error> {
             None,
             handler,
             general,
+            refused,
             shutdown.clone(),
             conn_limits,
         ));

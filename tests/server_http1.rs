@@ -487,6 +487,16 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
             "{what}: the connection closes"
         );
     }
+    // Counted without a route or method.
+    let metrics = common::get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
+        .await
+        .unwrap()
+        .body;
+    let metrics = String::from_utf8_lossy(&metrics);
+    for (status, n) in [("400", 4), ("431", 2)] {
+        let series = format!(r#"gateway_http_requests_total{{method="",route="",status="{status}"}} {n}"#);
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
 }
 
 async fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::error::ProxyError;
 use super::fields::{field_name, position, put_number, Spans, WireFields, MAX_FIELDS};
+use super::server::ConnLimits;
 
 /// The largest request body read on the fast path; larger ones are streamed by the general
 /// server.
@@ -230,15 +231,15 @@ pub enum Ended<S> {
 
 /// Serves requests on `stream` until it closes or holds a request the fast path does not take.
 ///
-/// `keepalive` bounds the wait for each request head, the first included; `stop` turning true
+/// `limits.keepalive` bounds the wait for each request head, the first included; `stop` turning true
 /// closes an idle connection and the others after their current response.
 pub async fn serve_connection<S, F, Fut, B>(
     mut stream: S,
     peer: SocketAddr,
     handler: &F,
     general: &impl Fn(&str) -> bool,
-    max_head: usize,
-    keepalive: Option<Duration>,
+    refused: &impl Fn(StatusCode),
+    limits: ConnLimits,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended<S>
 where
@@ -251,6 +252,7 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     // One timer per connection, moved on lazily: it fires at its old deadline at the earliest,
     // and is set again when the real one is later.
+    let (max_head, keepalive) = (limits.max_header_size, limits.keepalive);
     let mut timer = keepalive.map(|k| (k, Box::pin(tokio::time::sleep(k))));
     // Shutdown, waited for while idle: one wait for the connection's life (a new one per
     // request would register with the channel and leave it again each time).
@@ -266,6 +268,7 @@ where
                     Next::Other => return Ended::HandOff(stream, buf),
                     Next::Refused(err) => {
                         tracing::debug!(%peer, "request refused: {err}");
+                        refused(err.status());
                         let id = super::headers::request_id_from(None);
                         let response = err.to_response(id.to_str().unwrap_or_default());
                         if write_response(&mut stream, &mut out, response, false, true)
@@ -576,6 +579,11 @@ mod tests {
     use http_body_util::{BodyExt, Full, StreamBody};
     use tokio::net::TcpStream;
 
+    const LIMITS: ConnLimits = ConnLimits {
+        max_header_size: 8192,
+        keepalive: None,
+    };
+
     fn none(_: &str) -> bool {
         false
     }
@@ -763,7 +771,7 @@ mod tests {
             let handler = |_: SocketAddr, _: Request<ClientBody>| async {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
             };
-            serve_connection(server, peer, &handler, &none, 8192, None, &mut rx).await
+            serve_connection(server, peer, &handler, &none, &|_| {}, LIMITS, &mut rx).await
         });
         let mut got = Vec::new();
         for _ in 0..2 {
@@ -821,7 +829,7 @@ mod tests {
                 }
             };
             let stream = tokio::io::BufWriter::new(server);
-            serve_connection(stream, peer, &handler, &none, 8192, None, &mut rx).await
+            serve_connection(stream, peer, &handler, &none, &|_| {}, LIMITS, &mut rx).await
         });
         let mut got = Vec::new();
         let mut read_until = async |client: &mut TcpStream, end: &[u8]| {

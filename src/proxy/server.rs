@@ -103,12 +103,13 @@ where
 /// With `tls`, each connection first does the rustls handshake (certificate chosen per
 /// handshake by the config's resolver; a failed one closes only that connection), then the
 /// same: HTTP/1.1 on the fast path, ALPN `h2` on the general server. Requests carry the
-/// `TlsConn` extension.
-pub async fn serve_proxy<F, Fut, B, G>(
+/// `TlsConn` extension. `refused` is told the status of each request head refused unread.
+pub async fn serve_proxy<F, Fut, B, G, R>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     handler: F,
     general: G,
+    refused: R,
     shutdown: Shutdown,
     limits: ConnLimits,
 ) where
@@ -117,6 +118,7 @@ pub async fn serve_proxy<F, Fut, B, G>(
     B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
+    R: Fn(http::StatusCode) + Clone + Send + Sync + 'static,
 {
     let builder = Arc::new(http_builder(limits));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -125,13 +127,15 @@ pub async fn serve_proxy<F, Fut, B, G>(
     let (alive_tx, alive_rx) = watch::channel(());
     let mut stop = shutdown.stop.clone();
     while let Some((stream, peer)) = next_client(&listener, &mut stop).await {
-        let (h, general, builder) = (handler.clone(), general.clone(), builder.clone());
+        let (h, general, refused, builder) =
+            (handler.clone(), general.clone(), refused.clone(), builder.clone());
         let (watcher, stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let conn = Conn {
                 peer,
                 general: &general,
+                refused: &refused,
                 builder: &builder,
                 watcher,
                 stop,
@@ -176,30 +180,32 @@ pub async fn serve_proxy<F, Fut, B, G>(
 }
 
 /// One client connection of `serve_proxy`.
-struct Conn<'a, G> {
+struct Conn<'a, G, R> {
     peer: SocketAddr,
     general: &'a G,
+    refused: &'a R,
     builder: &'a auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     stop: watch::Receiver<bool>,
     limits: ConnLimits,
 }
 
-impl<'a, G> Conn<'a, G> {
-    fn with<F>(self, handler: F) -> Client<'a, G, F> {
+impl<'a, G, R> Conn<'a, G, R> {
+    fn with<F>(self, handler: F) -> Client<'a, G, R, F> {
         Client { conn: self, handler }
     }
 }
 
 /// A client connection with its request handler.
-struct Client<'a, G, F> {
-    conn: Conn<'a, G>,
+struct Client<'a, G, R, F> {
+    conn: Conn<'a, G, R>,
     handler: F,
 }
 
-impl<G, F, Fut, B> Client<'_, G, F>
+impl<G, R, F, Fut, B> Client<'_, G, R, F>
 where
     G: Fn(&str) -> bool,
+    R: Fn(http::StatusCode),
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
@@ -216,8 +222,8 @@ where
             c.peer,
             &self.handler,
             c.general,
-            c.limits.max_header_size,
-            c.limits.keepalive,
+            c.refused,
+            c.limits,
             &mut c.stop,
         )
         .await;
