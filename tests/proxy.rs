@@ -313,14 +313,7 @@ async fn metrics_expose_the_gateway_series() {
         get(&gw.url("/m")).await.unwrap();
     }
     get(&gw.url("/missing")).await.unwrap();
-    let text = String::from_utf8(
-        get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-            .await
-            .unwrap()
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let text = gw.metrics_text().await;
     for needle in [
         r#"gateway_http_requests_total{method="GET",route="default/m",status="200"} 3"#,
         r#"gateway_http_requests_total{method="GET",route="",status="404"} 1"#,

@@ -68,14 +68,7 @@ async fn a_broken_file_or_resource_is_reported_and_the_rest_keep_serving() {
         assert!(Instant::now() < deadline, "problems not logged:\n{log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = String::from_utf8(
-        get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-            .await
-            .unwrap()
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let metrics = gw.metrics_text().await;
     // Reloads that met an unreadable file are counted as failures (the rest still went live).
     let failures: u64 = metrics
         .lines()

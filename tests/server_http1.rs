@@ -488,11 +488,7 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
         );
     }
     // Counted without a route or method.
-    let metrics = common::get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-        .await
-        .unwrap()
-        .body;
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = gw.metrics_text().await;
     for (status, n) in [("400", 4), ("431", 2)] {
         let series = format!(r#"gateway_http_requests_total{{method="",route="",status="{status}"}} {n}"#);
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
@@ -535,11 +531,7 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
         || up.released() > 0,
     )
     .await;
-    let metrics = common::get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-        .await
-        .unwrap()
-        .body;
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics
             .contains(r#"gateway_http_requests_total{method="GET",route="default/scripted",status="499"} 1"#),

@@ -243,10 +243,7 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
     assert!(s.up.hits.load(std::sync::atomic::Ordering::SeqCst) >= 3);
 
     // The expiry of each Secret in use is exported.
-    let metrics = get(&format!("http://127.0.0.1:{}/metrics", s.gw.metrics))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = s.gw.metrics_text().await;
     for secret in ["default/a", "default/wild", "default/fallback"] {
         assert!(
             text.contains(&format!(

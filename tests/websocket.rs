@@ -328,10 +328,7 @@ async fn admin_endpoints_and_metrics() {
         .json();
     assert_eq!(stats["connections"]["active"], 1);
 
-    let metrics = get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let text = gw.metrics_text().await;
     for series in [
         "websocket_connections_total 1",
         "websocket_connections_by_state{state=\"connected\"} 1",
@@ -432,10 +429,7 @@ async fn a_slow_consumer_is_dropped_and_the_others_keep_up() {
         received += 1;
     }
     assert_eq!(received, 800);
-    let metrics = get(&format!("http://127.0.0.1:{}/metrics", gw.metrics))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let text = gw.metrics_text().await;
     let line = text
         .lines()
         .find(|l| l.starts_with("websocket_slow_consumers_disconnected_total"))

@@ -760,7 +760,6 @@ impl ProxyState {
         }
     }
 
-    /// Counts a request of `route` (`None`: no route matched) and its duration.
     /// Counts a request whose head was refused before it could be read (no route, no method).
     pub fn count_refused(&self, status: StatusCode) {
         self.metrics
@@ -769,6 +768,7 @@ impl ProxyState {
             .inc();
     }
 
+    /// Counts a request of `route` (`None`: no route matched) and its duration.
     fn count(&self, route: Option<&Route>, method: &http::Method, status: StatusCode, start: Instant) {
         let m = &self.metrics;
         let seconds = start.elapsed().as_secs_f64();

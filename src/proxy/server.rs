@@ -1,6 +1,6 @@
 //! Accept loops: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
-//! another, both with the HTTP/1.1 fast path, idle and slow HTTP/1.1 clients closed after `server.timeouts.keepalive_timeout`,
-//! graceful drain on shutdown.
+//! another, both with the HTTP/1.1 fast path; idle and slow HTTP/1.1 clients closed after
+//! `server.timeouts.keepalive_timeout`; graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;

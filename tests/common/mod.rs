@@ -210,6 +210,14 @@ impl Gateway {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
 
+    /// The metrics port's exposition text.
+    pub async fn metrics_text(&self) -> String {
+        let r = get(&format!("http://127.0.0.1:{}/metrics", self.metrics))
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
