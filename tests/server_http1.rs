@@ -424,7 +424,7 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
     let many: String = (0..120).map(|i| format!("X-F{i}: v\r\n")).collect();
-    let cases: [(&str, Vec<u8>, u16, &str); 6] = [
+    let cases: [(&str, Vec<u8>, u16, &str); 7] = [
         (
             "a bad field name",
             b"GET /bad HTTP/1.1\r\nHost: gw.test\r\nBad Name: x\r\n\r\n".to_vec(),
@@ -432,6 +432,12 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
             "bad_request",
         ),
         ("no request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            "a target no URI parser takes",
+            b"GET /a<b> HTTP/1.1\r\nHost: gw.test\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
         (
             "a length that is no number",
             b"POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: abc\r\n\r\n".to_vec(),
@@ -489,7 +495,7 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
     }
     // Counted without a route or method.
     let metrics = gw.metrics_text().await;
-    for (status, n) in [("400", 4), ("431", 2)] {
+    for (status, n) in [("400", 5), ("431", 2)] {
         let series = format!(r#"gateway_http_requests_total{{method="",route="",status="{status}"}} {n}"#);
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
     }

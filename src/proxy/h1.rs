@@ -195,13 +195,15 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
         let raw_name = &raw[ns as usize..ne as usize];
         let name = field_name(raw_name);
         let value = HeaderValue::from_maybe_shared(raw.slice(vs as usize..ve as usize));
+        // (hyper's server reads names, values and targets with the same parsers, and would
+        // answer these with a bare 400.)
         let (Ok(name), Ok(value)) = (name, value) else {
-            return put_back(buf, raw, body);
+            return Next::Refused(ProxyError::BadRequest("invalid header field".into()));
         };
         headers.append(name, value);
     }
     let Ok(uri) = Uri::from_maybe_shared(raw.slice(path.0 as usize..path.1 as usize)) else {
-        return put_back(buf, raw, body);
+        return Next::Refused(ProxyError::BadRequest("invalid request target".into()));
     };
     let mut request = Request::new(ClientBody::Read(body));
     *request.method_mut() = method;
@@ -209,16 +211,6 @@ fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Next::Fast(Parsed { request, close })
-}
-
-/// Puts a taken request back in front of the buffer, for the general server to answer.
-fn put_back(buf: &mut BytesMut, head: Bytes, body: Bytes) -> Next {
-    let mut whole = BytesMut::with_capacity(head.len() + body.len() + buf.len());
-    whole.extend_from_slice(&head);
-    whole.extend_from_slice(&body);
-    whole.extend_from_slice(buf);
-    *buf = whole;
-    Next::Other
 }
 
 /// Why a fast connection stopped.
@@ -670,6 +662,8 @@ mod tests {
             "GET / HTTP/1.1\r\nX: \x01\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
+            "GET /a<b> HTTP/1.1\r\n\r\n",
+            "GET /a`b HTTP/1.1\r\n\r\n",
         ] {
             assert!(
                 matches!(next(raw).0, Next::Refused(ProxyError::BadRequest(_))),
