@@ -459,12 +459,12 @@ enum Framing {
     UntilClose,
 }
 
-struct Head {
+pub(super) struct Head {
     interim: bool,
-    status: StatusCode,
-    headers: HeaderMap,
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
     /// The fields in wire form, when asked for and possible (`headers` is empty then).
-    wire: Option<WireFields>,
+    pub(super) wire: Option<WireFields>,
     framing: Framing,
     keep_alive: bool,
 }
@@ -542,7 +542,7 @@ fn role(name: &[u8]) -> Role {
 /// share the head's bytes instead of being copied. With `wire`, the fields to pass on stay in
 /// wire form ([`WireFields`]: no hop-by-hop fields, no `X-Request-ID`) when they can, and the
 /// head's `HeaderMap` is left empty.
-fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Result<Option<Head>, CallError> {
+pub(super) fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Result<Option<Head>, CallError> {
     let mut spans = Spans::new();
     let (len, code, version) = {
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -695,7 +695,7 @@ pub struct PooledBody {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum State {
+pub(super) enum State {
     Done,
     Length(u64),
     Chunked(Chunk),
@@ -703,7 +703,7 @@ enum State {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Chunk {
+pub(super) enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// This many bytes of chunk data to go.
@@ -761,35 +761,55 @@ impl PooledBody {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Some(None));
         };
-        let buf = &mut conn.buf;
-        loop {
-            match self.state {
-                State::Done => return Ok(Some(None)),
-                State::Length(0) => {
+        match self.state.decode(&mut conn.buf)? {
+            Step::More => Ok(None),
+            Step::Data(data) => {
+                if matches!(self.state, State::Length(0)) {
                     self.finish();
-                    return Ok(Some(None));
                 }
+                Ok(Some(Some(data)))
+            }
+            Step::End => {
+                self.finish();
+                Ok(Some(None))
+            }
+        }
+    }
+}
+
+/// What [`State::decode`] found at the front of the buffer.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// More must be read.
+    More,
+    Data(Bytes),
+    /// The body's end (the trailers, if any, taken too).
+    End,
+}
+
+impl State {
+    /// Takes the next piece of a body framed as `self` off the front of `buf`.
+    pub(super) fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, CallError> {
+        loop {
+            match *self {
+                State::Done | State::Length(0) => return Ok(Step::End),
                 State::Length(n) => {
                     if buf.is_empty() {
-                        return Ok(None);
+                        return Ok(Step::More);
                     }
                     let take = (buf.len() as u64).min(n) as usize;
-                    self.state = State::Length(n - take as u64);
-                    let data = buf.split_to(take).freeze();
-                    if n == take as u64 {
-                        self.finish();
-                    }
-                    return Ok(Some(Some(data)));
+                    *self = State::Length(n - take as u64);
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
                 }
                 State::UntilClose => {
                     if buf.is_empty() {
-                        return Ok(None);
+                        return Ok(Step::More);
                     }
-                    return Ok(Some(Some(buf.split().freeze())));
+                    return Ok(Step::Data(buf.split().freeze()));
                 }
                 State::Chunked(Chunk::Size) => {
                     let Some(line) = take_line(buf)? else {
-                        return Ok(None);
+                        return Ok(Step::More);
                     };
                     let digits = line.split(|b| *b == b';').next().unwrap_or_default();
                     let size = std::str::from_utf8(digits)
@@ -798,7 +818,7 @@ impl PooledBody {
                         .filter(|s| !s.is_empty())
                         .and_then(|s| u64::from_str_radix(s, 16).ok())
                         .ok_or_else(|| CallError::protocol("invalid chunk size from upstream"))?;
-                    self.state = State::Chunked(if size == 0 {
+                    *self = State::Chunked(if size == 0 {
                         Chunk::Trailers
                     } else {
                         Chunk::Data(size)
@@ -806,34 +826,34 @@ impl PooledBody {
                 }
                 State::Chunked(Chunk::Data(n)) => {
                     if buf.is_empty() {
-                        return Ok(None);
+                        return Ok(Step::More);
                     }
                     let take = (buf.len() as u64).min(n) as usize;
                     let left = n - take as u64;
-                    self.state = State::Chunked(if left == 0 {
+                    *self = State::Chunked(if left == 0 {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left)
                     });
-                    return Ok(Some(Some(buf.split_to(take).freeze())));
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
                 }
                 State::Chunked(Chunk::DataEnd) => {
                     let Some(line) = take_line(buf)? else {
-                        return Ok(None);
+                        return Ok(Step::More);
                     };
                     if !line.is_empty() {
                         return Err(CallError::protocol("chunk data longer than its size"));
                     }
-                    self.state = State::Chunked(Chunk::Size);
+                    *self = State::Chunked(Chunk::Size);
                 }
                 State::Chunked(Chunk::Trailers) => {
                     // Trailers are not passed on.
                     let Some(line) = take_line(buf)? else {
-                        return Ok(None);
+                        return Ok(Step::More);
                     };
                     if line.is_empty() {
-                        self.finish();
-                        return Ok(Some(None));
+                        *self = State::Done;
+                        return Ok(Step::End);
                     }
                 }
             }

@@ -92,16 +92,16 @@ impl<L: WireHead, R: WireHead> WireHead for http_body_util::Either<L, R> {
 }
 
 /// A request head the fast path serves, with its body.
-struct Parsed {
-    request: Request<ClientBody>,
+pub(super) struct Parsed {
+    pub(super) request: Request<ClientBody>,
     /// The client asked for the connection to close after the response.
-    close: bool,
+    pub(super) close: bool,
 }
 
 /// What the bytes at the front of the buffer are. (`Fast` is large, and moves once: boxing it
 /// would cost an allocation per request.)
 #[allow(clippy::large_enum_variant)]
-enum Next {
+pub(super) enum Next {
     /// Not a whole request yet.
     Partial,
     /// For the general server.
@@ -112,7 +112,7 @@ enum Next {
 }
 
 /// Reads the request at the front of `buf` when the fast path can serve it, taking its bytes.
-fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -> Next {
+pub(super) fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str) -> bool) -> Next {
     let mut spans = Spans::new();
     let (head_len, method, path) = {
         // Beyond MAX_FIELDS the general server answers 431.

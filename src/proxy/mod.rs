@@ -4,6 +4,10 @@
 mod client;
 mod error;
 mod fields;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(all(test, not(fuzzing)))]
+mod fuzzing;
 mod h1;
 pub mod headers;
 mod pipeline;
