@@ -578,9 +578,7 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Res
         *slot = role(&raw[ns as usize..ne as usize]);
         match *slot {
             Role::Length => {
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
+                let n = number(value.trim_ascii(), 10)
                     .ok_or_else(|| CallError::protocol("invalid upstream Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(CallError::protocol("conflicting upstream Content-Length"));
@@ -812,11 +810,7 @@ impl State {
                         return Ok(Step::More);
                     };
                     let digits = line.split(|b| *b == b';').next().unwrap_or_default();
-                    let size = std::str::from_utf8(digits)
-                        .ok()
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    let size = number(digits.trim_ascii(), 16)
                         .ok_or_else(|| CallError::protocol("invalid chunk size from upstream"))?;
                     *self = State::Chunked(if size == 0 {
                         Chunk::Trailers
@@ -859,6 +853,17 @@ impl State {
             }
         }
     }
+}
+
+/// The number `digits` (in `radix`, 10 or 16) spell: digits only, no sign, no overflow.
+fn number(digits: &[u8], radix: u32) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let d = char::from(d).to_digit(radix)?;
+        n.checked_mul(u64::from(radix))?.checked_add(u64::from(d))
+    })
 }
 
 /// A CRLF-terminated line taken off the front of `buf` (without its CRLF).
@@ -1133,6 +1138,9 @@ mod tests {
         for raw in [
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: five\r\n\r\n",
+            // A sign is no digit (Rust's integer parser takes one), and a length must fit.
+            "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
@@ -1197,6 +1205,34 @@ mod tests {
         assert_eq!(got, b"hello world");
         let _theirs = writer.await.unwrap();
         assert_eq!(pool.idle.lock().unwrap().get("up:80").map(Vec::len), Some(1));
+    }
+
+    /// Chunk sizes are hex digits only, with extensions and spaces around them allowed.
+    #[test]
+    fn chunk_sizes_are_hex_digits_only() {
+        for (line, want) in [
+            ("a\r\n", Some(10)),
+            ("A ;ext=1\r\n", Some(10)),
+            ("ff\r\n", Some(255)),
+            ("+a\r\n", None),
+            ("-1\r\n", None),
+            ("0x1\r\n", None),
+            ("\r\n", None),
+            ("1 2\r\n", None),
+            ("10000000000000000\r\n", None),
+        ] {
+            let mut state = State::Chunked(Chunk::Size);
+            let mut buf = BytesMut::from(line);
+            let got = match state.decode(&mut buf) {
+                Ok(Step::More) => match state {
+                    State::Chunked(Chunk::Data(n)) => Some(n),
+                    other => panic!("{line:?}: {other:?}"),
+                },
+                Ok(other) => panic!("{line:?}: {other:?}"),
+                Err(_) => None,
+            };
+            assert_eq!(got, want, "{line:?}");
+        }
     }
 
     /// The connection's one timer serves deadlines later and earlier than the one it was
