@@ -130,11 +130,13 @@ pub(super) fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str)
             Err(httparse::Error::Version) => return Next::Other,
             Err(e) => return Next::Refused(ProxyError::BadRequest(format!("malformed request head: {e}"))),
         };
-        if req.version != Some(1) {
-            return Next::Other;
-        }
+        // Before the version: HTTP/1.0 goes to the general server, whose buffer limit is not
+        // this one.
         if head_len > max_head {
             return Next::Refused(ProxyError::HeadersTooLarge);
+        }
+        if req.version != Some(1) {
+            return Next::Other;
         }
         spans.record(buf, req.headers);
         let (Some(method), Some(path)) = (req.method, req.path) else {
@@ -674,7 +676,8 @@ mod tests {
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
         let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: v\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        for raw in [&long, &long[..8500], &many] {
+        let long_10 = long.replace("HTTP/1.1", "HTTP/1.0");
+        for raw in [&long, &long[..8500], &many, &long_10] {
             assert!(matches!(next(raw).0, Next::Refused(ProxyError::HeadersTooLarge)));
         }
     }
