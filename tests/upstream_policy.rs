@@ -382,3 +382,70 @@ async fn an_upstreams_connect_timeout_overrides_the_global_one() {
     );
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
+
+/// A client whose streamed body is malformed gets 400, and the upstream is not blamed for the
+/// call that failed with it: its breaker stays closed and its error series does not move.
+/// Before, the client got 502 and each such request counted as an upstream failure, so that a
+/// few of them opened the breaker for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Upstream::start("a").await;
+    let spec = format!(
+        "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 2, timeout: 60s, successThreshold: 1}}",
+        a.url()
+    );
+    let (gw, _tmp) = gateway(&spec, "").await;
+    for _ in 0..3 {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+            .await
+            .expect("connect");
+        c.write_all(b"POST /x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n")
+            .await
+            .expect("send");
+        // The whole answer: its head, then as many bytes as its Content-Length says.
+        let mut got = Vec::new();
+        let answer = async {
+            loop {
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).await.expect("read");
+                assert!(
+                    n > 0,
+                    "closed before the answer: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .expect("content-length");
+                    if body.len() >= length {
+                        return (head.to_string(), body.to_string());
+                    }
+                }
+            }
+        };
+        let (head, body) = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+        assert!(
+            body.contains("\"bad_request\"") && body.contains("request body"),
+            "{body}"
+        );
+    }
+    assert_eq!(get(&gw.url("/x")).await.expect("answer").0, StatusCode::OK);
+    let admin = gw.admin_json("/admin/upstreams").await;
+    assert_eq!(
+        admin["upstreams"][0]["circuit_breaker"]["state"], "closed",
+        "{admin}"
+    );
+    let metrics = gw.metrics_text().await;
+    assert!(
+        !metrics.contains(r#"gateway_upstream_requests_total{status="error""#),
+        "{metrics}"
+    );
+}

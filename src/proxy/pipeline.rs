@@ -34,7 +34,7 @@ use crate::upstream::{ClaimLookup, PickContext, Protocol};
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// Request bodies towards upstreams: streamed from the client, or replayed from memory.
-type RequestBody = Either<Incoming, Full<Bytes>>;
+type RequestBody = Either<ClientStream, Full<Bytes>>;
 
 /// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
 type HttpClient = Client<crate::tls::UpstreamConnector, RequestBody>;
@@ -64,8 +64,40 @@ const REPLAY_LIMIT: u64 = 64 * 1024;
 
 /// The request body of `forward`.
 enum Outgoing {
-    Stream(Option<Incoming>),
+    Stream(Option<ClientStream>),
     Buffered(Bytes),
+}
+
+/// A client's body streamed to an upstream, which keeps the error when reading it fails
+/// (bad chunked framing, a client gone mid-upload). The upstream call then fails too, but the
+/// fault is the client's: it must not count against the upstream.
+struct ClientStream {
+    body: Incoming,
+    failed: Arc<std::sync::OnceLock<String>>,
+}
+
+impl http_body::Body for ClientStream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(e))) = &polled {
+            let _ = self.failed.set(e.to_string());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Methods that may be sent twice (RFC 9110 §9.2.2).
@@ -445,7 +477,14 @@ impl ProxyState {
                 .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
                 Outgoing::Buffered(collected.to_bytes())
             }
-            ClientBody::Streamed(body) => Outgoing::Stream(Some(body)),
+            ClientBody::Streamed(body) => Outgoing::Stream(Some(ClientStream {
+                body,
+                failed: Arc::default(),
+            })),
+        };
+        let client_failed = match &outgoing {
+            Outgoing::Stream(Some(s)) => Some(s.failed.clone()),
+            _ => None,
         };
         let retry = upstream.retries.as_ref().filter(|r| {
             r.attempts > 0 && is_idempotent(&parts.method) && matches!(outgoing, Outgoing::Buffered(_))
@@ -601,6 +640,14 @@ impl ProxyState {
                     Ok(resp) => span.finish(Ok(resp.status())),
                     Err(e) if e.is_timeout() => span.finish(Err("timeout")),
                     Err(e) => span.finish(Err(&e.to_string())),
+                }
+            }
+            if result.is_err() {
+                if let Some(why) = client_failed.as_ref().and_then(|f| f.get()) {
+                    // Neither the breaker nor the upstream's series hear of it.
+                    return Err(ProxyError::BadRequest(format!(
+                        "cannot read the request body: {why}"
+                    )));
                 }
             }
             let more = attempt + 1 < tries;
