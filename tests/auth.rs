@@ -614,3 +614,34 @@ spec: {{path: /tenant, upstream: ab, authRequired: true}}
         assert_eq!(*first, server, "{tenant} moved between endpoints");
     }
 }
+
+/// Dot-segments do not lead around a protected route through a public one: the gateway
+/// resolves them before routing, so `/open/../users/1` is `/users/1` to the router and to the
+/// upstream alike (which, like most servers, would resolve them too).
+#[tokio::test]
+async fn dot_segments_do_not_route_around_authentication() {
+    let open = common::route_yaml("open", "/open/*", "echo", "");
+    let s = setup(HS_CONFIG, &[("open.yaml", open.as_str())]).await;
+    assert_eq!(get(&s.gw, "/open/x", &[]).await.status, StatusCode::OK);
+    for path in [
+        "/open/../users/1",
+        "/open/%2e%2E/users/1",
+        "/open/./.%2e/users/1",
+        "/open/a/../../users/1",
+    ] {
+        assert_401(&get(&s.gw, path, &[]).await);
+    }
+    assert_eq!(s.hits(), 1, "none of them reached the upstream");
+    let token = hs256(&claims(&["user"]));
+    let a = get(
+        &s.gw,
+        "/open/../users/./1?next=/../x",
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["path"], "/users/1?next=/../x",
+        "the query is left as it is"
+    );
+}

@@ -10,6 +10,7 @@ pub mod fuzzing;
 mod fuzzing;
 mod h1;
 pub mod headers;
+mod path;
 mod pipeline;
 mod server;
 mod upgrade;

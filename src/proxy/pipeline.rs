@@ -59,6 +59,17 @@ where
     b.build(connector)
 }
 
+/// `uri` with its path replaced by `path`, its query kept.
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    let pq = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    };
+    parts.path_and_query = Some(pq.ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 /// The largest request body kept in memory so that a retry can send it again.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
@@ -238,6 +249,20 @@ impl ProxyState {
         }
         let client = headers::ClientFields::of(req.headers());
         let request_id = headers::request_id_from(client.request_id.as_ref());
+        // Before anything reads the path: the route chosen and the path the upstream gets are
+        // the same (`/public/../admin` is `/admin` to both).
+        if let Some(clean) = super::path::without_dot_segments(req.uri().path()) {
+            match with_path(req.uri(), &clean) {
+                Some(uri) => *req.uri_mut() = uri,
+                None => {
+                    let err = ProxyError::BadRequest("invalid request path".into());
+                    self.count_refused(err.status());
+                    return Ok(err
+                        .to_response(request_id.to_str().unwrap_or_default())
+                        .map(Either::Right));
+                }
+            }
+        }
         match req.uri().path() {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
