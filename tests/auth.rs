@@ -615,11 +615,11 @@ spec: {{path: /tenant, upstream: ab, authRequired: true}}
     }
 }
 
-/// Dot-segments do not lead around a protected route through a public one: the gateway
-/// resolves them before routing, so `/open/../users/1` is `/users/1` to the router and to the
-/// upstream alike (which, like most servers, would resolve them too).
+/// Dot-segments and escaped letters do not lead around a protected route: the gateway puts the
+/// path in normal form before routing, so `/open/../users/1` and `/%75sers/1` are `/users/1`
+/// to the router and to the upstream alike (which, like most servers, would read them so too).
 #[tokio::test]
-async fn dot_segments_do_not_route_around_authentication() {
+async fn other_spellings_of_a_path_do_not_route_around_authentication() {
     let open = common::route_yaml("open", "/open/*", "echo", "");
     let s = setup(HS_CONFIG, &[("open.yaml", open.as_str())]).await;
     assert_eq!(get(&s.gw, "/open/x", &[]).await.status, StatusCode::OK);
@@ -628,6 +628,8 @@ async fn dot_segments_do_not_route_around_authentication() {
         "/open/%2e%2E/users/1",
         "/open/./.%2e/users/1",
         "/open/a/../../users/1",
+        "/%75sers/1",
+        "/open/%2E%2e/%75%73ers/1",
     ] {
         assert_401(&get(&s.gw, path, &[]).await);
     }

@@ -1,14 +1,62 @@
-//! Dot-segments in request paths. A route is chosen by the path as the gateway reads it, and an
-//! upstream serves the path as it reads it; many upstreams resolve `.` and `..` first. Were the
-//! gateway to route `/public/../admin` by its first segment, a route that requires a token
-//! could be reached through one that does not. So dot-segments are resolved before routing,
-//! and the upstream gets the resolved path: both read the same one.
+//! Request paths, put in the normal form of RFC 3986 §6.2.2 before routing. A route is chosen
+//! by the path as the gateway reads it, and an upstream serves the path as it reads it; many
+//! upstreams resolve `.` and `..` and decode `%61` to `a` first. Were the gateway to route
+//! `/public/../admin` by its first segment, or `/%61dmin` as something else than `/admin`, a
+//! route that requires a token could be reached through one that does not. So both are done
+//! before routing, and the upstream gets the normal path: both read the same one.
+
+use std::borrow::Cow;
+
+/// `path` in normal form: percent-encoded unreserved characters decoded (`%61` is `a`, `%2e`
+/// is `.`), then dot-segments removed; `None` when that changes nothing, which for a path with
+/// no `%` or `.` is found without looking further.
+pub fn normalized(path: &str) -> Option<String> {
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return None;
+    }
+    let decoded = decode_unreserved(path);
+    match (without_dot_segments(&decoded), decoded) {
+        (Some(resolved), _) => Some(resolved),
+        (None, Cow::Owned(decoded)) => Some(decoded),
+        (None, Cow::Borrowed(_)) => None,
+    }
+}
+
+/// `path` with each `%XX` that stands for an unreserved character (letters, digits, `-`, `.`,
+/// `_`, `~`) replaced by that character; other escapes (`%2F` among them) are left as they are.
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    let b = path.as_bytes();
+    let unreserved_at = |i: usize| -> Option<u8> {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        let c = (hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?) as u8;
+        (c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')).then_some(c)
+    };
+    let Some(first) = (0..b.len()).find(|&i| b[i] == b'%' && unreserved_at(i).is_some()) else {
+        return Cow::Borrowed(path);
+    };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
+    let mut i = first;
+    while i < b.len() {
+        match (b[i], unreserved_at(i)) {
+            (b'%', Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII bytes replaced ASCII escapes: still the UTF-8 it was.
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| path.to_owned()))
+}
 
 /// `path` with its dot-segments removed as RFC 3986 §5.2.4 does (a `..` at the root is
-/// dropped), counting `%2e` as a dot; `None` when it has none, which is found without
-/// allocating.
-pub fn without_dot_segments(path: &str) -> Option<String> {
-    if !path.bytes().any(|b| b == b'.' || b == b'%') || !path.split('/').any(|s| dots(s) > 0) {
+/// dropped), counting `%2e` as a dot; `None` when it has none.
+fn without_dot_segments(path: &str) -> Option<String> {
+    if !path.split('/').any(|s| dots(s) > 0) {
         return None;
     }
     let mut kept: Vec<&str> = Vec::new();
@@ -78,7 +126,7 @@ mod tests {
             ("/a//../b", Some("/a/b")),
             ("/a/b/../../..", Some("/")),
         ] {
-            assert_eq!(without_dot_segments(path).as_deref(), want, "{path}");
+            assert_eq!(normalized(path).as_deref(), want, "{path}");
         }
     }
 
@@ -91,11 +139,31 @@ mod tests {
             "/.well-known/openid-configuration",
             "/a/.../b",
             "/a/..b/c",
-            "/a/%2e%2e%2e",
             "/files/100%25",
             "/a//b",
+            "/a%2Fb",
+            "/%E2%82%AC",
+            "/caf\u{e9}",
+            "/a%",
+            "/a%6",
+            "/a%zz",
         ] {
-            assert_eq!(without_dot_segments(path), None, "{path}");
+            assert_eq!(normalized(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn escaped_unreserved_characters_are_decoded() {
+        for (path, want) in [
+            ("/%61dmin/x", "/admin/x"),
+            ("/%41%2d%5F%7e%30", "/A-_~0"),
+            ("/a%2Fb/%62", "/a%2Fb/b"),
+            ("/caf\u{e9}/%61", "/caf\u{e9}/a"),
+            ("/x/%2E%2e/%61dmin", "/admin"),
+            ("/a/%2e%2e%2e", "/a/..."),
+        ] {
+            let got = normalized(path).unwrap_or_else(|| path.to_string());
+            assert_eq!(got, want, "{path}");
         }
     }
 }

@@ -250,8 +250,8 @@ impl ProxyState {
         let client = headers::ClientFields::of(req.headers());
         let request_id = headers::request_id_from(client.request_id.as_ref());
         // Before anything reads the path: the route chosen and the path the upstream gets are
-        // the same (`/public/../admin` is `/admin` to both).
-        if let Some(clean) = super::path::without_dot_segments(req.uri().path()) {
+        // the same (`/public/../admin` and `/%61dmin` are `/admin` to both).
+        if let Some(clean) = super::path::normalized(req.uri().path()) {
             match with_path(req.uri(), &clean) {
                 Some(uri) => *req.uri_mut() = uri,
                 None => {
