@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/`: the parsers that read what clients and
-//! upstreams send, each run on arbitrary bytes with the properties it must keep. Built for
-//! `cargo fuzz` (`--cfg fuzzing`) and for the unit tests below, which run each entry point on
-//! a few inputs so that it keeps compiling and keeps its properties on known cases.
+//! upstreams send, and the path normalisation routing relies on, each run on arbitrary bytes
+//! with the properties it must keep. Built for `cargo fuzz` (`--cfg fuzzing`) and for the unit
+//! tests below, which run each entry point on a few inputs so that it keeps compiling and keeps
+//! its properties on known cases.
 
 use bytes::BytesMut;
 use http::Method;
@@ -128,6 +129,36 @@ pub fn chunked_body(data: &[u8]) {
     assert!(whole.0.len() <= data.len());
 }
 
+/// Request paths, as routing reads them. Whatever the bytes, the normal form of the path of a
+/// target that `http` takes is one it takes too, starts with `/`, has no dot-segments, and is its own normal
+/// form.
+pub fn paths(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The path as a request's URI gives it: no query, no fragment.
+    let Ok(pq) = http::uri::PathAndQuery::try_from(path) else {
+        return;
+    };
+    let path = pq.path();
+    if !path.starts_with('/') {
+        return;
+    }
+    let Some(normal) = super::path::normalized(path) else {
+        return;
+    };
+    assert!(normal.starts_with('/'), "{path:?} -> {normal:?}");
+    assert!(
+        http::uri::PathAndQuery::try_from(normal.as_str()).is_ok(),
+        "{path:?} -> {normal:?}"
+    );
+    assert!(
+        normal.split('/').all(|s| s != "." && s != ".."),
+        "{path:?} -> {normal:?}"
+    );
+    assert_eq!(super::path::normalized(&normal), None, "{path:?} -> {normal:?}");
+}
+
 /// The body decoded from `reads` fed one after another: its data, and how it ended (`Some`
 /// true at its end, false on an error; `None` if it wants more).
 fn decode_all(reads: &[&[u8]]) -> (Vec<u8>, Option<bool>) {
@@ -189,6 +220,13 @@ mod tests {
                       X-Request-Id: up\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nX-B: 2\r\n\r\nhi";
         for v in variants(valid) {
             response_heads(&v);
+        }
+    }
+
+    #[test]
+    fn paths_keep_their_properties() {
+        for v in variants(b"/a/%2e%2E/b/./%61%2Fc/..") {
+            paths(&v);
         }
     }
 

@@ -37,17 +37,32 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(b.len());
     out.extend_from_slice(&b[..first]);
     let mut i = first;
+    let mut decoded = false;
     while i < b.len() {
+        // A decoded hex digit right after a `%` (or a `%` and one hex digit) would make a new
+        // escape, which a second pass would decode: it stays escaped, so that the normal form
+        // is its own normal form.
+        let makes_escape = |c: u8| {
+            c.is_ascii_hexdigit()
+                && (out.last() == Some(&b'%')
+                    || (out.len() >= 2
+                        && out[out.len() - 2] == b'%'
+                        && out[out.len() - 1].is_ascii_hexdigit()))
+        };
         match (b[i], unreserved_at(i)) {
-            (b'%', Some(c)) => {
+            (b'%', Some(c)) if !makes_escape(c) => {
                 out.push(c);
                 i += 3;
+                decoded = true;
             }
             (c, _) => {
                 out.push(c);
                 i += 1;
             }
         }
+    }
+    if !decoded {
+        return Cow::Borrowed(path);
     }
     // Only ASCII bytes replaced ASCII escapes: still the UTF-8 it was.
     Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| path.to_owned()))
@@ -147,6 +162,7 @@ mod tests {
             "/a%",
             "/a%6",
             "/a%zz",
+            "/a/%%44%",
         ] {
             assert_eq!(normalized(path), None, "{path}");
         }
@@ -161,6 +177,11 @@ mod tests {
             ("/caf\u{e9}/%61", "/caf\u{e9}/a"),
             ("/x/%2E%2e/%61dmin", "/admin"),
             ("/a/%2e%2e%2e", "/a/..."),
+            // No new escapes out of old ones.
+            ("/n/%44%2%44%2Fc", "/n/D%2%44%2Fc"),
+            ("/%%34%34", "/%%344"),
+            ("/%%344", "/%%344"),
+            ("/%2%2e", "/%2."),
         ] {
             let got = normalized(path).unwrap_or_else(|| path.to_string());
             assert_eq!(got, want, "{path}");
