@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::fields::{field_name, put_number, Span, Spans, WireFields, MAX_FIELDS};
+use super::fields::{field_name, number, put_number, Span, Spans, WireFields, MAX_FIELDS};
 use super::headers::Forwarding;
 use crate::tls::{UpstreamConnector, UpstreamStream};
 
@@ -854,17 +854,6 @@ impl State {
             }
         }
     }
-}
-
-/// The number `digits` (in `radix`, 10 or 16) spell: digits only, no sign, no overflow.
-fn number(digits: &[u8], radix: u32) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        let d = char::from(d).to_digit(radix)?;
-        n.checked_mul(u64::from(radix))?.checked_add(u64::from(d))
-    })
 }
 
 /// A CRLF-terminated line taken off the front of `buf` (without its CRLF).

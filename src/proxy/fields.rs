@@ -178,6 +178,17 @@ impl WireFields {
     }
 }
 
+/// The number `digits` (in `radix`, 10 or 16) spell: digits only, no sign, no overflow.
+pub fn number(digits: &[u8], radix: u32) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let d = char::from(d).to_digit(radix)?;
+        n.checked_mul(u64::from(radix))?.checked_add(u64::from(d))
+    })
+}
+
 /// Appends `n` in `radix` (10 or 16, lowercase).
 pub fn put_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
     let mut digits = [0u8; 20];

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use super::error::ProxyError;
-use super::fields::{field_name, position, put_number, Spans, WireFields, MAX_FIELDS};
+use super::fields::{field_name, number, position, put_number, Spans, WireFields, MAX_FIELDS};
 use super::server::ConnLimits;
 
 /// The largest request body read on the fast path; larger ones are streamed by the general
@@ -158,12 +158,8 @@ pub(super) fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str)
         let name = &buf[ns as usize..ne as usize];
         let value = &buf[vs as usize..ve as usize];
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = match std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-            {
-                Some(n) if value.iter().all(u8::is_ascii_digit) => n,
-                _ => return Next::Refused(ProxyError::BadRequest("invalid Content-Length".into())),
+            let Some(n) = number(value, 10).and_then(|n| usize::try_from(n).ok()) else {
+                return Next::Refused(ProxyError::BadRequest("invalid Content-Length".into()));
             };
             if length.is_some_and(|l| l != n) {
                 return Next::Refused(ProxyError::BadRequest("conflicting Content-Length values".into()));

@@ -68,8 +68,8 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| path.to_owned()))
 }
 
-/// `path` with its dot-segments removed as RFC 3986 §5.2.4 does (a `..` at the root is
-/// dropped), counting `%2e` as a dot; `None` when it has none.
+/// `path` (its escaped dots decoded) with its dot-segments removed as RFC 3986 §5.2.4 does (a
+/// `..` at the root is dropped); `None` when it has none.
 fn without_dot_segments(path: &str) -> Option<String> {
     if !path.split('/').any(|s| dots(s) > 0) {
         return None;
@@ -100,25 +100,12 @@ fn without_dot_segments(path: &str) -> Option<String> {
     Some(out)
 }
 
-/// 1 for a `.` segment, 2 for a `..` one (each dot written as itself or as `%2e`), else 0.
+/// 1 for a `.` segment, 2 for a `..` one, else 0 (`%2e` is decoded before this is asked).
 fn dots(segment: &str) -> usize {
-    let mut rest = segment.as_bytes();
-    let mut n = 0;
-    while !rest.is_empty() {
-        if rest[0] == b'.' {
-            rest = &rest[1..];
-        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && rest[2].eq_ignore_ascii_case(&b'e')
-        {
-            rest = &rest[3..];
-        } else {
-            return 0;
-        }
-        n += 1;
-    }
-    if n <= 2 {
-        n
-    } else {
-        0
+    match segment {
+        "." => 1,
+        ".." => 2,
+        _ => 0,
     }
 }
 

@@ -59,14 +59,19 @@ where
     b.build(connector)
 }
 
+/// `path`, then `query` if there is one.
+fn path_and_query(mut path: String, query: Option<&str>) -> Result<PathAndQuery, http::uri::InvalidUri> {
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    PathAndQuery::try_from(path)
+}
+
 /// `uri` with its path replaced by `path`, its query kept.
-fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+fn with_path(uri: &Uri, path: String) -> Option<Uri> {
     let mut parts = uri.clone().into_parts();
-    let pq = match uri.query() {
-        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
-        None => PathAndQuery::try_from(path),
-    };
-    parts.path_and_query = Some(pq.ok()?);
+    parts.path_and_query = Some(path_and_query(path, uri.query()).ok()?);
     Uri::from_parts(parts).ok()
 }
 
@@ -252,7 +257,7 @@ impl ProxyState {
         // Before anything reads the path: the route chosen and the path the upstream gets are
         // the same (`/public/../admin` and `/%61dmin` are `/admin` to both).
         if let Some(clean) = super::path::normalized(req.uri().path()) {
-            match with_path(req.uri(), &clean) {
+            match with_path(req.uri(), clean) {
                 Some(uri) => *req.uri_mut() = uri,
                 None => {
                     let err = ProxyError::BadRequest("invalid request path".into());
@@ -430,10 +435,9 @@ impl ProxyState {
 
         let path = parts.uri.path();
         let rewritten = route.rewrite.as_ref().map(|r| r.apply(path));
-        let pq = match (rewritten, parts.uri.query()) {
-            (Some(p), Some(q)) => PathAndQuery::try_from(format!("{p}?{q}")),
-            (Some(p), None) => PathAndQuery::try_from(p),
-            (None, _) => Ok(parts
+        let pq = match rewritten {
+            Some(p) => path_and_query(p, parts.uri.query()),
+            None => Ok(parts
                 .uri
                 .path_and_query()
                 .cloned()
