@@ -383,13 +383,55 @@ async fn an_upstreams_connect_timeout_overrides_the_global_one() {
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
 
+/// The whole answer on a raw connection: its head, then as many bytes as its Content-Length
+/// says. Fails after 5 s.
+async fn raw_answer<R: tokio::io::AsyncRead + Unpin>(c: &mut R) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let answer = async {
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before the answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("content-length");
+                if body.len() >= length {
+                    return (head.to_string(), body.to_string());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("an answer")
+}
+
+/// The value of the upstream's `status="error"` series (0 when it is not there).
+fn upstream_errors(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(r#"gateway_upstream_requests_total{status="error""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
 /// A client whose streamed body is malformed gets 400, and the upstream is not blamed for the
 /// call that failed with it: its breaker stays closed and its error series does not move.
 /// Before, the client got 502 and each such request counted as an upstream failure, so that a
 /// few of them opened the breaker for everyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let a = Upstream::start("a").await;
     let spec = format!(
         "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 2, timeout: 60s, successThreshold: 1}}",
@@ -403,34 +445,7 @@ async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
         c.write_all(b"POST /x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n")
             .await
             .expect("send");
-        // The whole answer: its head, then as many bytes as its Content-Length says.
-        let mut got = Vec::new();
-        let answer = async {
-            loop {
-                let mut buf = [0u8; 4096];
-                let n = c.read(&mut buf).await.expect("read");
-                assert!(
-                    n > 0,
-                    "closed before the answer: {:?}",
-                    String::from_utf8_lossy(&got)
-                );
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .expect("content-length");
-                    if body.len() >= length {
-                        return (head.to_string(), body.to_string());
-                    }
-                }
-            }
-        };
-        let (head, body) = tokio::time::timeout(Duration::from_secs(5), answer)
-            .await
-            .expect("an answer");
+        let (head, body) = raw_answer(&mut c).await;
         assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
         assert!(
             body.contains("\"bad_request\"") && body.contains("request body"),
@@ -448,4 +463,123 @@ async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
         !metrics.contains(r#"gateway_upstream_requests_total{status="error""#),
         "{metrics}"
     );
+}
+
+/// A client that stops sending its body half-way gets 408 once the route timeout has passed,
+/// whether its body was being streamed to the upstream (chunked, or longer than what is read
+/// first) or read whole first (a short Content-Length). The upstream, which was only waiting
+/// for the body, is not blamed: its breaker stays closed and its error series does not move.
+/// Before, the streamed ones got 504 and counted as upstream failures, so that a few slow
+/// uploads opened the breaker for everyone; the short one got 504 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_with_its_body_gets_408_and_the_upstream_is_not_blamed() {
+    use tokio::io::AsyncWriteExt;
+    let a = Upstream::start("a").await;
+    a.set(Mode::ReadBody);
+    let spec = format!(
+        "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 2, timeout: 60s, successThreshold: 1}}",
+        a.url()
+    );
+    let (gw, _tmp) = gateway(&spec, "  timeout: 300ms").await;
+    let stalled = [
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        "Content-Length: 1000000\r\n\r\nhello",
+        "Content-Length: 10\r\n\r\nhello",
+    ];
+    for _ in 0..2 {
+        for rest in stalled {
+            let mut c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+                .await
+                .expect("connect");
+            c.write_all(format!("POST /x HTTP/1.1\r\nHost: gw.test\r\n{rest}").as_bytes())
+                .await
+                .expect("send");
+            let (head, body) = raw_answer(&mut c).await;
+            assert!(head.starts_with("HTTP/1.1 408 "), "{rest:?}: {head}\n{body}");
+            assert!(
+                body.contains("\"request_timeout\"") && body.contains("300ms"),
+                "{body}"
+            );
+        }
+    }
+    // The same upstream takes whole bodies as before.
+    let req = Request::post(gw.url("/x"))
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .expect("request");
+    let (status, _, body) = send(req).await.expect("answer");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "a read 5"));
+    let admin = gw.admin_json("/admin/upstreams").await;
+    assert_eq!(
+        admin["upstreams"][0]["circuit_breaker"]["state"], "closed",
+        "{admin}"
+    );
+    assert_eq!(upstream_errors(&gw.metrics_text().await), 0);
+}
+
+/// The other way round: when the client has sent its body and the upstream does not answer
+/// in time, the upstream is out of time (504, counted against it), also when it does not
+/// read the body at all and the gateway is left holding most of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_leaves_the_body_unread_is_still_the_one_out_of_time() {
+    use tokio::io::AsyncWriteExt;
+    let a = Upstream::start("a").await;
+    // Answers after 2 s, reading nothing.
+    a.set(Mode::Slow);
+    let config = format!("{CONFIG}server:\n  limits:\n    max_body_size: {}\n", 1u64 << 30);
+    let (gw, _tmp) = gateway_with(
+        &config,
+        &format!("  endpoints: [\"{}\"]", a.url()),
+        "  timeout: 300ms",
+    )
+    .await;
+    // A streamed body, sent whole: the upstream's socket takes all of it.
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+        .await
+        .expect("connect");
+    c.write_all(
+        b"POST /x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("send");
+    let (head, body) = raw_answer(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 504 "), "{head}\n{body}");
+    assert!(body.contains("\"upstream_timeout\""), "{body}");
+    assert_eq!(upstream_errors(&gw.metrics_text().await), 1);
+    // A body far larger than the sockets between here and the upstream hold: the gateway
+    // stops reading it because the upstream does not take it. The answer may be lost when
+    // the gateway closes a connection with unread bytes, so the series tells.
+    let c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+        .await
+        .expect("connect");
+    let (mut r, mut w) = c.into_split();
+    const LEN: usize = 64 << 20;
+    let writer = tokio::spawn(async move {
+        let _ = w
+            .write_all(
+                format!("POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {LEN}\r\n\r\n").as_bytes(),
+            )
+            .await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..LEN / chunk.len() {
+            if w.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut r, &mut buf),
+    )
+    .await;
+    writer.abort();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let errors = upstream_errors(&gw.metrics_text().await);
+        if errors == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "upstream errors: {errors}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

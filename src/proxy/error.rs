@@ -29,6 +29,8 @@ pub enum ProxyError {
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
+    #[error("the client did not send its request body within {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error("{0}")]
     BadRequest(String),
 }
@@ -47,6 +49,7 @@ impl ProxyError {
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -65,6 +68,7 @@ impl ProxyError {
             ProxyError::BadGateway(_) => "bad_gateway",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+            ProxyError::RequestTimeout(_) => "request_timeout",
             ProxyError::BadRequest(_) => "bad_request",
         }
     }

@@ -84,12 +84,23 @@ enum Outgoing {
     Buffered(Bytes),
 }
 
-/// A client's body streamed to an upstream, which keeps the error when reading it fails
-/// (bad chunked framing, a client gone mid-upload). The upstream call then fails too, but the
+/// A client's body streamed to an upstream, which keeps track of whose turn it is. When
+/// reading it fails (bad chunked framing, a client gone mid-upload), or when time runs out
+/// while the gateway waits for the client's next bytes, the upstream call fails too, but the
 /// fault is the client's: it must not count against the upstream.
 struct ClientStream {
     body: Incoming,
-    failed: Arc<std::sync::OnceLock<String>>,
+    watch: Arc<BodyWatch>,
+}
+
+/// What the upstream call's owner can learn of its streamed body afterwards.
+#[derive(Default)]
+struct BodyWatch {
+    /// Why reading the client's body failed.
+    failed: std::sync::OnceLock<String>,
+    /// The last read found no bytes from the client yet: the upstream waits for the client,
+    /// not the other way round.
+    waiting: std::sync::atomic::AtomicBool,
 }
 
 impl http_body::Body for ClientStream {
@@ -102,8 +113,11 @@ impl http_body::Body for ClientStream {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if let std::task::Poll::Ready(Some(Err(e))) = &polled {
-            let _ = self.failed.set(e.to_string());
+            let _ = self.watch.failed.set(e.to_string());
         }
+        self.watch
+            .waiting
+            .store(polled.is_pending(), std::sync::atomic::Ordering::Relaxed);
         polled
     }
 
@@ -500,7 +514,7 @@ impl ProxyState {
                 let collected = match deadline {
                     Some(d) => tokio::time::timeout_at(d, collect)
                         .await
-                        .map_err(|_| ProxyError::UpstreamTimeout(route.timeout.unwrap_or_default()))?,
+                        .map_err(|_| ProxyError::RequestTimeout(route.timeout.unwrap_or_default()))?,
                     None => collect.await,
                 }
                 .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
@@ -508,11 +522,11 @@ impl ProxyState {
             }
             ClientBody::Streamed(body) => Outgoing::Stream(Some(ClientStream {
                 body,
-                failed: Arc::default(),
+                watch: Arc::default(),
             })),
         };
-        let client_failed = match &outgoing {
-            Outgoing::Stream(Some(s)) => Some(s.failed.clone()),
+        let client_watch = match &outgoing {
+            Outgoing::Stream(Some(s)) => Some(s.watch.clone()),
             _ => None,
         };
         let retry = upstream.retries.as_ref().filter(|r| {
@@ -671,12 +685,20 @@ impl ProxyState {
                     Err(e) => span.finish(Err(&e.to_string())),
                 }
             }
-            if result.is_err() {
-                if let Some(why) = client_failed.as_ref().and_then(|f| f.get()) {
-                    // Neither the breaker nor the upstream's series hear of it.
+            // A try out of time: the route timeout, or the upstream timeout when it came first.
+            let waited = match self.upstream_timeout {
+                Some(limit) if capped => limit,
+                _ => route.timeout.unwrap_or_default(),
+            };
+            if let (Err(e), Some(watch)) = (&result, &client_watch) {
+                // Neither the breaker nor the upstream's series hear of the client's faults.
+                if let Some(why) = watch.failed.get() {
                     return Err(ProxyError::BadRequest(format!(
                         "cannot read the request body: {why}"
                     )));
+                }
+                if e.is_timeout() && watch.waiting.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(ProxyError::RequestTimeout(waited));
                 }
             }
             let more = attempt + 1 < tries;
@@ -696,10 +718,6 @@ impl ProxyState {
                     )
                 }
                 Err(e) if e.is_timeout() => {
-                    let waited = match self.upstream_timeout {
-                        Some(limit) if capped => limit,
-                        _ => route.timeout.unwrap_or_default(),
-                    };
                     let out_of_time = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
                     (
                         None,

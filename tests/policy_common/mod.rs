@@ -171,8 +171,10 @@ pub enum Mode {
     Fail500 = 1,
     /// Close the connection without answering.
     Close = 2,
-    /// Answer after 2 seconds.
+    /// Answer after 2 seconds, without reading the request body.
     Slow = 3,
+    /// Read the whole request body first, then answer `200 <name> read <bytes>`.
+    ReadBody = 4,
 }
 
 /// A real HTTP upstream on loopback: answers `200 <name>` (and `/health`), or fails as told.
@@ -254,6 +256,10 @@ impl Upstream {
                     };
                     async move {
                         let (status, body) = match m {
+                            4 => match req.into_body().collect().await {
+                                Ok(b) => (StatusCode::OK, format!("{name} read {}", b.to_bytes().len())),
+                                Err(_) => return Err("the request body broke off"),
+                            },
                             1 => (StatusCode::INTERNAL_SERVER_ERROR, format!("{name} failed")),
                             2 => return Err("closing"),
                             3 => {
