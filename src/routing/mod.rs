@@ -1,6 +1,10 @@
 //! The routing table: an immutable index from (host, path, method) to a compiled route, and
 //! the handle through which the proxy sees the current one (one `ArcSwap`).
 
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(all(test, not(fuzzing)))]
+mod fuzzing;
 mod handle;
 mod method;
 mod table;
