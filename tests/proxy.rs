@@ -564,3 +564,58 @@ async fn a_grpc_call_streams_both_ways_and_keeps_its_trailers() {
     assert_eq!(trailers["grpc-message"], "done");
     server.abort();
 }
+
+/// Which host a request names: the authority of an absolute-form target (as RFC 9112 §3.2.2
+/// asks, whatever the Host field says), else the Host field; the trailing dot of a fully
+/// qualified name changes nothing. The upstream's `X-Forwarded-Host` is the host the route was
+/// chosen by.
+#[tokio::test]
+async fn the_host_is_the_targets_authority_then_the_host_field_less_a_trailing_dot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Upstream::start("a").await;
+    let any = Upstream::start("any").await;
+    let gw = Gateway::start(
+        BASE_CONFIG,
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}---\n{}---\n{}",
+                upstream_yaml("a", &[a.url()]),
+                upstream_yaml("any", &[any.url()]),
+                route_yaml("a", "/*", "a", "hosts: [a.test]"),
+                route_yaml("any", "/*", "any", ""),
+            ),
+        )],
+    )
+    .await;
+    let addr = gw
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let cases = [
+        ("/x", "a.test.", "a", "a.test."),
+        ("/x", "A.Test.:80", "a", "A.Test.:80"),
+        ("http://a.test/x", "other.test", "a", "a.test"),
+        ("http://other.test/x", "a.test", "any", "other.test"),
+        ("/x", "other.test", "any", "other.test"),
+    ];
+    for (target, host, server, forwarded) in cases {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let text = String::from_utf8_lossy(&got);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{target} {host}: {head}");
+        let seen: serde_json::Value = serde_json::from_str(body).expect("the upstream's echo");
+        assert_eq!(seen["server"], server, "{target} {host}");
+        assert_eq!(seen["path"], "/x");
+        assert_eq!(seen["headers"]["x-forwarded-host"], forwarded, "{target} {host}");
+    }
+}

@@ -302,11 +302,13 @@ impl ProxyState {
             req.extensions_mut().insert(span.clone());
             span
         });
-        let host = client
-            .host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        // The target's authority (absolute form, HTTP/2's `:authority`) is the host when there
+        // is one; the Host field only otherwise (RFC 9112 §3.2.2, RFC 9113 §8.3.1).
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| client.host.as_ref().and_then(|h| h.to_str().ok()));
         let route = match self.route_for(&req, host, &method, &request_id, start) {
             Ok(route) => route,
             Err(resp) => {
@@ -471,9 +473,11 @@ impl ProxyState {
             )));
         };
 
-        let client_host = client.host.clone().or_else(|| {
-            HeaderValue::from_str(parts.uri.authority().map(|a| a.as_str()).unwrap_or_default()).ok()
-        });
+        // The host the route was chosen by.
+        let client_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => client.host.clone(),
+        };
         let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
             Some(_) => "https",
             None => self.proto,

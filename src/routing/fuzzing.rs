@@ -32,13 +32,14 @@ const ROUTE_HOSTS: [&[&str]; 6] = [
     &["*.a.test"],
     &["A.test", "*.a.test"],
 ];
-const REQUEST_HOSTS: [Option<&str>; 6] = [
+const REQUEST_HOSTS: [Option<&str>; 7] = [
     None,
     Some("a.test"),
     Some("x.test"),
     Some("b.a.test"),
-    Some("B.A.Test:8080"),
+    Some("B.A.Test.:8080"),
     Some("test"),
+    Some("x.test."),
 ];
 const REQUEST_METHODS: [Method; 4] = [Method::GET, Method::POST, Method::DELETE, Method::PUT];
 
@@ -232,7 +233,10 @@ fn expected(model: &[Model<'_>], host: Option<&str>, path: &str, method: &Method
         path[1..].split('/').collect()
     };
     let host = host
-        .map(|h| super::strip_port(h).to_ascii_lowercase())
+        .map(|h| {
+            let h = super::strip_port(h);
+            h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+        })
         .filter(|h| !h.is_empty());
     let mut groups: Vec<Vec<&Model<'_>>> = Vec::new();
     if let Some(host) = &host {
@@ -335,7 +339,7 @@ mod tests {
                         .collect::<String>(),
                 };
                 text.push((b'0' + next(4) as u8) as char);
-                text.push((b'0' + next(6) as u8) as char);
+                text.push((b'0' + next(7) as u8) as char);
                 text.push_str(if path.is_empty() { "/" } else { &path });
                 text.push('\n');
             }

@@ -224,7 +224,8 @@ impl PathIndex {
 }
 
 impl RoutingTable {
-    /// Finds the route for a request. `host` may carry a port and any case.
+    /// Finds the route for a request. `host` may carry a port, any case and the trailing dot of
+    /// a fully qualified name.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Lookup<'_> {
         let mut s = Search {
             routes: &self.routes,
@@ -232,7 +233,8 @@ impl RoutingTable {
             allow: MethodSet::EMPTY,
             matched: false,
         };
-        if let Some(host) = host.map(strip_port).filter(|h| !h.is_empty()) {
+        let host = host.map(strip_port).map(|h| h.strip_suffix('.').unwrap_or(h));
+        if let Some(host) = host.filter(|h| !h.is_empty()) {
             if !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty() {
                 let host = lowercase_host(host);
                 let host = host.as_ref();

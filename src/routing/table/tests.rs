@@ -133,6 +133,15 @@ fn host_routes_beat_hostless_and_wildcards_take_the_longest_suffix() {
         found(&t, Some("shop.example.com"), "/x", Method::GET).as_deref(),
         Some("wild")
     );
+    // The trailing dot of a fully qualified name names the same host.
+    assert_eq!(
+        found(&t, Some("api.example.com."), "/x", Method::GET).as_deref(),
+        Some("exact-host")
+    );
+    assert_eq!(
+        found(&t, Some("shop.example.com.:8080"), "/x", Method::GET).as_deref(),
+        Some("wild")
+    );
     assert_eq!(
         found(&t, Some("a.eu.example.com"), "/x", Method::GET).as_deref(),
         Some("wilder")
