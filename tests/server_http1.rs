@@ -573,3 +573,50 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
     assert!(c.response(false).await.text().starts_with("GET /slow "));
     assert!(c.response(false).await.text().starts_with("GET /second "));
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host field, with more than one, or with one
+/// that is not `host[:port]` gets 400, on the fast path and on the general server alike, and
+/// reaches no upstream: a proxy in front that read such fields another way would otherwise
+/// apply other routes than the gateway. HTTP/1.0 needs none.
+#[tokio::test]
+async fn host_fields_that_name_no_single_host_get_400() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let refused: [(&str, &str); 6] = [
+        ("GET /h HTTP/1.1\r\n\r\n", "needs a Host"),
+        (
+            "GET /h HTTP/1.1\r\nHost: gw.test\r\nHost: other.test\r\n\r\n",
+            "more than one",
+        ),
+        (
+            "GET /h HTTP/1.1\r\nHost: gw.test\r\nhost: gw.test\r\n\r\n",
+            "more than one",
+        ),
+        ("GET /h HTTP/1.1\r\nHost: gw.test/admin\r\n\r\n", "host[:port]"),
+        ("GET /h HTTP/1.1\r\nHost: user@gw.test\r\n\r\n", "host[:port]"),
+        (
+            "POST /h HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "more than one",
+        ),
+    ];
+    for (request, why) in refused {
+        let mut c = Conn::open(&gw).await;
+        c.send(request.as_bytes()).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status(), 400, "{request:?}: {}", r.head);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{request:?}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{request:?}: {message}");
+    }
+    assert_eq!(up.connections(), 0, "no request reached the upstream");
+    for fine in [
+        "GET /h HTTP/1.0\r\n\r\n",
+        "GET /h HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "GET /h HTTP/1.1\r\nHost: GW.test.\r\n\r\n",
+    ] {
+        let mut c = Conn::open(&gw).await;
+        c.send(fine.as_bytes()).await;
+        assert_eq!(c.response(false).await.status(), 200, "{fine:?}");
+    }
+}

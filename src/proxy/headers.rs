@@ -103,6 +103,8 @@ fn is_hop_by_hop_token(t: &str) -> bool {
 #[derive(Default)]
 pub struct ClientFields {
     pub host: Option<HeaderValue>,
+    /// How many `Host` fields there are (counted up to 2).
+    pub hosts: u8,
     pub origin: Option<HeaderValue>,
     pub content_length: Option<HeaderValue>,
     pub request_id: Option<HeaderValue>,
@@ -115,7 +117,10 @@ impl ClientFields {
         let mut f = ClientFields::default();
         for (name, value) in headers {
             let slot = match name.as_str() {
-                "host" => &mut f.host,
+                "host" => {
+                    f.hosts = f.hosts.saturating_add(1).min(2);
+                    &mut f.host
+                }
                 "origin" => &mut f.origin,
                 "content-length" => &mut f.content_length,
                 "x-request-id" => &mut f.request_id,
@@ -129,6 +134,72 @@ impl ClientFields {
         }
         f
     }
+}
+
+impl ClientFields {
+    /// Why the request's `Host` fields name no single host (RFC 9112 §3.2): an HTTP/1.1
+    /// request without one, more than one, or one that is not `host[:port]`. Such a request
+    /// gets 400: a proxy in front that read them another way would otherwise pick other routes
+    /// than the gateway.
+    pub fn host_problem(&self, version: http::Version) -> Option<&'static str> {
+        match (&self.host, self.hosts) {
+            (_, 2..) => Some("more than one Host field"),
+            (None, _) if version == http::Version::HTTP_11 => Some("an HTTP/1.1 request needs a Host field"),
+            (Some(h), _) if !is_host(h.as_bytes()) => Some("the Host field is not host[:port]"),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 9110 §7.2 `uri-host [ ":" port ]`: a registered name or IPv4 address (unreserved
+/// characters, sub-delimiters and escapes) or a bracketed IP literal, then an optional port.
+/// Empty is allowed, as for a target without an authority.
+pub fn is_host(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => match v.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &v[1..end];
+                if literal.is_empty() || !literal.iter().all(|&b| b == b':' || is_reg_name_byte(b)) {
+                    return false;
+                }
+                (&v[..0], &v[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &v[v.len()..]),
+        },
+    };
+    host.iter().all(|&b| is_reg_name_byte(b))
+        && match port.split_first() {
+            None => true,
+            Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
+}
+
+/// unreserved / sub-delims / `%` (RFC 3986 §3.2.2).
+fn is_reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'%'
+        )
 }
 
 /// The client's `X-Request-ID` (`client`) when it is sane, else a new random id.
@@ -574,5 +645,61 @@ mod tests {
         assert_eq!(h.len(), 1);
         strip_user_headers(&mut h);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hosts_are_host_and_optional_port() {
+        for ok in [
+            "a.test",
+            "a.test:8080",
+            "a.test:",
+            "A-b_c~1.test.",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+            "a%2Eb",
+            "",
+        ] {
+            assert!(is_host(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "a.test/x",
+            "u@a.test",
+            "a.test:8x",
+            "a.test:123456",
+            "a:b:80",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "a.test?",
+            "a\\b",
+        ] {
+            assert!(!is_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn one_host_field_is_needed_in_http_1_1_and_two_are_refused() {
+        let fields = |hosts: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in hosts {
+                h.append(header::HOST, HeaderValue::from_str(v).unwrap());
+            }
+            ClientFields::of(&h)
+        };
+        use http::Version;
+        assert_eq!(fields(&["a.test"]).host_problem(Version::HTTP_11), None);
+        assert!(fields(&[]).host_problem(Version::HTTP_11).is_some());
+        assert_eq!(fields(&[]).host_problem(Version::HTTP_10), None);
+        assert_eq!(fields(&[]).host_problem(Version::HTTP_2), None);
+        assert!(fields(&["a.test", "a.test"])
+            .host_problem(Version::HTTP_11)
+            .is_some());
+        assert!(fields(&["a.test", "b", "c"])
+            .host_problem(Version::HTTP_2)
+            .is_some());
+        assert!(fields(&["a/b"]).host_problem(Version::HTTP_10).is_some());
     }
 }

@@ -259,6 +259,15 @@ impl ProxyState {
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, Infallible> {
         let start = Instant::now();
+        let client = headers::ClientFields::of(req.headers());
+        let request_id = headers::request_id_from(client.request_id.as_ref());
+        if let Some(why) = client.host_problem(req.version()) {
+            let err = ProxyError::BadRequest(why.into());
+            self.count_refused(err.status());
+            return Ok(err
+                .to_response(request_id.to_str().unwrap_or_default())
+                .map(Either::Right));
+        }
         if let Some(port) = self.https_redirect {
             if req.extensions().get::<crate::tls::TlsConn>().is_none() {
                 if let Some(r) = crate::tls::https_redirect(&req, port) {
@@ -266,8 +275,6 @@ impl ProxyState {
                 }
             }
         }
-        let client = headers::ClientFields::of(req.headers());
-        let request_id = headers::request_id_from(client.request_id.as_ref());
         // Before anything reads the path: the route chosen and the path the upstream gets are
         // the same (`/public/../admin` and `/%61dmin` are `/admin` to both).
         if let Some(clean) = super::path::normalized(req.uri().path()) {
