@@ -396,6 +396,21 @@ async fn responses_are_framed_for_the_client_and_close_is_honoured() {
     let r = c.response(false).await;
     assert_eq!(r.status(), 204);
     assert!(r.header("content-length").is_none() && r.header("transfer-encoding").is_none());
+    // Also when the upstream puts a length on it: a client reading that length would take
+    // the next response for this one's body.
+    c.send(get("/no-content-length").as_bytes()).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.header("x-after").as_deref(), Some("204"));
+    assert!(r.header("content-length").is_none(), "{}", r.head);
+
+    // A transfer coding the gateway does not undo would reach the client still coded, with
+    // nothing saying so: 502 instead.
+    let mut c3 = Conn::open(&gw).await;
+    c3.send(get("/gzip-coded").as_bytes()).await;
+    let r = c3.response(false).await;
+    assert_eq!(r.status(), 502, "{}", r.head);
+    assert!(r.text().contains("Transfer-Encoding"), "{}", r.text());
 
     // Errors the gateway makes are the JSON of the SPEC, with their length.
     let mut c2 = Conn::open(&gw).await;

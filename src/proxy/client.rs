@@ -608,16 +608,24 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Res
             Role::HopByHop | Role::RequestId | Role::Other => {}
         }
     }
-    let framing = if interim
+    let bodiless = interim
         || *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+        || status == StatusCode::NOT_MODIFIED;
+    // `Transfer-Encoding` is hop-by-hop: a body in any coding but chunked would reach the
+    // client still coded, with nothing saying so.
+    if other_coding && !bodiless {
+        return Err(CallError::protocol(
+            "upstream Transfer-Encoding other than chunked",
+        ));
+    }
+    // No `Content-Length` on a 204 (RFC 9110 §8.6): a client that took it for a body's
+    // length would read the next response as this one's body.
+    let keep_length = !chunked && status != StatusCode::NO_CONTENT;
+    let framing = if bodiless {
         Framing::Empty
     } else if chunked {
         Framing::Chunked
-    } else if other_coding {
-        Framing::UntilClose
     } else if let Some(n) = length {
         if n == 0 {
             Framing::Empty
@@ -632,7 +640,7 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Res
         false => None,
         true => WireFields::of(&raw, spans, |i| match roles[i] {
             Role::Other | Role::Date => true,
-            Role::Length => !chunked,
+            Role::Length => keep_length,
             Role::Coding | Role::Connection | Role::HopByHop | Role::RequestId => false,
         }),
     };
@@ -640,14 +648,14 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method, wire: bool) -> Res
         Some(_) => HeaderMap::new(),
         None => {
             let mut headers = header_map(&raw, spans)?;
-            if chunked {
+            if !keep_length {
                 headers.remove(header::CONTENT_LENGTH);
             }
             headers
         }
     };
     let wire = wire.map(|mut w| {
-        w.has_length = length.is_some() && !chunked;
+        w.has_length = length.is_some() && keep_length;
         w.has_date = has_date;
         w
     });
@@ -1050,6 +1058,20 @@ mod tests {
         assert_eq!(wire_text(&h), "X-B: 1\r\n");
         assert!(!h.wire.as_ref().unwrap().has_length && !h.wire.as_ref().unwrap().has_date);
 
+        // A 204 has no body, so a length on it is dropped: a client that read one would take
+        // the next response for this one's body.
+        let h = head_in(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-C: 1\r\n\r\n",
+            true,
+        );
+        assert_eq!(wire_text(&h), "X-C: 1\r\n");
+        assert!(!h.wire.as_ref().unwrap().has_length);
+        let h = head_in("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false);
+        assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
+        // A 304's length is the one the full response would have, and stays.
+        let h = head_in("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", true);
+        assert_eq!(wire_text(&h), "Content-Length: 5\r\n");
+
         // `Connection` naming fields: a HeaderMap, for the hop-by-hop strip to read.
         let h = head_in(
             "HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
@@ -1076,13 +1098,15 @@ mod tests {
             head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").framing,
             Framing::Empty
         );
-        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n");
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
-        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        let h = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(h.framing, Framing::UntilClose);
         assert!(!h.keep_alive);
-        assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").framing, Framing::UntilClose);
+        // Without a body, a coding the gateway does not undo does not matter.
+        let h = head("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(h.framing, Framing::Empty);
         assert_eq!(
             head("HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n").framing,
             Framing::Empty
@@ -1133,6 +1157,10 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "SMTP ready\r\n\r\n",
+            // Codings the gateway does not undo.
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\ncontent-length: 3\r\n\r\n",
         ] {
             for wire in [false, true] {
                 assert!(

@@ -721,6 +721,10 @@ impl ProxyState {
                             || (matches!(status.as_u16(), 502..=504) && p.on("gateway-error"))
                     });
                     headers::strip_hop_by_hop(resp.headers_mut());
+                    if status == StatusCode::NO_CONTENT {
+                        // RFC 9110 §8.6; the own client drops it already.
+                        resp.headers_mut().remove(header::CONTENT_LENGTH);
+                    }
                     (
                         Some(status),
                         !status.is_server_error(),

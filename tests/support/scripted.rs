@@ -124,6 +124,18 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
                 return;
             }
             "/no-content" => s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap(),
+            // A length on a 204, which has no body.
+            "/no-content-length" => s
+                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-After: 204\r\n\r\n")
+                .await
+                .unwrap(),
+            // A transfer coding the gateway does not undo.
+            "/gzip-coded" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b")
+                    .await
+                    .unwrap();
+                return;
+            }
             // Fields of every kind the gateway treats apart, in mixed case.
             "/fields" => s
                 .write_all(
