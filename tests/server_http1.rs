@@ -439,7 +439,13 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
     let many: String = (0..120).map(|i| format!("X-F{i}: v\r\n")).collect();
-    let cases: [(&str, Vec<u8>, u16, &str); 7] = [
+    let cases: [(&str, Vec<u8>, u16, &str); 8] = [
+        (
+            "a version no server here takes",
+            b"GET /v HTTP/2.0\r\nHost: gw.test\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
         (
             "a bad field name",
             b"GET /bad HTTP/1.1\r\nHost: gw.test\r\nBad Name: x\r\n\r\n".to_vec(),
@@ -510,7 +516,7 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
     }
     // Counted without a route or method.
     let metrics = gw.metrics_text().await;
-    for (status, n) in [("400", 5), ("431", 2)] {
+    for (status, n) in [("400", 6), ("431", 2)] {
         let series = format!(r#"gateway_http_requests_total{{method="",route="",status="{status}"}} {n}"#);
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
     }
@@ -634,4 +640,21 @@ async fn host_fields_that_name_no_single_host_get_400() {
         c.send(fine.as_bytes()).await;
         assert_eq!(c.response(false).await.status(), 200, "{fine:?}");
     }
+}
+
+/// The gateway is a reverse proxy: CONNECT gets the JSON 400 and opens no tunnel, neither to
+/// an upstream nor to the host it names.
+#[tokio::test]
+async fn connect_is_refused_not_tunnelled() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    let authority = up.url.trim_start_matches("http://").to_string();
+    let mut c = Conn::open(&gw).await;
+    c.send(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await;
+    let r = c.response(false).await;
+    assert_eq!(r.status(), 400, "{}", r.head);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert_eq!(up.connections(), 0, "nothing reached the upstream");
 }

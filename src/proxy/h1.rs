@@ -126,8 +126,11 @@ pub(super) fn parse(buf: &mut BytesMut, max_head: usize, general: &impl Fn(&str)
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
                 return Next::Refused(ProxyError::HeadersTooLarge)
             }
-            // Other versions (HTTP/2's preface among them) are the general server's.
-            Err(httparse::Error::Version) => return Next::Other,
+            // HTTP/2's preface is the general server's; other versions no server here takes.
+            Err(httparse::Error::Version) if buf.starts_with(b"PRI ") => return Next::Other,
+            Err(httparse::Error::Version) => {
+                return Next::Refused(ProxyError::BadRequest("unsupported HTTP version".into()))
+            }
             Err(e) => return Next::Refused(ProxyError::BadRequest(format!("malformed request head: {e}"))),
         };
         // Before the version: HTTP/1.0 goes to the general server, whose buffer limit is not
@@ -662,6 +665,10 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na",
             "GET /a<b> HTTP/1.1\r\n\r\n",
             "GET /a`b HTTP/1.1\r\n\r\n",
+            // Versions neither server takes (HTTP/2 only with its preface).
+            "GET / HTTP/2.0\r\n\r\n",
+            "GET / HTTP/1.2\r\n\r\n",
+            "GET / HTTP/3\r\n\r\n",
         ] {
             assert!(
                 matches!(next(raw).0, Next::Refused(ProxyError::BadRequest(_))),

@@ -261,7 +261,12 @@ impl ProxyState {
         let start = Instant::now();
         let client = headers::ClientFields::of(req.headers());
         let request_id = headers::request_id_from(client.request_id.as_ref());
-        if let Some(why) = client.host_problem(req.version()) {
+        let refused = if req.method() == http::Method::CONNECT {
+            Some("CONNECT is not served: the gateway is no forward proxy")
+        } else {
+            client.host_problem(req.version())
+        };
+        if let Some(why) = refused {
             let err = ProxyError::BadRequest(why.into());
             self.count_refused(err.status());
             return Ok(err
