@@ -38,6 +38,7 @@ pub struct ServerTimeouts {
     pub connect: Duration,
     pub upstream: Option<Duration>,
     pub keepalive: Option<Duration>,
+    pub send: Option<Duration>,
 }
 
 /// Parses `server.timeouts`, naming the key that does not parse.
@@ -52,6 +53,7 @@ pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
         connect: parse("connect_timeout", &t.connect_timeout)?,
         upstream: limit(parse("upstream_timeout", &t.upstream_timeout)?),
         keepalive: limit(parse("keepalive_timeout", &t.keepalive_timeout)?),
+        send: limit(parse("send_timeout", &t.send_timeout)?),
     })
 }
 
@@ -130,10 +132,12 @@ impl Core {
             connect: connect_timeout,
             upstream: upstream_timeout,
             keepalive,
+            send,
         } = server_timeouts(&cfg)?;
         let conn_limits = ConnLimits {
             max_header_size: cfg.server.limits.max_header_size,
             keepalive,
+            send,
         };
 
         let bind = cfg.server.bind_address.as_str();

@@ -658,3 +658,42 @@ async fn connect_is_refused_not_tunnelled() {
     assert_eq!(body["error"]["code"], "bad_request");
     assert_eq!(up.connections(), 0, "nothing reached the upstream");
 }
+
+/// A client that stops reading is closed once the gateway's writes to it have stalled for
+/// `server.timeouts.send_timeout`, rather than holding its response and the upstream
+/// connection behind it for as long as it likes.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    let up = Scripted::start().await;
+    let gw = Gateway::start(
+        &format!("{BASE_CONFIG}server:\n  timeouts:\n    send_timeout: 300ms\n"),
+        &[(
+            "r.yaml",
+            &format!(
+                "{}---\n{}",
+                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
+                route_yaml("scripted", "/*", "scripted", "")
+            ),
+        )],
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = socket.connect(([127, 0, 0, 1], gw.http).into()).await.unwrap();
+    c.write_all(get("/huge").as_bytes()).await.unwrap();
+    // Reads nothing for well over the limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    assert!(got < scripted::HUGE, "the whole response arrived: {got} bytes");
+}

@@ -575,6 +575,7 @@ mod tests {
     const LIMITS: ConnLimits = ConnLimits {
         max_header_size: 8192,
         keepalive: None,
+        send: None,
     };
 
     fn none(_: &str) -> bool {

@@ -13,6 +13,7 @@ pub mod headers;
 mod path;
 mod pipeline;
 mod server;
+mod stall;
 mod upgrade;
 
 pub use error::{json_error, ProxyError};

@@ -36,6 +36,9 @@ pub struct ConnLimits {
     /// idle keep-alive connections and clients that send a head too slowly are closed after it.
     /// `None`: never.
     pub keepalive: Option<Duration>,
+    /// How long writes to a client may stall (its connection full) before it is closed.
+    /// `None`: no limit.
+    pub send: Option<Duration>,
 }
 
 impl ConnLimits {
@@ -44,6 +47,7 @@ impl ConnLimits {
         ConnLimits {
             max_header_size: 64 * 1024,
             keepalive,
+            send: None,
         }
     }
 }
@@ -131,6 +135,7 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
             (handler.clone(), general.clone(), refused.clone(), builder.clone());
         let (watcher, stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
         let acceptor = acceptor.clone();
+        let stream = super::stall::StallGuard::new(stream, limits.send);
         tokio::spawn(async move {
             let conn = Conn {
                 peer,

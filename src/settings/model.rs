@@ -64,6 +64,9 @@ pub struct Timeouts {
     pub connect_timeout: String,
     /// Drain time on SIGTERM.
     pub shutdown_grace: String,
+    /// How long writes to a client may find its connection full before it is closed; `0s`:
+    /// no limit.
+    pub send_timeout: String,
 }
 
 impl Default for Timeouts {
@@ -74,6 +77,7 @@ impl Default for Timeouts {
             upstream_timeout: "0s".into(),
             connect_timeout: "2s".into(),
             shutdown_grace: "30s".into(),
+            send_timeout: "60s".into(),
         }
     }
 }

@@ -27,6 +27,8 @@ impl Drop for Scripted {
 }
 
 pub const BIG: usize = 1024 * 1024;
+/// More than the socket buffers between a client and the upstream hold.
+pub const HUGE: usize = 32 * 1024 * 1024;
 
 impl Scripted {
     pub async fn start() -> Scripted {
@@ -158,13 +160,17 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await
                 .unwrap(),
-            "/big" => {
-                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\n\r\n").as_bytes())
+            "/big" | "/huge" => {
+                let size = if path == "/big" { BIG } else { HUGE };
+                s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").as_bytes())
                     .await
                     .unwrap();
                 let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-                for _ in 0..BIG / block.len() {
-                    s.write_all(&block).await.unwrap();
+                for _ in 0..size / block.len() {
+                    // A gateway that gave up on the client closes this connection.
+                    if s.write_all(&block).await.is_err() {
+                        return;
+                    }
                 }
             }
             "/cut" => {
