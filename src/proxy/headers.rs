@@ -153,54 +153,59 @@ impl ClientFields {
 
 /// RFC 9110 §7.2 `uri-host [ ":" port ]`: a registered name or IPv4 address (unreserved
 /// characters, sub-delimiters and escapes) or a bracketed IP literal, then an optional port.
-/// Empty is allowed, as for a target without an authority.
+/// Empty is allowed, as for a target without an authority. One pass, a table lookup a byte.
 pub fn is_host(v: &[u8]) -> bool {
-    let (host, port) = match v.first() {
-        Some(b'[') => match v.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let literal = &v[1..end];
-                if literal.is_empty() || !literal.iter().all(|&b| b == b':' || is_reg_name_byte(b)) {
-                    return false;
-                }
-                (&v[..0], &v[end + 1..])
+    let rest = match v.split_first() {
+        Some((b'[', literal)) => {
+            let Some(end) = literal.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            if end == 0 || !literal[..end].iter().all(|&b| b == b':' || HOST_BYTE[b as usize]) {
+                return false;
             }
-            None => return false,
-        },
-        _ => match v.iter().position(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i..]),
-            None => (v, &v[v.len()..]),
+            &literal[end + 1..]
+        }
+        _ => match v.iter().position(|&b| !HOST_BYTE[b as usize]) {
+            None => return true,
+            Some(i) => &v[i..],
         },
     };
-    host.iter().all(|&b| is_reg_name_byte(b))
-        && match port.split_first() {
-            None => true,
-            Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
-            Some(_) => false,
-        }
+    match rest.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
 }
 
-/// unreserved / sub-delims / `%` (RFC 3986 §3.2.2).
-fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'%'
-        )
-}
+/// The bytes of a registered name: unreserved, sub-delims and `%` (RFC 3986 §3.2.2).
+const HOST_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        i += 1;
+    }
+    table
+};
 
 /// The client's `X-Request-ID` (`client`) when it is sane, else a new random id.
 pub fn request_id_from(client: Option<&HeaderValue>) -> HeaderValue {
