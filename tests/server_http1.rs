@@ -665,18 +665,8 @@ async fn connect_is_refused_not_tunnelled() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
     let up = Scripted::start().await;
-    let gw = Gateway::start(
-        &format!("{BASE_CONFIG}server:\n  timeouts:\n    send_timeout: 300ms\n"),
-        &[(
-            "r.yaml",
-            &format!(
-                "{}---\n{}",
-                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
-                route_yaml("scripted", "/*", "scripted", "")
-            ),
-        )],
-    )
-    .await;
+    let config = format!("{BASE_CONFIG}server:\n  timeouts:\n    send_timeout: 300ms\n");
+    let gw = scripted::gateway_with(&up, &config).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut c = socket.connect(([127, 0, 0, 1], gw.http).into()).await.unwrap();

@@ -228,9 +228,14 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
 
 /// The gateway in front of `up`, on one catch-all route.
 pub async fn gateway_for(up: &Scripted) -> crate::common::Gateway {
-    use crate::common::{route_yaml, upstream_yaml, Gateway, BASE_CONFIG};
+    gateway_with(up, crate::common::BASE_CONFIG).await
+}
+
+/// The gateway with `config` in front of `up`, on one catch-all route.
+pub async fn gateway_with(up: &Scripted, config: &str) -> crate::common::Gateway {
+    use crate::common::{route_yaml, upstream_yaml, Gateway};
     Gateway::start(
-        BASE_CONFIG,
+        config,
         &[(
             "r.yaml",
             &format!(
