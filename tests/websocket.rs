@@ -509,3 +509,77 @@ async fn routes_with_websocket_true_tunnel_upgrades_to_the_upstream() {
     // Without websocket: true on the route, the hub path is still the gateway's own.
     assert_eq!(get(&gw.url("/ws")).await.unwrap().status, 404);
 }
+
+/// A route with `websocket: true` tunnels WebSocket and nothing else: the upstream is asked for
+/// `Upgrade: websocket` whatever else the client listed (`h2c` would give the client a tunnel
+/// in which it sends requests the gateway never routes or authorises), and an upstream that
+/// switches to another protocol anyway gets the client a 502, not a tunnel.
+#[tokio::test]
+async fn upgrades_to_anything_but_websocket_are_not_tunnelled() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let heads = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let files = [
+        ("u.yaml", upstream_yaml("up", &[format!("http://{addr}")])),
+        ("r.yaml", route_yaml("up", "/live/*", "up", "websocket: true")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let gw = Gateway::start(BASE_CONFIG, &files).await;
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+        .await
+        .unwrap();
+    c.write_all(
+        b"GET /live/x HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c, websocket\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got).to_string();
+    assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].contains("\r\nupgrade: websocket\r\n"), "{}", heads[0]);
+    assert!(
+        !heads[0].contains("h2c") && !heads[0].contains("http2-settings"),
+        "{}",
+        heads[0]
+    );
+}

@@ -56,15 +56,15 @@ pub(super) async fn tunnel(
     let h = out.headers_mut();
     *h = req.headers().clone();
     let client = headers::ClientFields::of(h);
-    let upgrade = h.get(header::UPGRADE).cloned();
     headers::strip_hop_by_hop(h);
     headers::strip_user_headers(h);
     if let Some(u) = user {
         u.apply_headers(h);
     }
-    if let Some(u) = upgrade {
-        h.insert(header::UPGRADE, u);
-    }
+    // WebSocket only, whatever else the client listed: an upstream that switched to another
+    // protocol (`h2c`) would give the client a tunnel in which it sends requests the gateway
+    // never routes or authorises.
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     let mut fwd = headers::Forwarding::new(
         &client,
@@ -113,6 +113,14 @@ pub(super) async fn tunnel(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut());
         return Ok(resp.map(|b| Either::Left(super::client::UpstreamBody::Hyper(b))));
+    }
+    let switched_to = resp.headers().get(header::UPGRADE);
+    if !switched_to.is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+        return Err(ProxyError::BadGateway(format!(
+            "{} switched to {:?}, not to WebSocket",
+            endpoint.url,
+            switched_to.map(|u| String::from_utf8_lossy(u.as_bytes()).into_owned())
+        )));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let route_id = route.id.clone();
