@@ -39,6 +39,7 @@ pub struct ServerTimeouts {
     pub upstream: Option<Duration>,
     pub keepalive: Option<Duration>,
     pub send: Option<Duration>,
+    pub read: Option<Duration>,
 }
 
 /// Parses `server.timeouts`, naming the key that does not parse.
@@ -54,6 +55,7 @@ pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
         upstream: limit(parse("upstream_timeout", &t.upstream_timeout)?),
         keepalive: limit(parse("keepalive_timeout", &t.keepalive_timeout)?),
         send: limit(parse("send_timeout", &t.send_timeout)?),
+        read: limit(parse("read_timeout", &t.read_timeout)?),
     })
 }
 
@@ -102,6 +104,8 @@ struct Core {
     connect_timeout: Duration,
     /// `server.timeouts.upstream_timeout`: the bound of one upstream try, if any.
     upstream_timeout: Option<Duration>,
+    /// `server.timeouts.read_timeout`: the longest an upstream's body may send nothing.
+    read_timeout: Option<Duration>,
     conn_limits: ConnLimits,
     proxy_listener: tokio::net::TcpListener,
     https_listener: tokio::net::TcpListener,
@@ -133,6 +137,7 @@ impl Core {
             upstream: upstream_timeout,
             keepalive,
             send,
+            read,
         } = server_timeouts(&cfg)?;
         let conn_limits = ConnLimits {
             max_header_size: cfg.server.limits.max_header_size,
@@ -164,6 +169,7 @@ impl Core {
             grace,
             connect_timeout,
             upstream_timeout,
+            read_timeout: read,
             conn_limits,
             proxy_listener,
             https_listener,
@@ -274,6 +280,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         grace,
         connect_timeout,
         upstream_timeout,
+        read_timeout,
         conn_limits,
         proxy_listener,
         https_listener,
@@ -316,7 +323,8 @@ async fn serve(core: Core) -> Result<(), Error> {
     )
     .with_rate_limiter(limiter)
     .with_tracing(tracer.clone())
-    .with_upstream_timeout(upstream_timeout);
+    .with_upstream_timeout(upstream_timeout)
+    .with_read_timeout(read_timeout);
     // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
     if redirect_http {
         state = state.with_https_redirect(cfg.server.https_port);

@@ -201,6 +201,7 @@ fn a_timeout_that_does_not_parse_is_named() {
         "connect_timeout",
         "shutdown_grace",
         "send_timeout",
+        "read_timeout",
     ] {
         std::fs::write(&cfg, format!("server:\n  timeouts:\n    {key}: soon\n")).unwrap();
         let (code, out, _) = gatehouse(&["check", "--config", cfg.to_str().unwrap()]);

@@ -687,3 +687,37 @@ async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
     assert!(ended.is_ok(), "the connection stayed open");
     assert!(got < scripted::HUGE, "the whole response arrived: {got} bytes");
 }
+
+/// An upstream that stops sending a response body half-way is given up after
+/// `server.timeouts.read_timeout`: the client's connection closes with the body cut short
+/// (its length says so), rather than both waiting for as long as the upstream likes.
+#[tokio::test]
+async fn an_upstream_that_stops_sending_its_body_is_given_up_after_the_read_timeout() {
+    let up = Scripted::start().await;
+    let config = format!("{BASE_CONFIG}server:\n  timeouts:\n    read_timeout: 300ms\n");
+    let gw = scripted::gateway_with(&up, &config).await;
+    let mut c = Conn::open(&gw).await;
+    c.send(get("/stall-body").as_bytes()).await;
+    let started = std::time::Instant::now();
+    let end = loop {
+        if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(c.fill().await, "closed before a response head");
+    };
+    let head = String::from_utf8_lossy(&c.buf[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut more = [0u8; 1024];
+        loop {
+            match c.s.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => c.buf.extend_from_slice(&more[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(&c.buf[end..], b"first ten.", "only what the upstream sent");
+}

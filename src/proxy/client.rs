@@ -948,16 +948,48 @@ impl http_body::Body for PooledBody {
 }
 
 /// A response body from an upstream: through the general client, or through [`H1Client`].
-pub enum UpstreamBody {
+/// It fails once the upstream has sent nothing of it for `server.timeouts.read_timeout`.
+pub struct UpstreamBody {
+    kind: BodyKind,
+    stall: super::stall::StallTimer,
+}
+
+enum BodyKind {
     Hyper(Incoming),
     Pooled(PooledBody),
 }
 
+impl UpstreamBody {
+    /// `read_timeout`: the longest the upstream may send nothing, `None` for no limit.
+    pub fn hyper(body: Incoming, read_timeout: Option<Duration>) -> Self {
+        UpstreamBody {
+            kind: BodyKind::Hyper(body),
+            stall: super::stall::StallTimer::new(read_timeout),
+        }
+    }
+
+    /// As [`UpstreamBody::hyper`], for a body read by [`H1Client`].
+    pub fn pooled(body: PooledBody, read_timeout: Option<Duration>) -> Self {
+        UpstreamBody {
+            kind: BodyKind::Pooled(body),
+            stall: super::stall::StallTimer::new(read_timeout),
+        }
+    }
+
+    /// The body read by [`H1Client`], if it is one.
+    pub fn pooled_mut(&mut self) -> Option<&mut PooledBody> {
+        match &mut self.kind {
+            BodyKind::Pooled(b) => Some(b),
+            BodyKind::Hyper(_) => None,
+        }
+    }
+}
+
 impl super::h1::WireHead for UpstreamBody {
     fn wire_fields(&self) -> Option<&WireFields> {
-        match self {
-            UpstreamBody::Pooled(b) => b.wire_fields(),
-            UpstreamBody::Hyper(_) => None,
+        match &self.kind {
+            BodyKind::Pooled(b) => b.wire_fields(),
+            BodyKind::Hyper(_) => None,
         }
     }
 }
@@ -970,23 +1002,30 @@ impl http_body::Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            UpstreamBody::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            BodyKind::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            BodyKind::Pooled(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        };
+        match this.stall.expired(cx, polled.is_pending()) {
+            Some(limit) => Poll::Ready(Some(Err(
+                format!("the upstream sent nothing for {limit:?}").into()
+            ))),
+            None => polled,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Hyper(b) => b.is_end_stream(),
-            UpstreamBody::Pooled(b) => b.is_end_stream(),
+        match &self.kind {
+            BodyKind::Hyper(b) => b.is_end_stream(),
+            BodyKind::Pooled(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Hyper(b) => b.size_hint(),
-            UpstreamBody::Pooled(b) => b.size_hint(),
+        match &self.kind {
+            BodyKind::Hyper(b) => b.size_hint(),
+            BodyKind::Pooled(b) => b.size_hint(),
         }
     }
 }

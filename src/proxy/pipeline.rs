@@ -176,6 +176,9 @@ pub struct ProxyState {
     https_redirect: Option<u16>,
     /// `server.timeouts.upstream_timeout`: the longest one try may take.
     upstream_timeout: Option<Duration>,
+    /// `server.timeouts.read_timeout`: the longest an upstream's response body may send
+    /// nothing.
+    pub(super) read_timeout: Option<Duration>,
 }
 
 impl ProxyState {
@@ -212,6 +215,7 @@ impl ProxyState {
             hub: None,
             https_redirect: None,
             upstream_timeout: None,
+            read_timeout: None,
         }
     }
 
@@ -228,6 +232,11 @@ impl ProxyState {
     }
 
     /// Bounds each upstream try by `limit` (the route's timeout still bounds them all).
+    pub fn with_read_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.read_timeout = limit;
+        self
+    }
+
     pub fn with_upstream_timeout(mut self, limit: Option<Duration>) -> Self {
         self.upstream_timeout = limit;
         self
@@ -658,7 +667,7 @@ impl ProxyState {
                         self.h1
                             .request(out, per_try)
                             .await
-                            .map(|r| r.map(UpstreamBody::Pooled))
+                            .map(|r| r.map(|b| UpstreamBody::pooled(b, self.read_timeout)))
                     }
                     outgoing => {
                         let body = match outgoing {
@@ -686,7 +695,7 @@ impl ProxyState {
                             None => client.request(req).await,
                         };
                         match sent {
-                            Ok(resp) => Ok(resp.map(UpstreamBody::Hyper)),
+                            Ok(resp) => Ok(resp.map(|b| UpstreamBody::hyper(b, self.read_timeout))),
                             Err(e) => Err(CallError::from_hyper(&e)),
                         }
                     }
@@ -946,10 +955,18 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The body of `resp` when [`H1Client`] reads it.
+fn pooled_mut(resp: &mut Response<Body>) -> Option<&mut super::client::PooledBody> {
+    match resp.body_mut() {
+        Either::Left(body) => body.pooled_mut(),
+        Either::Right(_) => None,
+    }
+}
+
 /// The response's fields, for editing: any still in wire form move into the map first (they
 /// are only written as they are while nothing else changes).
 fn fields_mut(resp: &mut Response<Body>) -> &mut http::HeaderMap {
-    if let Either::Left(UpstreamBody::Pooled(body)) = resp.body_mut() {
+    if let Some(body) = pooled_mut(resp) {
         if let Some(wire) = body.take_wire_fields() {
             wire.append_to(resp.headers_mut());
         }
@@ -960,7 +977,7 @@ fn fields_mut(resp: &mut Response<Body>) -> &mut http::HeaderMap {
 /// Sets the response's `X-Request-ID`: beside its fields in wire form when it has them so (its
 /// map then stays empty), else in its map.
 fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
-    if let Either::Left(UpstreamBody::Pooled(body)) = resp.body_mut() {
+    if let Some(body) = pooled_mut(resp) {
         if let Some(wire) = body.wire_fields_mut() {
             wire.request_id = Some(id);
             return;

@@ -1,7 +1,9 @@
-//! A client connection whose writes may not stall longer than a limit
-//! (`server.timeouts.send_timeout`, as nginx's `send_timeout`): a client that stops reading
-//! would otherwise hold its response, and the upstream connection behind it, for as long as it
-//! likes. The timer is made only when a write finds the socket full, so a connection whose
+//! Limits on how long a connection may make no progress. [`StallGuard`]: writes to a client
+//! may not find its connection full for longer than `server.timeouts.send_timeout` (as nginx's
+//! `send_timeout`), or a client that stops reading would hold its response, and the upstream
+//! connection behind it, for as long as it likes. [`StallTimer`] is the clock of both that and
+//! `server.timeouts.read_timeout`, the longest an upstream's response body may send nothing.
+//! The timer is made only when a poll finds nothing to do, so a connection whose reads and
 //! writes go through at once never has one.
 
 use std::future::Future;
@@ -13,11 +15,39 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// Measures runs of `Pending` polls against a limit.
+#[derive(Default)]
+pub struct StallTimer {
+    limit: Option<Duration>,
+    /// Set at the first `Pending` of a run, cleared by the next `Ready`.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl StallTimer {
+    /// `limit`: `None` for none.
+    pub fn new(limit: Option<Duration>) -> Self {
+        StallTimer { limit, timer: None }
+    }
+
+    /// After a poll that was `Ready` (`pending` false) or `Pending`: whether the run of
+    /// `Pending` polls has lasted the whole limit. While it has not, `cx` is woken when it does.
+    pub fn expired(&mut self, cx: &mut Context<'_>, pending: bool) -> Option<Duration> {
+        if !pending {
+            self.timer = None;
+            return None;
+        }
+        let limit = self.limit?;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).is_ready().then_some(limit)
+    }
+}
+
+/// A client connection whose writes fail once they have found it full for the limit.
 pub struct StallGuard<S> {
     inner: S,
-    limit: Option<Duration>,
-    /// Set when a write found the socket full, until one goes through.
-    stalled: Option<Pin<Box<Sleep>>>,
+    stall: StallTimer,
 }
 
 impl<S> StallGuard<S> {
@@ -25,30 +55,19 @@ impl<S> StallGuard<S> {
     pub fn new(inner: S, limit: Option<Duration>) -> Self {
         StallGuard {
             inner,
-            limit,
-            stalled: None,
+            stall: StallTimer::new(limit),
         }
     }
 
     /// A write's outcome, or the error that ends the connection once writes have been
     /// stalled for the whole limit.
     fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if polled.is_ready() {
-            self.stalled = None;
-            return polled;
-        }
-        let Some(limit) = self.limit else {
-            return Poll::Pending;
-        };
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        match self.stall.expired(cx, polled.is_pending()) {
+            Some(limit) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("the client read nothing for {limit:?}"),
             ))),
-            Poll::Pending => Poll::Pending,
+            None => polled,
         }
     }
 }

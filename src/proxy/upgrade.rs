@@ -112,7 +112,7 @@ pub(super) async fn tunnel(
     state.count_upstream(&upstream.key, resp.status().as_str());
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut());
-        return Ok(resp.map(|b| Either::Left(super::client::UpstreamBody::Hyper(b))));
+        return Ok(resp.map(|b| Either::Left(super::client::UpstreamBody::hyper(b, state.read_timeout))));
     }
     let switched_to = resp.headers().get(header::UPGRADE);
     if !switched_to.is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {

@@ -67,6 +67,9 @@ pub struct Timeouts {
     /// How long writes to a client may find its connection full before it is closed; `0s`:
     /// no limit.
     pub send_timeout: String,
+    /// How long an upstream's response body may send nothing before the gateway gives up on
+    /// it; `0s`: no limit.
+    pub read_timeout: String,
 }
 
 impl Default for Timeouts {
@@ -78,6 +81,7 @@ impl Default for Timeouts {
             connect_timeout: "2s".into(),
             shutdown_grace: "30s".into(),
             send_timeout: "60s".into(),
+            read_timeout: "300s".into(),
         }
     }
 }

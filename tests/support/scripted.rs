@@ -173,6 +173,15 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
                     }
                 }
             }
+            // A tenth of the body, then nothing until the gateway closes the connection.
+            "/stall-body" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst ten.")
+                    .await
+                    .unwrap();
+                let mut rest = [0u8; 64];
+                let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
+                return;
+            }
             "/cut" => {
                 s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..")
                     .await
