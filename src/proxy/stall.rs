@@ -31,11 +31,20 @@ impl StallTimer {
 
     /// After a poll that was `Ready` (`pending` false) or `Pending`: whether the run of
     /// `Pending` polls has lasted the whole limit. While it has not, `cx` is woken when it does.
+    #[inline]
     pub fn expired(&mut self, cx: &mut Context<'_>, pending: bool) -> Option<Duration> {
         if !pending {
-            self.timer = None;
+            if self.timer.is_some() {
+                self.timer = None;
+            }
             return None;
         }
+        self.pending(cx)
+    }
+
+    /// A `Pending` poll: arms the timer at the first of a run, and polls it.
+    #[cold]
+    fn pending(&mut self, cx: &mut Context<'_>) -> Option<Duration> {
         let limit = self.limit?;
         let timer = self
             .timer
