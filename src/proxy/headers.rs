@@ -134,9 +134,7 @@ impl ClientFields {
         }
         f
     }
-}
 
-impl ClientFields {
     /// Why the request's `Host` fields name no single host (RFC 9112 §3.2): an HTTP/1.1
     /// request without one, more than one, or one that is not `host[:port]`. Such a request
     /// gets 400: a proxy in front that read them another way would otherwise pick other routes

@@ -231,12 +231,13 @@ impl ProxyState {
         self
     }
 
-    /// Bounds each upstream try by `limit` (the route's timeout still bounds them all).
+    /// Gives up on an upstream's response body that sends nothing for `limit`.
     pub fn with_read_timeout(mut self, limit: Option<Duration>) -> Self {
         self.read_timeout = limit;
         self
     }
 
+    /// Bounds each upstream try by `limit` (the route's timeout still bounds them all).
     pub fn with_upstream_timeout(mut self, limit: Option<Duration>) -> Self {
         self.upstream_timeout = limit;
         self
@@ -276,11 +277,7 @@ impl ProxyState {
             client.host_problem(req.version())
         };
         if let Some(why) = refused {
-            let err = ProxyError::BadRequest(why.into());
-            self.count_refused(err.status());
-            return Ok(err
-                .to_response(request_id.to_str().unwrap_or_default())
-                .map(Either::Right));
+            return Ok(self.refuse(&ProxyError::BadRequest(why.into()), &request_id));
         }
         if let Some(port) = self.https_redirect {
             if req.extensions().get::<crate::tls::TlsConn>().is_none() {
@@ -296,10 +293,7 @@ impl ProxyState {
                 Some(uri) => *req.uri_mut() = uri,
                 None => {
                     let err = ProxyError::BadRequest("invalid request path".into());
-                    self.count_refused(err.status());
-                    return Ok(err
-                        .to_response(request_id.to_str().unwrap_or_default())
-                        .map(Either::Right));
+                    return Ok(self.refuse(&err, &request_id));
                 }
             }
         }
@@ -710,8 +704,9 @@ impl ProxyState {
                     Err(e) => span.finish(Err(&e.to_string())),
                 }
             }
-            // A try out of time: the route timeout, or the upstream timeout when it came first.
-            let waited = match self.upstream_timeout {
+            // How long a try out of time waited: the route timeout, or the upstream timeout
+            // when it came first.
+            let waited = || match self.upstream_timeout {
                 Some(limit) if capped => limit,
                 _ => route.timeout.unwrap_or_default(),
             };
@@ -723,7 +718,7 @@ impl ProxyState {
                     )));
                 }
                 if e.is_timeout() && watch.waiting.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Err(ProxyError::RequestTimeout(waited));
+                    return Err(ProxyError::RequestTimeout(waited()));
                 }
             }
             let more = attempt + 1 < tries;
@@ -752,7 +747,7 @@ impl ProxyState {
                         None,
                         false,
                         !out_of_time && retry.is_some_and(|p| p.on("timeout")),
-                        Err(ProxyError::UpstreamTimeout(waited)),
+                        Err(ProxyError::UpstreamTimeout(waited())),
                     )
                 }
                 Err(e) => {
@@ -881,6 +876,12 @@ impl ProxyState {
         } else {
             plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
         }
+    }
+
+    /// The JSON error for a request refused before routing, counted without a route.
+    fn refuse(&self, err: &ProxyError, request_id: &HeaderValue) -> Response<Body> {
+        self.count_refused(err.status());
+        error_response(err, request_id)
     }
 
     /// Counts a request whose head was refused before it could be read (no route, no method).

@@ -16,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// Measures runs of `Pending` polls against a limit.
-#[derive(Default)]
 pub struct StallTimer {
     limit: Option<Duration>,
     /// Set at the first `Pending` of a run, cleared by the next `Ready`.
