@@ -43,7 +43,9 @@ build() {
   mkdir -p "$CACHE"
   local work
   work="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-kube-build.XXXXXX")"
-  trap 'rm -rf "$work"' RETURN
+  # Cleared as it fires: a RETURN trap stays set for every later function that returns,
+  # where `work` (a local of this one) is unset under `set -u`.
+  trap 'rm -rf "${work:-}"; trap - RETURN' RETURN
   log "building kube-apiserver v1.20.2 in $work (several minutes)"
   # A private deb-src list: the system's apt state stays untouched.
   mkdir -p "$work/apt/parts" "$work/apt/lists/partial" "$work/src"
