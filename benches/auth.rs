@@ -6,8 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::auth::AuthPolicy;
 use gatehouse::auth::{self, ClaimNames, JwtSettings, SecretRef, Verifier};
-use gatehouse::routing::AuthPolicy;
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use k8s_openapi::api::core::v1::Secret;

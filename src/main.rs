@@ -4,7 +4,7 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use gatehouse::cli::{Cli, Command, RunArgs};
+use gatehouse::app::cli::{Cli, Command, RunArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,11 +17,13 @@ fn main() -> ExitCode {
             Err(e) => fail(e.into()),
         },
         Some(Command::Check(src)) => match src.load_config() {
-            Ok(cfg) => match gatehouse::check::run(&cfg, src.resources.as_deref(), &mut std::io::stdout()) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => fail(e.into()),
-            },
+            Ok(cfg) => {
+                match gatehouse::app::check::run(&cfg, src.resources.as_deref(), &mut std::io::stdout()) {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::from(1),
+                    Err(e) => fail(e.into()),
+                }
+            }
             Err(e) => {
                 println!("rejected gateway configuration: {e}");
                 ExitCode::from(1)
@@ -57,19 +59,22 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(anyhow::Error::new(e).context("cannot start the runtime")),
     };
     let result = if standalone {
-        rt.block_on(gatehouse::gateway::run_standalone(cfg, args.sources.resources))
+        rt.block_on(gatehouse::app::gateway::run_standalone(
+            cfg,
+            args.sources.resources,
+        ))
     } else {
-        let kube = gatehouse::gateway::KubeArgs {
+        let kube = gatehouse::app::gateway::KubeArgs {
             namespaces: args.namespaces,
             lease_duration: args.lease_duration,
             lease_namespace: args.lease_namespace,
             endpoints_api: args.endpoints_api,
         };
-        rt.block_on(gatehouse::gateway::run_kubernetes(cfg, kube))
+        rt.block_on(gatehouse::app::gateway::run_kubernetes(cfg, kube))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(gatehouse::gateway::Error::NoCluster(why)) => {
+        Err(gatehouse::app::gateway::Error::NoCluster(why)) => {
             eprintln!(
                 "gatehouse: nothing to serve. Standalone mode needs --resources DIR (or --config FILE with inline \
                  routes:); Kubernetes mode needs in-cluster config or KUBECONFIG ({why})."

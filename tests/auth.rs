@@ -532,7 +532,7 @@ fn gatehouse_check_reports_key_problems() {
     let cfg = GatewayConfig::from_yaml_str(RS_CONFIG, &|_| None).expect("config");
     let check = |cfg: &GatewayConfig| {
         let mut out = Vec::new();
-        let ok = gatehouse::check::run(cfg, Some(dir.path()), &mut out).expect("check");
+        let ok = gatehouse::app::check::run(cfg, Some(dir.path()), &mut out).expect("check");
         (ok, String::from_utf8_lossy(&out).into_owned())
     };
     let (ok, out) = check(&cfg);

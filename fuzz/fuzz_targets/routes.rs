@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| gatehouse::routing::fuzzing::routes(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gatehouse::compile::fuzzing::routes(data));

@@ -11,10 +11,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::proxy::json_error;
 use crate::routing::TableHandle;
 use crate::telemetry::Metrics;
 use crate::upstream::{Balancer, HashOn};
+use crate::wire::json_error;
 
 /// What the admin API reads.
 pub struct AdminState {

@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 
 use super::json_response;
-use crate::proxy::json_error;
 use crate::websocket::Hub;
+use crate::wire::json_error;
 
 /// `from` of messages sent through the admin API.
 const ADMIN_SENDER: &str = "admin";

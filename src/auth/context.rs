@@ -1,12 +1,18 @@
 //! Verified claims → the user context: id, roles, permissions, and the `X-User-*` header
 //! values built once per token.
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::settings::ClaimNames;
 use super::AuthError;
-use crate::proxy::headers::USER_HEADERS;
+
+/// Identity headers only the gateway may set.
+pub static USER_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-user-id"),
+    HeaderName::from_static("x-user-roles"),
+    HeaderName::from_static("x-user-permissions"),
+];
 
 /// Who a verified token speaks for.
 #[derive(Clone, Debug)]

@@ -19,7 +19,7 @@ mod settings;
 mod verifier;
 
 pub use cache::TokenCache;
-pub use context::UserContext;
+pub use context::{UserContext, USER_HEADERS};
 pub use keys::MIN_HMAC_SECRET_LEN;
 pub use settings::{ClaimNames, JwtSettings, SecretRef, DEFAULT_SECRET_NAMESPACE, MAX_LEEWAY_SECS};
 pub use verifier::{Verifier, CACHE_CAPACITY, MAX_KEYS_TRIED, MAX_TOKEN_LEN};
@@ -28,7 +28,15 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 
-use crate::routing::AuthPolicy;
+/// Who may call a route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthPolicy {
+    pub required: bool,
+    /// Any one of these roles.
+    pub roles: Vec<String>,
+    /// All of these permissions.
+    pub permissions: Vec<String>,
+}
 
 /// Why a request is not let through: 401 for everything about the token, 403 for RBAC.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -152,12 +160,12 @@ pub struct Report {
     pub warnings: usize,
 }
 
-/// Reports on `table`'s verifier: problems as warnings, and a rejection when protected routes
-/// exist but no key can verify a token.
-pub fn report(table: &crate::routing::RoutingTable) -> Report {
-    let protected = table.routes().iter().filter(|r| r.auth.required).count();
+/// Reports on a table's verifier (`None` without `auth.jwt`) for `protected` routes that
+/// require a token: problems as warnings, and a rejection when protected routes exist but no
+/// key can verify a token.
+pub fn report(verifier: Option<&Verifier>, protected: usize) -> Report {
     let mut r = Report::default();
-    let Some(v) = table.auth.as_deref() else {
+    let Some(v) = verifier else {
         if protected > 0 {
             r.rejected += 1;
             r.lines.push(format!(
@@ -189,4 +197,4 @@ pub fn report(table: &crate::routing::RoutingTable) -> Report {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

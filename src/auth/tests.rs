@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
 
+use super::AuthPolicy;
 use super::*;
-use crate::routing::AuthPolicy;
 
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
 
@@ -24,7 +24,7 @@ fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
-fn settings(alg: Option<Algorithm>) -> JwtSettings {
+pub(crate) fn settings(alg: Option<Algorithm>) -> JwtSettings {
     JwtSettings {
         inline_secret: None,
         secret_ref: None,
@@ -43,7 +43,7 @@ fn hmac_settings() -> JwtSettings {
     }
 }
 
-fn with_ref(mut s: JwtSettings, key: Option<&str>) -> JwtSettings {
+pub(crate) fn with_ref(mut s: JwtSettings, key: Option<&str>) -> JwtSettings {
     s.secret_ref = Some(SecretRef {
         namespace: "default".into(),
         name: "jwt".into(),
@@ -52,7 +52,7 @@ fn with_ref(mut s: JwtSettings, key: Option<&str>) -> JwtSettings {
     s
 }
 
-fn secret(entries: &[(&str, &str)]) -> Secret {
+pub(crate) fn secret(entries: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some("jwt".into()),
@@ -100,7 +100,7 @@ fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }
 
-fn rsa_a() -> EncodingKey {
+pub(crate) fn rsa_a() -> EncodingKey {
     EncodingKey::from_rsa_pem(fixture!("rsa-a.key").as_bytes()).expect("rsa key")
 }
 
@@ -108,7 +108,7 @@ fn rsa_b() -> EncodingKey {
     EncodingKey::from_rsa_pem(fixture!("rsa-b.key").as_bytes()).expect("rsa key")
 }
 
-fn jwks(keys: &[(&EncodingKey, Algorithm, &str)]) -> String {
+pub(crate) fn jwks(keys: &[(&EncodingKey, Algorithm, &str)]) -> String {
     let set = JwkSet {
         keys: keys
             .iter()
@@ -600,60 +600,4 @@ fn the_cache_serves_verified_tokens_until_they_expire() {
     let off = TokenCache::new(0);
     off.insert("t", first, n + 10, n);
     assert!(off.get("t", n).is_none());
-}
-
-#[test]
-fn compile_builds_the_verifier_from_options_and_secrets() {
-    use crate::compile::{compile, CompileOptions, Snapshot};
-    let yaml = r#"
-apiVersion: gatehouse.dev/v1alpha1
-kind: GatewayUpstream
-metadata: {name: up}
-spec: {endpoints: ["http://127.0.0.1:1"]}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: GatewayRoute
-metadata: {name: private}
-spec: {path: /private, upstream: up, requiredRoles: [user]}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: jwt}
-stringData:
-  jwks: '__JWKS__'
-"#
-    .replace("__JWKS__", &jwks(&[(&rsa_a(), Algorithm::RS256, "a")]));
-    let mut loaded = crate::sources::folder::Loaded::default();
-    crate::sources::folder::load_text(&yaml, "t.yaml", &mut Default::default(), &mut loaded);
-    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let options = CompileOptions {
-        jwt: Some(with_ref(settings(Some(Algorithm::RS256)), None)),
-        ..CompileOptions::default()
-    };
-    let compiled = compile(&loaded.snapshot, &options);
-    let auth = compiled.table.auth.as_ref().expect("verifier");
-    assert_eq!(auth.key_ids(), ["a"]);
-    let r = report(&compiled.table);
-    assert_eq!(r.rejected, 0, "{:?}", r.lines);
-    assert!(r.lines[0].starts_with("ok"), "{:?}", r.lines);
-
-    // The Secret gone: the route stays programmed, the report rejects auth.jwt.
-    let snapshot = Snapshot {
-        secrets: Vec::new(),
-        ..loaded.snapshot.clone()
-    };
-    let compiled = compile(&snapshot, &options);
-    assert_eq!(compiled.table.routes().len(), 1);
-    let r = report(&compiled.table);
-    assert_eq!(r.rejected, 1, "{:?}", r.lines);
-    assert!(
-        r.lines.iter().any(|l| l.contains("does not exist")),
-        "{:?}",
-        r.lines
-    );
-
-    // No auth.jwt at all with a protected route.
-    let compiled = compile(&snapshot, &CompileOptions::default());
-    assert!(compiled.table.auth.is_none());
-    assert_eq!(report(&compiled.table).rejected, 1);
 }

@@ -4,13 +4,17 @@
 //! error, and never a reason to drop the rest. The same verdicts feed `gatehouse check`, the
 //! logs of the folder provider and the status writer of the controller.
 
-mod path;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(all(test, not(fuzzing)))]
+mod fuzzing;
 mod snapshot;
+mod status;
 mod tls;
 mod upstreams;
 
-pub use path::{PathKind, PathPattern, Segment};
 pub use snapshot::{Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
+pub use status::{satisfies, StatusLookup, StatusView};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,8 +23,10 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::api::{reasons, types, Condition, CorsPolicy, GatewayRoute};
+use crate::auth::AuthPolicy;
 use crate::routing::{
-    AuthPolicy, CorsRules, MethodSet, RateKey, RateLimitPolicy, Rewrite, Route, RoutingTable, TableBuilder,
+    CorsRules, MethodSet, PathKind, PathPattern, RateKey, RateLimitPolicy, Rewrite, Route, RoutingTable,
+    TableBuilder,
 };
 use crate::settings::parse_duration;
 
@@ -38,7 +44,7 @@ pub struct CompileOptions {
     /// `server.tls.default_certificate`: the Secret (namespace, name) served without SNI.
     pub default_certificate: Option<(String, String)>,
     /// `websocket.channels` and friends: what undeclared channels and resources inherit.
-    pub channels: crate::websocket::ChannelDefaults,
+    pub channels: crate::routing::ChannelDefaults,
 }
 
 impl Default for CompileOptions {
@@ -229,10 +235,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     let declared = compile_channels(snapshot, &options.channels, &mut verdicts);
     let mut table = builder.build();
-    table.channels = Arc::new(crate::websocket::ChannelTable::build(
-        &options.channels,
-        &declared,
-    ));
+    table.channels = Arc::new(crate::routing::ChannelTable::build(&options.channels, &declared));
     table.auth = options
         .jwt
         .as_ref()
@@ -407,9 +410,9 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
 /// Verdicts for `WebSocketChannel`s; returns the accepted ones (oldest first).
 fn compile_channels<'s>(
     snapshot: &'s Snapshot,
-    defaults: &crate::websocket::ChannelDefaults,
+    defaults: &crate::routing::ChannelDefaults,
     verdicts: &mut Vec<Verdict>,
-) -> Vec<crate::websocket::policy::Declared<'s>> {
+) -> Vec<crate::routing::channels::Declared<'s>> {
     let mut declared = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut channels: Vec<_> = snapshot.channels.iter().collect();
@@ -458,7 +461,7 @@ fn compile_channels<'s>(
                 ),
                 None => {
                     seen.insert(channel.clone(), format!("{ns}/{name}"));
-                    declared.push(crate::websocket::policy::Declared {
+                    declared.push(crate::routing::channels::Declared {
                         channel: channel.clone(),
                         resource: format!("{ns}/{name}"),
                         spec: &c.spec,

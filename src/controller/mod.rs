@@ -6,8 +6,7 @@ pub mod status;
 pub mod writer;
 
 pub use lease::LeaseConfig;
-pub use status::StatusView;
-pub use writer::{StatusLookup, WriterStats};
+pub use writer::WriterStats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::compile::Verdict;
+use crate::compile::{StatusLookup, Verdict};
 
 /// The running lease campaign and status writer.
 pub struct Controller {

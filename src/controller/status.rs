@@ -1,70 +1,8 @@
 //! Status of one resource: what the compiler decided, stamped with generation and transition
 //! times, compared with what the API server holds so that nothing is written twice.
 
-use serde_json::json;
-
-use crate::api::{reasons, types, Condition, EndpointCounts, API_VERSION};
-use crate::compile::{Kind, Verdict};
-
-/// The status fields Gatehouse owns, common to the three kinds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StatusView {
-    pub observed_generation: Option<i64>,
-    pub conditions: Vec<Condition>,
-    pub endpoints: Option<EndpointCounts>,
-}
-
-impl StatusView {
-    /// Equal in everything but `lastTransitionTime`: the test for "nothing to write".
-    pub fn same_ignoring_time(&self, other: &StatusView) -> bool {
-        self.observed_generation == other.observed_generation
-            && self.endpoints == other.endpoints
-            && self.conditions.len() == other.conditions.len()
-            && self.conditions.iter().all(|c| {
-                other
-                    .conditions
-                    .iter()
-                    .any(|o| same_words(o, c) && o.observed_generation == c.observed_generation)
-            })
-    }
-
-    /// The server-side apply body for the status subresource of `kind`.
-    pub fn apply_body(&self, kind: Kind, name: &str) -> serde_json::Value {
-        let mut status = json!({
-            "observedGeneration": self.observed_generation,
-            "conditions": self.conditions,
-        });
-        if let (Some(e), Some(obj)) = (&self.endpoints, status.as_object_mut()) {
-            obj.insert("endpoints".into(), json!(e));
-        }
-        json!({
-            "apiVersion": API_VERSION,
-            "kind": kind.to_string(),
-            "metadata": {"name": name},
-            "status": status,
-        })
-    }
-}
-
-/// Whether `current` already says what `verdict` asks for, transition times aside: the same
-/// answer as `current.same_ignoring_time(&desired(verdict, Some(current), now))`, without
-/// building the desired status (the writer asks this of every object after every publish).
-pub fn satisfies(current: &StatusView, verdict: &Verdict) -> bool {
-    current.observed_generation == verdict.generation
-        && current.endpoints == verdict.endpoints
-        && current.conditions.len() == verdict.conditions.len()
-        && current.conditions.iter().all(|o| {
-            verdict
-                .conditions
-                .iter()
-                .any(|c| same_words(o, c) && o.observed_generation == verdict.generation)
-        })
-}
-
-/// Same type, status, reason and message (generation and time are compared by the callers).
-fn same_words(a: &Condition, b: &Condition) -> bool {
-    a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message
-}
+use crate::api::{reasons, types, Condition, EndpointCounts};
+use crate::compile::{StatusView, Verdict};
 
 /// An upstream's verdict with its endpoints' live health (`healthy` of `total` pass their
 /// health checks): `endpoints.healthy` as it is, and `Ready=False` when none is healthy. `None`
@@ -134,6 +72,8 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::API_VERSION;
+    use crate::compile::{satisfies, Kind};
 
     fn verdict(gen: i64, accepted: bool) -> Verdict {
         let mut v = Verdict::new(Kind::GatewayRoute, "ns", "r", Some(gen));

@@ -10,24 +10,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use tokio::sync::watch;
 
-use super::status::{desired, now_rfc3339, satisfies, with_health, StatusView};
+use super::status::{desired, now_rfc3339, with_health};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel, FIELD_MANAGER};
-use crate::compile::{Kind, Verdict};
+use crate::compile::{Kind, StatusLookup, StatusView, Verdict};
 use crate::upstream::Registry;
 
 /// How many status patches may be in flight at once.
 const CONCURRENCY: usize = 32;
-
-/// Where the writer reads the status each object has now (the watch cache).
-pub trait StatusLookup: Send + Sync {
-    fn status(&self, kind: Kind, namespace: &str, name: &str) -> Option<StatusView>;
-
-    /// Whether the object's status already says what `verdict` asks for (see `satisfies`).
-    fn satisfied(&self, verdict: &Verdict) -> bool {
-        self.status(verdict.kind, &verdict.namespace, &verdict.name)
-            .is_some_and(|c| satisfies(&c, verdict))
-    }
-}
 
 /// Counters of the writer, for logs, tests and the churn benchmark.
 #[derive(Debug, Default)]

@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::fields::{field_name, number, put_number, Span, Spans, WireFields, MAX_FIELDS};
 use super::headers::Forwarding;
-use crate::tls::{UpstreamConnector, UpstreamStream};
+use super::tls::{UpstreamConnector, UpstreamStream};
 
 /// The largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::wire::json_error;
+
 /// Everything the gateway can answer on its own instead of the upstream's response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -102,17 +104,4 @@ impl ProxyError {
         }
         resp
     }
-}
-
-/// A JSON error response with any status and code.
-pub fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}});
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
 }

@@ -5,6 +5,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::auth::USER_HEADERS;
+use crate::telemetry::valid_traceparent;
+
 /// `Connection` first: its tokens are read before it goes (see `strip_hop_by_hop`).
 pub(super) static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -15,13 +18,6 @@ pub(super) static HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-];
-
-/// Identity headers only the gateway may set.
-pub static USER_HEADERS: [HeaderName; 3] = [
-    HeaderName::from_static("x-user-id"),
-    HeaderName::from_static("x-user-roles"),
-    HeaderName::from_static("x-user-permissions"),
 ];
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -279,20 +275,6 @@ pub fn traceparent_text(incoming: Option<&HeaderValue>, sampled_if_new: bool) ->
         }
     }
     out
-}
-
-/// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids (version 00 only).
-pub fn valid_traceparent(b: &[u8]) -> bool {
-    let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
-    b.len() == 55
-        && &b[0..3] == b"00-"
-        && b[35] == b'-'
-        && b[52] == b'-'
-        && lower_hex(&b[3..35])
-        && lower_hex(&b[36..52])
-        && lower_hex(&b[53..55])
-        && b[3..35].iter().any(|c| *c != b'0')
-        && b[36..52].iter().any(|c| *c != b'0')
 }
 
 /// Removes the identity headers a client may not set (the auth step sets them for real).

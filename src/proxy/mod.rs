@@ -14,9 +14,10 @@ mod path;
 mod pipeline;
 mod server;
 mod stall;
+pub mod tls;
 mod upgrade;
 
-pub use error::{json_error, ProxyError};
+pub use error::ProxyError;
 pub use h1::ClientBody;
 pub use pipeline::{Body, ProxyState};
 pub use server::{bind, serve, serve_proxy, serve_simple, ConnLimits, Shutdown};

@@ -37,7 +37,7 @@ pub type Body = Either<UpstreamBody, Full<Bytes>>;
 type RequestBody = Either<ClientStream, Full<Bytes>>;
 
 /// Plain TCP for `http` endpoints, rustls for `https` ones (settings from the live table).
-type HttpClient = Client<crate::tls::UpstreamConnector, RequestBody>;
+type HttpClient = Client<super::tls::UpstreamConnector, RequestBody>;
 
 /// How long an upstream connection may wait idle in a pool before it is closed.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(90);
@@ -195,7 +195,7 @@ impl ProxyState {
             c.set_keepalive(Some(Duration::from_secs(60)));
             c
         };
-        let upstream_connector = crate::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
+        let upstream_connector = super::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
         let connector = || upstream_connector.clone();
         let h1 = H1Client::new(connector(), UPSTREAM_IDLE, 1024);
         let http1 = general_client(connector(), UPSTREAM_IDLE, false);
@@ -280,8 +280,8 @@ impl ProxyState {
             return Ok(self.refuse(&ProxyError::BadRequest(why.into()), &request_id));
         }
         if let Some(port) = self.https_redirect {
-            if req.extensions().get::<crate::tls::TlsConn>().is_none() {
-                if let Some(r) = crate::tls::https_redirect(&req, port) {
+            if req.extensions().get::<super::tls::TlsConn>().is_none() {
+                if let Some(r) = super::tls::https_redirect(&req, port) {
                     return Ok(r.map(Either::Right));
                 }
             }
@@ -309,7 +309,7 @@ impl ProxyState {
         }
         let method = req.method().clone();
         let span = self.tracing.as_ref().map(|t| {
-            let scheme = match req.extensions().get::<crate::tls::TlsConn>() {
+            let scheme = match req.extensions().get::<super::tls::TlsConn>() {
                 Some(_) => "https",
                 None => self.proto,
             };
@@ -493,7 +493,7 @@ impl ProxyState {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => client.host.clone(),
         };
-        let proto = match parts.extensions.get::<crate::tls::TlsConn>() {
+        let proto = match parts.extensions.get::<super::tls::TlsConn>() {
             Some(_) => "https",
             None => self.proto,
         };

@@ -163,7 +163,7 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let h = move |peer, mut req: Request<ClientBody>| {
-                        req.extensions_mut().insert(crate::tls::TlsConn);
+                        req.extensions_mut().insert(super::tls::TlsConn);
                         h(peer, req)
                     };
                     if h2 {

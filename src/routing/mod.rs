@@ -1,21 +1,22 @@
 //! The routing table: an immutable index from (host, path, method) to a compiled route, and
 //! the handle through which the proxy sees the current one (one `ArcSwap`).
 
-#[cfg(fuzzing)]
-pub mod fuzzing;
-#[cfg(all(test, not(fuzzing)))]
-mod fuzzing;
+pub mod channels;
 mod handle;
 mod method;
+mod path;
 mod table;
 
+pub use channels::{ChannelDefaults, ChannelPolicy, ChannelTable};
 pub use handle::TableHandle;
 pub use method::MethodSet;
-pub use table::{lowercase_host, strip_port, Lookup, RoutingTable, TableBuilder};
+pub use path::{PathKind, PathPattern, Segment};
+pub use table::{Lookup, RoutingTable, TableBuilder};
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::AuthPolicy;
 use crate::upstream::Upstream;
 
 /// A compiled route: everything the request pipeline needs, resolved ahead of time.
@@ -39,16 +40,6 @@ pub struct Route {
     pub tls_secret: Option<String>,
     /// Its metric series, resolved on first use.
     pub series: crate::telemetry::RouteSeries,
-}
-
-/// Who may call a route.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuthPolicy {
-    pub required: bool,
-    /// Any one of these roles.
-    pub roles: Vec<String>,
-    /// All of these permissions.
-    pub permissions: Vec<String>,
 }
 
 /// What a rate limit is counted by.

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use http::Method;
 
+use super::path::{PathKind, PathPattern, Segment};
 use super::{MethodSet, Route};
-use crate::compile::{PathKind, PathPattern, Segment};
 use crate::upstream::Upstream;
+use crate::wire::{lowercase_host, strip_port};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -42,7 +43,7 @@ pub struct RoutingTable {
     /// Certificates for the HTTPS listener and TLS settings towards upstreams.
     pub tls: crate::tls::CertStore,
     /// WebSocket channel policies compiled with this table.
-    pub channels: Arc<crate::websocket::ChannelTable>,
+    pub channels: Arc<super::ChannelTable>,
 }
 
 #[derive(Debug, Default)]
@@ -266,29 +267,12 @@ impl RoutingTable {
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
-}
 
-/// `host` in lower case, allocating only when it has upper-case letters.
-pub fn lowercase_host(host: &str) -> std::borrow::Cow<'_, str> {
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
+    /// What `gatehouse check` and the logs say about this table's key set.
+    pub fn auth_report(&self) -> crate::auth::Report {
+        let protected = self.routes.iter().filter(|r| r.auth.required).count();
+        crate::auth::report(self.auth.as_deref(), protected)
     }
-}
-
-/// `host` without a `:port` (IPv6 literals keep their brackets).
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    })
 }
 
 /// Builds a table; routes must be added oldest first (that is the order among equals).

@@ -65,7 +65,7 @@ impl Publisher {
             }
         }
         let compiled = compile(&snapshot, &self.options);
-        for line in crate::auth::report(&compiled.table).lines {
+        for line in compiled.table.auth_report().lines {
             if line.starts_with("ok") {
                 tracing::info!("{line}");
             } else {

@@ -44,6 +44,20 @@ impl std::fmt::Debug for Tracing {
 }
 
 /// The OTLP/HTTP traces URL for a configured endpoint: a bare `http://host:4318` gets
+/// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids (version 00 only).
+pub fn valid_traceparent(b: &[u8]) -> bool {
+    let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    b.len() == 55
+        && &b[0..3] == b"00-"
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && lower_hex(&b[3..35])
+        && lower_hex(&b[36..52])
+        && lower_hex(&b[53..55])
+        && b[3..35].iter().any(|c| *c != b'0')
+        && b[36..52].iter().any(|c| *c != b'0')
+}
+
 /// `/v1/traces`; anything with a path is used as it is.
 pub fn traces_url(endpoint: Option<&str>) -> String {
     match endpoint.map(str::trim).filter(|e| !e.is_empty()) {

@@ -1,17 +1,15 @@
-//! TLS: the certificate store compiled from Secrets (served by SNI on the HTTPS listener), the
-//! rustls server config whose resolver reads the live table on every handshake, the redirect
-//! of plain HTTP, and the connector for `protocol: https` upstreams.
+//! TLS material: the certificate store compiled from Secrets (served by SNI on the HTTPS
+//! listener) and the client configs for `protocol: https` upstreams. The listener and the
+//! connector that read it from the live table are the proxy's (`proxy::tls`).
 //!
 //! The store is built by `compile` from `Snapshot.secrets` and published inside the routing
 //! table, so a changed Secret reaches new handshakes through the same swap as a changed route.
 
 mod certs;
 mod client;
-mod server;
 
 pub use certs::{load_ca, load_server_cert, not_after, provider, ServerCert};
-pub use client::{UpstreamConnector, UpstreamStream};
-pub use server::{https_redirect, server_config, SniResolver, TlsConn};
+pub use client::{client_config, system_roots};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,7 +51,7 @@ impl CertStore {
     /// the default certificate.
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(host) = sni {
-            let host = crate::routing::lowercase_host(host);
+            let host = crate::wire::lowercase_host(host);
             let host = host.as_ref();
             if let Some(c) = self.exact.get(host) {
                 return Some(c.clone());
@@ -238,4 +236,4 @@ impl<'s> StoreBuilder<'s> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -30,7 +30,7 @@ fn secret(ns: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
     s
 }
 
-fn tls_secret(name: &str, cert: &str, key: &str) -> Secret {
+pub(crate) fn tls_secret(name: &str, cert: &str, key: &str) -> Secret {
     secret(
         "default",
         name,
@@ -201,61 +201,4 @@ fn upstream_ca_secrets_are_checked() {
         u.server_name.as_ref().map(|n| n.to_str().to_string()),
         Some("svc.local".to_string())
     );
-}
-
-#[test]
-fn compile_turns_secret_problems_into_conditions_and_keeps_the_route() {
-    use crate::api::{types, GatewayRoute, GatewayUpstream};
-    use crate::compile::{compile, CompileOptions, Kind, Snapshot};
-    let (cert, key) = self_signed(&["good.example.com"]);
-    let route = |name: &str, host: &str, secret: &str| -> GatewayRoute {
-        serde_yaml::from_str(&format!(
-            "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: {name}, namespace: default}}\n\
-             spec: {{hosts: [{host}], path: /, upstream: u, tls: {{secretName: {secret}}}}}\n"
-        ))
-        .unwrap()
-    };
-    let upstream: GatewayUpstream = serde_yaml::from_str(
-        "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\nmetadata: {name: u, namespace: default}\n\
-         spec: {endpoints: [\"http://127.0.0.1:1\"]}\n",
-    )
-    .unwrap();
-    let snapshot = Snapshot {
-        routes: vec![
-            route("good", "good.example.com", "good"),
-            route("missing", "missing.example.com", "nope"),
-            route("bad", "bad.example.com", "bad"),
-        ],
-        upstreams: vec![upstream],
-        secrets: vec![
-            tls_secret("good", &cert, &key),
-            tls_secret(
-                "bad",
-                &cert,
-                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-            ),
-        ],
-        ..Default::default()
-    };
-    let options = CompileOptions {
-        default_certificate: Some(("default".into(), "absent".into())),
-        ..Default::default()
-    };
-    let c = compile(&snapshot, &options);
-    let cond = |name: &str| {
-        let v = c
-            .verdicts
-            .iter()
-            .find(|v| v.kind == Kind::GatewayRoute && v.name == name)
-            .unwrap();
-        assert!(v.condition(types::PROGRAMMED).unwrap().is_true(), "{v}");
-        v.condition(types::RESOLVED_REFS).unwrap().clone()
-    };
-    assert!(cond("good").is_true());
-    assert_eq!(cond("missing").reason, reasons::SECRET_NOT_FOUND);
-    assert_eq!(cond("bad").reason, reasons::INVALID_CERTIFICATE);
-    assert!(c.table.tls.resolve(Some("good.example.com")).is_some());
-    assert!(c.table.tls.resolve(Some("bad.example.com")).is_none());
-    assert!(c.table.tls.default_problem.as_deref().unwrap().contains("absent"));
-    assert_eq!(c.table.routes().len(), 3);
 }

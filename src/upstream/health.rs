@@ -4,7 +4,7 @@
 //! before the first check. `https` endpoints are checked by a TCP connect (the proxy's client
 //! speaks plain HTTP and h2c).
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use super::runtime::{EndpointState, Registry};
+use super::state::EndpointState;
 use super::{Endpoint, HealthCheckPolicy, Protocol};
 
 type CheckClient = Client<HttpConnector, Empty<Bytes>>;
@@ -85,7 +85,8 @@ impl Default for Checker {
     }
 }
 
-/// The check loop of one endpoint; ends when aborted or when the registry is gone.
+/// The check loop of one endpoint; ends when aborted or when `changed` (told the upstream
+/// whose endpoint changed state) answers false.
 pub(super) async fn run(
     checker: Checker,
     state: Arc<EndpointState>,
@@ -93,7 +94,7 @@ pub(super) async fn run(
     protocol: Protocol,
     policy: HealthCheckPolicy,
     upstream: String,
-    registry: Weak<Registry>,
+    changed: impl Fn(&str) -> bool,
 ) {
     let mut ticker = tokio::time::interval(policy.interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,9 +124,8 @@ pub(super) async fn run(
                     tracing::warn!(%upstream, endpoint = %endpoint.url, path = %policy.path,
                         "endpoint unhealthy: {fails} failed health checks");
                 }
-                match registry.upgrade() {
-                    Some(r) => r.health_changed(&upstream),
-                    None => return,
+                if !changed(&upstream) {
+                    return;
                 }
             }
         }

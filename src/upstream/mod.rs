@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod health;
 pub mod ring;
 pub mod runtime;
+mod state;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,8 @@ use http::uri::{Authority, Scheme};
 use http::HeaderMap;
 
 pub use breaker::{Breaker, Phase, Ticket};
-pub use runtime::{Binding, EndpointState, InFlight, Registry};
+pub use runtime::{Binding, Registry};
+pub use state::{EndpointState, InFlight};
 
 /// Wire protocol towards the endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

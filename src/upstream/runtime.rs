@@ -4,63 +4,16 @@
 //! state objects it shares with the previous table, and starts or stops health checks so that
 //! they follow the table.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::breaker::Breaker;
 use super::health::{self, Checker};
 use super::ring::Ring;
+use super::state::EndpointState;
 use super::{Balancer, HealthCheckPolicy, Upstream};
-use crate::routing::RoutingTable;
 use crate::telemetry::Metrics;
-
-/// Live state of one endpoint.
-#[derive(Debug)]
-pub struct EndpointState {
-    pub url: String,
-    healthy: AtomicBool,
-    in_flight: AtomicUsize,
-}
-
-impl EndpointState {
-    pub fn new(url: &str) -> EndpointState {
-        EndpointState {
-            url: url.to_string(),
-            healthy: AtomicBool::new(true),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Returns true when the state changed.
-    pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed) != healthy
-    }
-
-    /// Requests sent and not yet answered (response headers).
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Counts one request in flight until the guard drops.
-    pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-}
-
-/// An in-flight request on an endpoint.
-pub struct InFlight(Arc<EndpointState>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// What a compiled `Upstream` is bound to: state aligned with its `endpoints`.
 #[derive(Debug)]
@@ -131,13 +84,13 @@ impl Registry {
         })
     }
 
-    /// Binds every upstream of `table` to its shared state (call before publishing it), forgets
-    /// upstreams and endpoints the table no longer has, and starts, restarts or stops health
-    /// checks to match.
-    pub fn bind(&self, table: &RoutingTable) {
+    /// Binds every upstream of a table (`namespace/name` -> upstream) to its shared state (call
+    /// before publishing the table), forgets upstreams and endpoints the table no longer has,
+    /// and starts, restarts or stops health checks to match.
+    pub fn bind(&self, upstreams: &BTreeMap<String, Arc<Upstream>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut seen: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (key, up) in &table.upstreams {
+        for (key, up) in upstreams {
             let entry = entries.entry(key.clone()).or_default();
             let breaker = match (&up.circuit_breaker, &entry.breaker) {
                 (None, _) => None,
@@ -179,7 +132,7 @@ impl Registry {
                                 up.protocol,
                                 policy.clone(),
                                 key.clone(),
-                                self.me.clone(),
+                                Self::on_health_change(self.me.clone()),
                             ));
                             e.check = Some((policy.clone(), task.abort_handle()));
                         }
@@ -224,6 +177,18 @@ impl Registry {
         });
         for key in seen.keys() {
             Self::refresh_gauges(&self.metrics, key, entries.get(*key));
+        }
+    }
+
+    /// What a health check calls when its endpoint changed state; false once the registry
+    /// is gone (the check then ends).
+    fn on_health_change(me: Weak<Registry>) -> impl Fn(&str) -> bool + Send + 'static {
+        move |upstream| match me.upgrade() {
+            Some(r) => {
+                r.health_changed(upstream);
+                true
+            }
+            None => false,
         }
     }
 

@@ -33,10 +33,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{Conn, Hub, Outgoing};
 use super::outbox::{self, Pushed, WriterEvent};
-use super::policy::RatePolicy;
 use super::protocol::{self, ClientMessage, ProtocolError};
 use super::{is_websocket_upgrade, query_param};
-use crate::proxy::json_error;
+use crate::routing::channels::RatePolicy;
+use crate::wire::json_error;
 
 type Ws = WebSocketStream<ReadSide>;
 /// How long a close handshake may take before the connection is dropped.

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{Identity, TokenVerifier};
 use super::fanout::Fanout;
 use super::outbox::{self, Outbox, Pushed};
-use super::policy::ChannelPolicy;
 use super::protocol::{self, ProtocolError};
 use super::HubSettings;
+use crate::routing::channels::ChannelPolicy;
 use crate::routing::TableHandle;
 use crate::telemetry::Metrics;
 
@@ -665,7 +665,7 @@ impl Hub {
         conn: &Conn,
         channel: &str,
         message: &Value,
-        rate_ok: impl FnOnce(&super::policy::RatePolicy) -> bool,
+        rate_ok: impl FnOnce(&crate::routing::channels::RatePolicy) -> bool,
     ) -> Result<usize, ProtocolError> {
         if !conn.is_subscribed(channel) {
             return Err(ProtocolError::new(

@@ -16,13 +16,11 @@ mod connection;
 pub mod fanout;
 mod hub;
 mod outbox;
-pub mod policy;
 pub mod protocol;
 mod webhook;
 
 pub use auth::{Identity, TokenVerifier};
 pub use hub::{Conn, Hub};
-pub use policy::{ChannelDefaults, ChannelPolicy, ChannelTable};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Hub;
-use crate::proxy::json_error;
+use crate::wire::json_error;
 
 /// `from` of messages pushed through the webhook.
 pub const WEBHOOK_SENDER: &str = "system";

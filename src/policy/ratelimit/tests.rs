@@ -6,7 +6,8 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use super::*;
-use crate::routing::{AuthPolicy, MethodSet, RateKey, RateLimitPolicy, Route};
+use crate::auth::AuthPolicy;
+use crate::routing::{MethodSet, RateKey, RateLimitPolicy, Route};
 use crate::settings::RateLimitingConfig;
 use crate::upstream::Upstream;
 

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use http::Method;
 
 use super::*;
-use crate::routing::{AuthPolicy, MethodSet, Route};
+use crate::auth::AuthPolicy;
+use crate::routing::{MethodSet, Route};
 use crate::upstream::Upstream;
 
 fn table(routes: &[(&str, &str, &[&str], &[&str])]) -> RoutingTable {
@@ -165,11 +166,4 @@ fn prefix_routes_with_parameters() {
         found(&t, None, "/api/v2/users", Method::GET).as_deref(),
         Some("v")
     );
-}
-
-#[test]
-fn strip_port_handles_ipv6() {
-    assert_eq!(strip_port("[::1]:8080"), "[::1]");
-    assert_eq!(strip_port("example.com:80"), "example.com");
-    assert_eq!(strip_port("example.com"), "example.com");
 }

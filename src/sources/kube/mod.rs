@@ -7,11 +7,14 @@
 //! hands the verdicts to the status writer.
 
 mod endpoints;
+mod slices;
 mod store;
 mod watch;
 
-pub use endpoints::{EndpointsApi, ServiceInfo, SliceInfo};
-pub use store::{Change, Dependency, Store};
+pub use endpoints::EndpointsApi;
+pub use slices::{ServiceInfo, SliceInfo};
+pub use store::{Dependency, Store};
+pub use watch::Change;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,20 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::endpoints::{service_endpoints, ServiceInfo, SliceInfo};
+use super::slices::{service_endpoints, ServiceInfo, SliceInfo};
+use super::watch::Change;
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
-use crate::compile::{Kind, Snapshot, Verdict};
-use crate::controller::status::satisfies;
-use crate::controller::{StatusLookup, StatusView};
-
-/// One change reported by a watcher.
-#[derive(Debug)]
-pub enum Change<K> {
-    Upsert(K),
-    Delete(K),
-    /// The complete set of objects in the watcher's scope (after a (re)list).
-    Resync(Vec<K>),
-}
+use crate::compile::{satisfies, Kind, Snapshot, StatusLookup, StatusView, Verdict};
 
 /// `namespace/name`.
 pub fn key_of(meta: &ObjectMeta) -> String {

@@ -12,7 +12,14 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use super::store::Change;
+/// One change reported by a watcher.
+#[derive(Debug)]
+pub enum Change<K> {
+    Upsert(K),
+    Delete(K),
+    /// The complete set of objects in the watcher's scope (after a (re)list).
+    Resync(Vec<K>),
+}
 
 /// Exponential backoff with jitter, 250 ms to 3 s, so that a returning API server is caught up
 /// within seconds.

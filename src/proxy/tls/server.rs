@@ -11,7 +11,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::routing::{strip_port, TableHandle};
+use crate::routing::TableHandle;
+use crate::wire::strip_port;
 
 /// Marks requests that arrived over TLS (a request extension set by the HTTPS listener).
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +55,7 @@ pub fn server_config(table: TableHandle, min_version: Option<&str>) -> Result<Ar
         Some("1.3") | Some("TLSv1.3") => &[&rustls::version::TLS13],
         Some(v) => return Err(format!("server.tls.min_version `{v}` must be \"1.2\" or \"1.3\"")),
     };
-    let mut cfg = ServerConfig::builder_with_provider(super::provider())
+    let mut cfg = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(versions)
         .map_err(|e| format!("TLS versions: {e}"))?
         .with_no_client_auth()

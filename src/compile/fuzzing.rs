@@ -15,9 +15,9 @@ use std::sync::Arc;
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Lookup, MethodSet, Route};
+use super::{compile, CompileOptions, Snapshot};
 use crate::api::{GatewayRoute, GatewayRouteSpec, GatewayUpstream, GatewayUpstreamSpec};
-use crate::compile::{compile, CompileOptions, PathKind, PathPattern, Segment, Snapshot};
+use crate::routing::{Lookup, MethodSet, PathKind, PathPattern, Route, Segment};
 
 /// At most this many routes: the table does not look at more than 16 nested prefixes along
 /// one path (no real configuration has that many), and the model does not know that limit.
@@ -117,7 +117,7 @@ pub fn routes(data: &[u8]) {
         .verdicts
         .iter()
         .filter(|v| {
-            v.kind == crate::compile::Kind::GatewayRoute
+            v.kind == super::Kind::GatewayRoute
                 && v.condition("Programmed").is_some_and(|c| c.status == "True")
         })
         .map(|v| v.name.clone())
@@ -234,7 +234,7 @@ fn expected(model: &[Model<'_>], host: Option<&str>, path: &str, method: &Method
     };
     let host = host
         .map(|h| {
-            let h = super::strip_port(h);
+            let h = crate::wire::strip_port(h);
             h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
         })
         .filter(|h| !h.is_empty());

@@ -6,6 +6,8 @@ use crate::routing::Lookup;
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+mod secrets;
+
 fn upstream(name: &str, endpoints: &[&str]) -> GatewayUpstream {
     let mut u = GatewayUpstream::new(
         name,

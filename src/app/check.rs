@@ -13,7 +13,7 @@ pub fn run(
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let options =
-        match crate::gateway::server_timeouts(cfg).and_then(|_| crate::gateway::compile_options(cfg)) {
+        match super::gateway::server_timeouts(cfg).and_then(|_| super::gateway::compile_options(cfg)) {
             Ok(o) => o,
             Err(e) => {
                 writeln!(out, "rejected gateway configuration: {e}")?;
@@ -28,7 +28,7 @@ pub fn run(
     for p in &loaded.problems {
         writeln!(out, "{p}")?;
     }
-    let auth = crate::auth::report(&compiled.table);
+    let auth = compiled.table.auth_report();
     for line in &auth.lines {
         writeln!(out, "{line}")?;
     }

@@ -9,12 +9,13 @@ use crate::admin::{metrics_response, AdminState};
 use crate::compile::CompileOptions;
 use crate::policy::ratelimit::RateLimiter;
 use crate::proxy::{self, ConnLimits, ProxyState, Shutdown};
+use crate::routing::ChannelDefaults;
 use crate::routing::TableHandle;
 use crate::settings::{parse_duration, GatewayConfig};
 use crate::sources::{folder, Publisher};
 use crate::telemetry::Metrics;
 use crate::upstream::Registry;
-use crate::websocket::{ChannelDefaults, Hub, HubSettings};
+use crate::websocket::{Hub, HubSettings};
 
 /// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +129,7 @@ impl Core {
         let publisher = Arc::new(
             Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
                 let upstreams = upstreams.clone();
-                Box::new(move |table| upstreams.bind(table))
+                Box::new(move |table| upstreams.bind(&table.upstreams))
             }),
         );
         let ServerTimeouts {
@@ -147,7 +148,7 @@ impl Core {
 
         let bind = cfg.server.bind_address.as_str();
         let proxy_listener = proxy::bind(bind, cfg.server.http_port, "proxy").await?;
-        let tls_config = crate::tls::server_config(
+        let tls_config = crate::proxy::tls::server_config(
             handle.clone(),
             cfg.server.tls.as_ref().and_then(|t| t.min_version.as_deref()),
         )
