@@ -4,6 +4,7 @@
 //! error, and never a reason to drop the rest. The same verdicts feed `gatehouse check`, the
 //! logs of the folder provider and the status writer of the controller.
 
+mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 #[cfg(all(test, not(fuzzing)))]
@@ -13,6 +14,7 @@ mod status;
 mod tls;
 mod upstreams;
 
+pub use error::Invalid;
 pub use snapshot::{Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
 pub use status::{satisfies, StatusLookup, StatusView};
 
@@ -110,7 +112,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         let pattern = match PathPattern::parse(&r.spec.path) {
             Ok(p) => p,
             Err(msg) => {
-                v.reject(reasons::INVALID_PATH, msg);
+                v.reject(reasons::INVALID_PATH, msg.to_string());
                 verdicts.push(v);
                 continue;
             }
@@ -272,7 +274,7 @@ impl RouteParts {
         pattern: &PathPattern,
         options: &CompileOptions,
         default_cors: Option<&Arc<CorsRules>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Invalid> {
         let s = &r.spec;
         let methods = MethodSet::parse(&s.methods)?;
         for h in &s.hosts {
@@ -312,7 +314,7 @@ impl RouteParts {
                 static_prefix: pattern.static_prefix.clone(),
                 replacement: p.clone(),
             }),
-            Some(p) => return Err(format!("rewritePrefix `{p}` must start with '/'")),
+            Some(p) => return Err(Invalid::Field(format!("rewritePrefix `{p}` must start with '/'"))),
         };
         if s.required_roles
             .iter()
@@ -337,7 +339,7 @@ impl RouteParts {
     }
 }
 
-fn validate_host(h: &str) -> Result<(), String> {
+fn validate_host(h: &str) -> Result<(), Invalid> {
     let body = h.strip_prefix("*.").unwrap_or(h);
     let ok = !body.is_empty()
         && body.len() <= 253
@@ -351,28 +353,30 @@ fn validate_host(h: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid::Field(format!(
             "host `{h}` is not a DNS name (wildcards only as a leading `*.`)"
-        ))
+        )))
     }
 }
 
 /// Parses a rate-limit key: `ip` (default), `user` or `header:NAME`.
-pub fn parse_rate_key(key: Option<&str>) -> Result<RateKey, String> {
+pub fn parse_rate_key(key: Option<&str>) -> Result<RateKey, Invalid> {
     match key.map(str::trim) {
         None | Some("") | Some("ip") => Ok(RateKey::Ip),
         Some("user") => Ok(RateKey::User),
         Some(k) => match k.strip_prefix("header:") {
             Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
                 .map(RateKey::Header)
-                .map_err(|_| format!("rateLimit.key: `{name}` is not a header name")),
-            None => Err(format!("rateLimit.key `{k}` must be ip, user or header:NAME")),
+                .map_err(|_| Invalid::Field(format!("rateLimit.key: `{name}` is not a header name"))),
+            None => Err(Invalid::Field(format!(
+                "rateLimit.key `{k}` must be ip, user or header:NAME"
+            ))),
         },
     }
 }
 
 /// Compiles a CORS policy into ready-to-send header values.
-pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
+pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, Invalid> {
     let any_origin = c.allowed_origins.iter().any(|o| o == "*");
     if any_origin && c.allow_credentials {
         return Err("allowedOrigins `*` cannot be combined with allowCredentials".into());
@@ -387,9 +391,10 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let value =
-        |v: String| HeaderValue::from_str(&v).map_err(|_| format!("`{v}` is not a valid header value"));
-    let list = |v: &[String]| -> Result<Option<HeaderValue>, String> {
+    let value = |v: String| {
+        HeaderValue::from_str(&v).map_err(|_| Invalid::Field(format!("`{v}` is not a valid header value")))
+    };
+    let list = |v: &[String]| -> Result<Option<HeaderValue>, Invalid> {
         if v.is_empty() {
             Ok(None)
         } else {
@@ -433,11 +438,11 @@ fn compile_channels<'s>(
         let name = c.metadata.name.clone().unwrap_or_default();
         let mut v = Verdict::new(Kind::WebSocketChannel, &ns, &name, c.metadata.generation);
         let channel = c.spec.channel.clone().unwrap_or_else(|| name.clone());
-        let check = || -> Result<(), String> {
+        let check = || -> Result<(), Invalid> {
             if channel.is_empty() || channel.len() > 128 || channel.chars().any(|ch| ch.is_control()) {
-                return Err(format!(
+                return Err(Invalid::Field(format!(
                     "channel name `{channel}` must be 1-128 printable characters"
-                ));
+                )));
             }
             if let Some(ttl) = c.spec.persistence.as_ref().and_then(|p| p.ttl.as_deref()) {
                 parse_duration(ttl).map_err(|e| format!("persistence.ttl: {e}"))?;

@@ -88,8 +88,8 @@ impl Verdict {
     }
 
     /// `Accepted=False` with `reason`; routes also get `Programmed=False`.
-    pub fn reject(&mut self, reason: &str, message: impl Into<String>) {
-        let message = message.into();
+    pub fn reject(&mut self, reason: &str, message: impl ToString) {
+        let message = message.to_string();
         self.set(Condition::new(types::ACCEPTED, false, reason, message.clone()));
         if self.kind == Kind::GatewayRoute {
             self.set(Condition::new(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Kind, Snapshot, Verdict};
+use super::{Invalid, Kind, Snapshot, Verdict};
 use crate::api::{reasons, types, Condition, EndpointCounts, GatewayUpstream};
 use crate::settings::parse_duration;
 use crate::upstream::{
@@ -60,13 +60,17 @@ fn compile_one(
     ns: &str,
     snapshot: &Snapshot,
     v: &mut Verdict,
-) -> Result<Upstream, String> {
+) -> Result<Upstream, Invalid> {
     let s = &u.spec;
     let protocol = match s.protocol.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("http") => Protocol::Http,
         Some("h2c") => Protocol::H2c,
         Some("https") => Protocol::Https,
-        Some(p) => return Err(format!("protocol `{p}` must be http, h2c or https")),
+        Some(p) => {
+            return Err(Invalid::Field(format!(
+                "protocol `{p}` must be http, h2c or https"
+            )))
+        }
     };
     let balancer = match &s.load_balancer {
         None => Balancer::RoundRobin,
@@ -76,14 +80,14 @@ fn compile_one(
             "Random" => Balancer::Random,
             "ConsistentHash" => Balancer::ConsistentHash(parse_hash_on(lb.hash_on.as_deref())?),
             t => {
-                return Err(format!(
+                return Err(Invalid::Field(format!(
                     "loadBalancer.type `{t}` must be RoundRobin, LeastRequest, Random or ConsistentHash"
-                ))
+                )))
             }
         },
     };
-    let dur = |field: &str, v: Option<&String>| -> Result<Option<std::time::Duration>, String> {
-        v.map(|s| parse_duration(s).map_err(|e| format!("{field}: {e}")))
+    let dur = |field: &str, v: Option<&String>| -> Result<Option<std::time::Duration>, Invalid> {
+        v.map(|s| parse_duration(s).map_err(|e| Invalid::Field(format!("{field}: {e}"))))
             .transpose()
     };
     let connect_timeout = dur("connectTimeout", s.connect_timeout.as_ref())?;
@@ -101,7 +105,10 @@ fn compile_one(
     };
     if let Some(h) = &health_check {
         if !h.path.starts_with('/') {
-            return Err(format!("healthCheck.path `{}` must start with '/'", h.path));
+            return Err(Invalid::Field(format!(
+                "healthCheck.path `{}` must start with '/'",
+                h.path
+            )));
         }
     }
     let circuit_breaker = match &s.circuit_breaker {
@@ -121,9 +128,9 @@ fn compile_one(
                     cond.as_str(),
                     "connect-failure" | "gateway-error" | "5xx" | "reset" | "timeout"
                 ) {
-                    return Err(format!(
+                    return Err(Invalid::Field(format!(
                         "retries.retryOn `{cond}` must be connect-failure, gateway-error, 5xx, reset or timeout"
-                    ));
+                    )));
                 }
             }
             Some(RetryPolicy {
@@ -224,20 +231,22 @@ fn compile_one(
     ))
 }
 
-fn parse_hash_on(h: Option<&str>) -> Result<HashOn, String> {
+fn parse_hash_on(h: Option<&str>) -> Result<HashOn, Invalid> {
     match h.map(str::trim) {
         None | Some("") | Some("ip") => Ok(HashOn::Ip),
         Some(x) => {
             if let Some(name) = x.strip_prefix("header:") {
                 http::HeaderName::from_bytes(name.as_bytes())
                     .map(HashOn::Header)
-                    .map_err(|_| format!("loadBalancer.hashOn: `{name}` is not a header name"))
+                    .map_err(|_| {
+                        Invalid::Field(format!("loadBalancer.hashOn: `{name}` is not a header name"))
+                    })
             } else if let Some(claim) = x.strip_prefix("claim:").filter(|c| !c.is_empty()) {
                 Ok(HashOn::Claim(claim.to_string()))
             } else {
-                Err(format!(
+                Err(Invalid::Field(format!(
                     "loadBalancer.hashOn `{x}` must be ip, header:NAME or claim:NAME"
-                ))
+                )))
             }
         }
     }

@@ -32,7 +32,7 @@ impl MethodSet {
     }
 
     /// Parses configured method names; empty means all.
-    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<MethodSet, String> {
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<MethodSet, super::SpecError> {
         if names.is_empty() {
             return Ok(MethodSet::ALL);
         }
@@ -42,7 +42,7 @@ impl MethodSet {
             let i = NAMES
                 .iter()
                 .position(|x| *x == upper)
-                .ok_or_else(|| format!("unknown HTTP method `{}`", n.as_ref()))?;
+                .ok_or_else(|| super::SpecError::UnknownMethod(n.as_ref().to_string()))?;
             set.0 |= 1 << i;
         }
         Ok(set)

@@ -2,12 +2,14 @@
 //! the handle through which the proxy sees the current one (one `ArcSwap`).
 
 pub mod channels;
+mod error;
 mod handle;
 mod method;
 mod path;
 mod table;
 
 pub use channels::{ChannelDefaults, ChannelPolicy, ChannelTable};
+pub use error::SpecError;
 pub use handle::TableHandle;
 pub use method::MethodSet;
 pub use path::{PathKind, PathPattern, Segment};

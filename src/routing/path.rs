@@ -1,5 +1,7 @@
 //! Route path syntax: `/exact`, `/users/{id}` (one non-empty segment), `/prefix/*` (prefix).
 
+use super::SpecError;
+
 /// One segment of a pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
@@ -34,20 +36,18 @@ pub struct PathPattern {
 
 impl PathPattern {
     /// Parses a route path; the error says what is wrong in words a user can act on.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, SpecError> {
         if !raw.starts_with('/') {
-            return Err(format!("path `{raw}` must start with '/'"));
+            return Err(SpecError::PathStart(raw.into()));
         }
         if raw.len() > 2048 {
-            return Err("path is longer than 2048 characters".to_string());
+            return Err(SpecError::PathTooLong);
         }
         if let Some(c) = raw
             .chars()
             .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
         {
-            return Err(format!(
-                "path `{raw}` contains {c:?}, which cannot appear in a request path"
-            ));
+            return Err(SpecError::PathChar(raw.into(), c));
         }
         let body = &raw[1..];
         let mut segments = Vec::new();
@@ -61,35 +61,38 @@ impl PathPattern {
                 let last = i + 1 == parts.len();
                 if *part == "*" {
                     if !last {
-                        return Err(format!(
-                            "path `{raw}`: `*` is only allowed as the last segment (`/prefix/*`)"
-                        ));
+                        return Err(SpecError::StarNotLast(raw.into()));
                     }
                     kind = PathKind::Prefix;
                     static_done = true;
                     continue;
                 }
                 if part.is_empty() && !last {
-                    return Err(format!("path `{raw}` contains an empty segment (`//`)"));
+                    return Err(SpecError::EmptySegment(raw.into()));
                 }
                 if part.starts_with('{') || part.ends_with('}') {
                     let name = part
                         .strip_prefix('{')
                         .and_then(|p| p.strip_suffix('}'))
-                        .ok_or_else(|| {
-                            format!("path `{raw}`: segment `{part}` must be a whole `{{name}}`")
+                        .ok_or_else(|| SpecError::PartialParam {
+                            path: raw.into(),
+                            segment: part.to_string(),
                         })?;
                     if name.is_empty()
                         || !name
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                     {
-                        return Err(format!(
-                            "path `{raw}`: parameter `{part}` needs a name of letters, digits, `_` or `-`"
-                        ));
+                        return Err(SpecError::ParamName {
+                            path: raw.into(),
+                            segment: part.to_string(),
+                        });
                     }
                     if names.contains(&name) {
-                        return Err(format!("path `{raw}`: parameter `{{{name}}}` appears twice"));
+                        return Err(SpecError::DuplicateParam {
+                            path: raw.into(),
+                            name: name.into(),
+                        });
                     }
                     names.push(name);
                     if kind == PathKind::Exact {
@@ -100,9 +103,10 @@ impl PathPattern {
                     continue;
                 }
                 if part.contains(['{', '}', '*']) {
-                    return Err(format!(
-                        "path `{raw}`: segment `{part}` mixes text with `{{`, `}}` or `*`; use a whole segment"
-                    ));
+                    return Err(SpecError::MixedSegment {
+                        path: raw.into(),
+                        segment: part.to_string(),
+                    });
                 }
                 if !static_done {
                     static_prefix.push('/');
@@ -187,7 +191,7 @@ mod tests {
             ("/a b", "cannot appear"),
             ("/a?x=1", "cannot appear"),
         ] {
-            let err = PathPattern::parse(bad).expect_err(bad);
+            let err = PathPattern::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(needle), "{bad}: {err}");
         }
     }

@@ -58,31 +58,33 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parses `http://host:port` (or `https://`); a base path is not allowed.
-    pub fn parse(url: &str, protocol: Protocol) -> Result<Endpoint, String> {
+    pub fn parse(url: &str, protocol: Protocol) -> Result<Endpoint, EndpointError> {
+        let bad = |why: EndpointProblem| EndpointError {
+            url: url.to_string(),
+            why,
+        };
         let uri: http::Uri = url
             .parse()
-            .map_err(|e| format!("endpoint `{url}` is not a URL: {e}"))?;
+            .map_err(|e: http::uri::InvalidUri| bad(EndpointProblem::NotUrl(e.to_string())))?;
         let scheme = match uri.scheme_str() {
             Some("http") if protocol == Protocol::Https => Scheme::HTTPS,
             Some("http") => Scheme::HTTP,
             Some("https") => Scheme::HTTPS,
-            Some(s) => return Err(format!("endpoint `{url}`: scheme `{s}` is not http or https")),
-            None => return Err(format!("endpoint `{url}` needs a scheme, e.g. http://{url}")),
+            Some(s) => return Err(bad(EndpointProblem::Scheme(s.to_string()))),
+            None => return Err(bad(EndpointProblem::NoScheme(url.to_string()))),
         };
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("endpoint `{url}` has no host"))?;
+            .ok_or_else(|| bad(EndpointProblem::NoHost))?;
         if authority.host().is_empty() {
-            return Err(format!("endpoint `{url}` has no host"));
+            return Err(bad(EndpointProblem::NoHost));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(format!(
-                "endpoint `{url}` may not carry a path; use the route's rewritePrefix"
-            ));
+            return Err(bad(EndpointProblem::Path));
         }
-        let host_header = http::HeaderValue::from_str(authority.as_str())
-            .map_err(|_| format!("endpoint `{url}` has an invalid host"))?;
+        let host_header =
+            http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad(EndpointProblem::Host))?;
         Ok(Endpoint {
             url: url.to_string(),
             scheme,
@@ -90,6 +92,31 @@ impl Endpoint {
             host_header,
         })
     }
+}
+
+/// An endpoint URL the gateway cannot dial.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("endpoint `{url}`{why}")]
+pub struct EndpointError {
+    pub url: String,
+    pub why: EndpointProblem,
+}
+
+/// What is wrong with an endpoint URL (the text follows the URL in the message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointProblem {
+    #[error(" is not a URL: {0}")]
+    NotUrl(String),
+    #[error(": scheme `{0}` is not http or https")]
+    Scheme(String),
+    #[error(" needs a scheme, e.g. http://{0}")]
+    NoScheme(String),
+    #[error(" has no host")]
+    NoHost,
+    #[error(" may not carry a path; use the route's rewritePrefix")]
+    Path,
+    #[error(" has an invalid host")]
+    Host,
 }
 
 /// Health-check policy.
@@ -286,9 +313,11 @@ mod tests {
         assert!(Endpoint::parse("auth:3001", Protocol::Http).is_err());
         assert!(Endpoint::parse("ftp://x:1", Protocol::Http)
             .unwrap_err()
+            .to_string()
             .contains("scheme"));
         assert!(Endpoint::parse("http://x:1/base", Protocol::Http)
             .unwrap_err()
+            .to_string()
             .contains("path"));
     }
 

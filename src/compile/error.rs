@@ -1,0 +1,31 @@
+//! Why a resource does not compile. The text is the message of the resource's `Accepted=False`
+//! (or `ResolvedRefs=False`) condition, so it names the field and says what to write instead.
+
+use crate::routing::SpecError;
+use crate::upstream::EndpointError;
+
+/// A resource the compiler refuses, with the words its condition carries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// A path or method list the routing model cannot take.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// An endpoint URL the gateway cannot dial.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// A field whose value breaks a rule of the resource's schema (the text names the field).
+    #[error("{0}")]
+    Field(String),
+}
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Invalid::Field(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Invalid::Field(message.to_string())
+    }
+}
