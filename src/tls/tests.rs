@@ -209,13 +209,13 @@ fn compile_turns_secret_problems_into_conditions_and_keeps_the_route() {
     use crate::compile::{compile, CompileOptions, Kind, Snapshot};
     let (cert, key) = self_signed(&["good.example.com"]);
     let route = |name: &str, host: &str, secret: &str| -> GatewayRoute {
-        serde_yaml::from_str(&format!(
+        yaml_serde::from_str(&format!(
             "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: {name}, namespace: default}}\n\
              spec: {{hosts: [{host}], path: /, upstream: u, tls: {{secretName: {secret}}}}}\n"
         ))
         .unwrap()
     };
-    let upstream: GatewayUpstream = serde_yaml::from_str(
+    let upstream: GatewayUpstream = yaml_serde::from_str(
         "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\nmetadata: {name: u, namespace: default}\n\
          spec: {endpoints: [\"http://127.0.0.1:1\"]}\n",
     )
