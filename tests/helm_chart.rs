@@ -151,8 +151,8 @@ async fn apply_any(client: &Client, obj: &Value, plural: &str) {
 
 /// Every YAML document of a file that is not empty.
 fn docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+    yaml_serde::Deserializer::from_str(text)
+        .map(|d| <yaml_serde::Value as serde::Deserialize>::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
         .map(|v| serde_json::to_value(v).unwrap())
         .collect()

@@ -329,8 +329,8 @@ async fn the_rbac_manifest_is_enough() {
     // Apply manifests/rbac.yaml as the admin.
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml")).expect("rbac");
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
+    for doc in yaml_serde::Deserializer::from_str(&text) {
+        let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
         if v.is_null() {
             continue;
         }

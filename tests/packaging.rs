@@ -16,8 +16,8 @@ fn read(path: &str) -> String {
 }
 
 fn docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+    yaml_serde::Deserializer::from_str(text)
+        .map(|d| <yaml_serde::Value as serde::Deserialize>::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
         .map(|v| serde_json::to_value(v).unwrap())
         .collect()
@@ -40,7 +40,7 @@ fn the_chart_ships_the_generated_crds() {
 
 #[test]
 fn the_chart_deploys_this_version() {
-    let chart: serde_yaml::Value = serde_yaml::from_str(&read("charts/gatehouse/Chart.yaml")).unwrap();
+    let chart: yaml_serde::Value = yaml_serde::from_str(&read("charts/gatehouse/Chart.yaml")).unwrap();
     assert_eq!(chart["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")));
 }
 
@@ -48,7 +48,7 @@ fn the_chart_deploys_this_version() {
 fn every_value_is_in_the_schema() {
     let schema: Value = serde_json::from_str(&read("charts/gatehouse/values.schema.json")).unwrap();
     let values: Value = serde_json::to_value(
-        serde_yaml::from_str::<serde_yaml::Value>(&read("charts/gatehouse/values.yaml")).unwrap(),
+        yaml_serde::from_str::<yaml_serde::Value>(&read("charts/gatehouse/values.yaml")).unwrap(),
     )
     .unwrap();
     let known = schema["properties"].as_object().unwrap();

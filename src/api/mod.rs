@@ -24,7 +24,7 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "gatehouse.dev/v1alpha1";
 
 /// All CRDs as multi-document YAML: what `gatehouse crds` prints and `crds/` holds.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
     let mut out = String::new();
     for crd in [
         GatewayRoute::crd(),
@@ -32,7 +32,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         WebSocketChannel::crd(),
     ] {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&yaml_serde::to_string(&crd)?);
     }
     Ok(out)
 }

@@ -197,8 +197,8 @@ pub fn origin_allowed(list: &[String], origin: Option<&str>) -> bool {
 }
 
 /// The seed's `{messages_per_minute, burst_limit}` (or `burst`).
-fn rate_from_yaml(v: &serde_yaml::Value) -> Result<RatePolicy, String> {
-    let num = |k: &str| v.get(k).and_then(serde_yaml::Value::as_u64);
+fn rate_from_yaml(v: &yaml_serde::Value) -> Result<RatePolicy, String> {
+    let num = |k: &str| v.get(k).and_then(yaml_serde::Value::as_u64);
     let per_minute = num("messages_per_minute")
         .ok_or("rate_limiting needs messages_per_minute")?
         .min(u64::from(u32::MAX)) as u32;

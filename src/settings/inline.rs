@@ -68,7 +68,7 @@ pub struct Discovery {
     pub type_: Option<String>,
     pub endpoints: Vec<String>,
     pub service: Option<String>,
-    pub port: Option<serde_yaml::Value>,
+    pub port: Option<yaml_serde::Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -150,8 +150,8 @@ impl InlineUpstream {
         let service = self.discovery.service.as_ref().map(|svc| ServiceRef {
             name: svc.clone(),
             port: match &self.discovery.port {
-                Some(serde_yaml::Value::Number(n)) => IntOrString::Int(n.as_i64().unwrap_or(0) as i32),
-                Some(serde_yaml::Value::String(s)) => IntOrString::String(s.clone()),
+                Some(yaml_serde::Value::Number(n)) => IntOrString::Int(n.as_i64().unwrap_or(0) as i32),
+                Some(yaml_serde::Value::String(s)) => IntOrString::String(s.clone()),
                 _ => IntOrString::Int(80),
             },
         });

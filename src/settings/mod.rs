@@ -51,7 +51,7 @@ impl GatewayConfig {
     /// Parses YAML text with `${VAR}` substitution through `env`.
     /// Errors name the key path, e.g. `server.http_port: invalid type: ...`.
     pub fn from_yaml_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mut value: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
         if value.is_null() {
             return Ok(GatewayConfig::default());
         }
@@ -132,12 +132,12 @@ impl GatewayConfig {
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string of the document. An unset variable
 /// without a default becomes the empty string (the seed's `${JWT_SECRET}` with no secret set).
-fn substitute(value: &mut serde_yaml::Value, env: &dyn Fn(&str) -> Option<String>) {
+fn substitute(value: &mut yaml_serde::Value, env: &dyn Fn(&str) -> Option<String>) {
     match value {
-        serde_yaml::Value::String(s) if s.contains("${") => *s = expand(s, env),
-        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|v| substitute(v, env)),
-        serde_yaml::Value::Mapping(map) => map.iter_mut().for_each(|(_, v)| substitute(v, env)),
-        serde_yaml::Value::Tagged(t) => substitute(&mut t.value, env),
+        yaml_serde::Value::String(s) if s.contains("${") => *s = expand(s, env),
+        yaml_serde::Value::Sequence(items) => items.iter_mut().for_each(|v| substitute(v, env)),
+        yaml_serde::Value::Mapping(map) => map.iter_mut().for_each(|(_, v)| substitute(v, env)),
+        yaml_serde::Value::Tagged(t) => substitute(&mut t.value, env),
         _ => {}
     }
 }

@@ -261,7 +261,7 @@ pub struct LoggingConfig {
     pub level: String,
     /// `json` or `text`.
     pub format: String,
-    pub output: Option<serde_yaml::Value>,
+    pub output: Option<yaml_serde::Value>,
 }
 
 impl Default for LoggingConfig {
@@ -304,7 +304,7 @@ pub struct WebSocketConfig {
     /// `integration.redis_pubsub.url`.
     pub redis_url: Option<String>,
     /// The seed's `security` block; accepted.
-    pub security: Option<serde_yaml::Value>,
+    pub security: Option<yaml_serde::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -346,7 +346,7 @@ pub struct ChannelSettings {
     pub publish_roles: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub access_control: Option<String>,
-    pub rate_limiting: Option<serde_yaml::Value>,
+    pub rate_limiting: Option<yaml_serde::Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -376,7 +376,7 @@ pub struct Persistence {
 pub struct WebSocketIntegration {
     pub webhook: Webhook,
     pub redis_pubsub: RedisPubSub,
-    pub message_queue: Option<serde_yaml::Value>,
+    pub message_queue: Option<yaml_serde::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

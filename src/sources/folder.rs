@@ -105,10 +105,10 @@ pub fn load_dir(dir: &Path, into: &mut Loaded) {
 
 /// Parses one file's documents into `into`.
 pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &mut Loaded) {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let origin = format!("{origin}#{}", i + 1);
-        let value = match <serde_yaml::Value as serde::Deserialize>::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => continue,
+        let value = match <yaml_serde::Value as serde::Deserialize>::deserialize(doc) {
+            Ok(yaml_serde::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
                 into.problems.push(LoadProblem {
@@ -215,17 +215,17 @@ impl<K: kube::Resource> HasMeta for K {
     }
 }
 
-fn decode<T: DeserializeOwned + HasMeta>(value: serde_yaml::Value, namespace: &str) -> Result<T, String> {
-    let mut obj: T = serde_yaml::from_value(value).map_err(|e| format!("invalid spec: {e}"))?;
+fn decode<T: DeserializeOwned + HasMeta>(value: yaml_serde::Value, namespace: &str) -> Result<T, String> {
+    let mut obj: T = yaml_serde::from_value(value).map_err(|e| format!("invalid spec: {e}"))?;
     obj.meta_mut().namespace = Some(namespace.to_string());
     Ok(obj)
 }
 
-fn decode_secret(mut value: serde_yaml::Value, namespace: &str) -> Result<Secret, String> {
+fn decode_secret(mut value: yaml_serde::Value, namespace: &str) -> Result<Secret, String> {
     // `stringData` is write-only sugar in Kubernetes; fold it into `data` as the API server does.
     let string_data = value.as_mapping_mut().and_then(|m| m.remove("stringData"));
     let mut secret: Secret = decode(value, namespace)?;
-    if let Some(serde_yaml::Value::Mapping(map)) = string_data {
+    if let Some(yaml_serde::Value::Mapping(map)) = string_data {
         let data = secret.data.get_or_insert_with(Default::default);
         for (k, v) in map {
             let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {

@@ -54,12 +54,12 @@ async fn ensure_crds(client: &Client) {
         .expect("crds/gatehouse.dev.yaml");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut names = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
+    for doc in yaml_serde::Deserializer::from_str(&text) {
+        let value = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).expect("yaml");
         if value.is_null() {
             continue;
         }
-        let crd: CustomResourceDefinition = serde_yaml::from_value(value).expect("crd");
+        let crd: CustomResourceDefinition = yaml_serde::from_value(value).expect("crd");
         let name = crd.metadata.name.clone().expect("name");
         api.patch(
             &name,
