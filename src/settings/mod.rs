@@ -16,13 +16,36 @@ use std::path::Path;
 pub enum Error {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("invalid configuration in {path}: {message}")]
-    Parse { path: String, message: String },
+    #[error("invalid configuration in {path}: {source}")]
+    Parse { path: String, source: YamlError },
     #[error("invalid value for {var}: {message}")]
     Env { var: &'static str, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// YAML that does not make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// Not YAML at all.
+    #[error(transparent)]
+    Syntax(#[from] yaml_serde::Error),
+    /// A value of the wrong type or shape, with the key path that holds it.
+    #[error("{path}: {source}")]
+    Field { path: String, source: yaml_serde::Error },
+}
+
+/// A duration that does not parse.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("invalid duration `{text}`: {source}")]
+    Invalid {
+        text: String,
+        source: humantime::DurationError,
+    },
+}
 
 impl GatewayConfig {
     /// Reads FILE, substitutes `${VAR}` / `${VAR:-default}` in string values and applies the
@@ -33,9 +56,9 @@ impl GatewayConfig {
             source,
         })?;
         let mut cfg =
-            Self::from_yaml_str(&text, &|k| std::env::var(k).ok()).map_err(|message| Error::Parse {
+            Self::from_yaml_str(&text, &|k| std::env::var(k).ok()).map_err(|source| Error::Parse {
                 path: path.display().to_string(),
-                message,
+                source,
             })?;
         cfg.apply_env(&|k| std::env::var(k).ok())?;
         Ok(cfg)
@@ -50,15 +73,15 @@ impl GatewayConfig {
 
     /// Parses YAML text with `${VAR}` substitution through `env`.
     /// Errors name the key path, e.g. `server.http_port: invalid type: ...`.
-    pub fn from_yaml_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut value: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_yaml_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, YamlError> {
+        let mut value: yaml_serde::Value = yaml_serde::from_str(text)?;
         if value.is_null() {
             return Ok(GatewayConfig::default());
         }
         substitute(&mut value, env);
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            format!("{path}: {}", e.into_inner())
+        serde_path_to_error::deserialize(value).map_err(|e| YamlError::Field {
+            path: e.path().to_string(),
+            source: e.into_inner(),
         })
     }
 
@@ -169,15 +192,18 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 /// Parses a duration such as `500ms`, `10s`, `5m`, `24h` or `1h30m`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty duration".to_string());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }
-    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{s}`: {e}"))
+    humantime::parse_duration(t).map_err(|source| DurationError::Invalid {
+        text: s.to_string(),
+        source,
+    })
 }
 
 /// `config/gateway.yaml` when it exists: the documented default for `--config`.
