@@ -1,11 +1,9 @@
 //! The command line as a user runs it: `check`, `crds`, mode selection, the seed configs.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn gatehouse(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -136,7 +134,11 @@ async fn run_serves_the_seed_config_with_inline_routes() {
         return;
     };
     let config = std::fs::read_to_string(micro).unwrap();
-    let gw = Gateway::start_env(&config, &[], &[("JWT_SECRET", "s")]).await;
+    let gw = Gateway::builder()
+        .config(&config)
+        .env("JWT_SECRET", "s")
+        .start()
+        .await;
     let req = http::Request::get(format!("http://127.0.0.1:{}/admin/routes", gw.admin))
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(Default::default())

@@ -1,7 +1,7 @@
 //! Packaging checks that need no cluster: the chart's copy of the CRDs, its version, the RBAC
 //! and CRDs in manifests/install.yaml, the examples through `gatehouse check`, the dashboard's
 //! metric names, the Dockerfile's final stage and the e2e script's honesty about what it needs.
-//! The chart installed for real is tests/helm_chart.rs.
+//! The chart installed for real is tests/kube/helm_chart.rs.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
