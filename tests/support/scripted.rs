@@ -1,7 +1,5 @@
 //! A scripted HTTP/1.1 upstream on loopback that writes exact bytes, for tests of how the
 //! gateway reads upstream responses and what it sends upstream.
-#![allow(clippy::unwrap_used)]
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -28,6 +28,11 @@ impl Reply {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The status as a `StatusCode`.
+    pub fn code(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.status).unwrap()
+    }
+
     /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

@@ -2,13 +2,11 @@
 //! SIGTERM drains in-flight requests.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn routes_appear_and_disappear_with_their_files() {
@@ -61,7 +59,7 @@ async fn a_broken_file_or_resource_is_reported_and_the_rest_keep_serving() {
     assert_eq!(get(&gw.url("/good")).await.unwrap().status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let log = gw.log_text();
+        let log = gw.log();
         if log.contains("broken.yaml#1") && log.contains("InvalidPath") {
             break;
         }
@@ -155,8 +153,8 @@ async fn reload_under_constant_load_fails_no_request() {
         "load was too light to prove anything: {}",
         ok.load(Ordering::Relaxed)
     );
-    assert!(b.hits.load(Ordering::SeqCst) > 0, "the moving route did move");
-    let reloads = gw.log_text().matches("routing table published").count();
+    assert!(b.hits() > 0, "the moving route did move");
+    let reloads = gw.log().matches("routing table published").count();
     assert!(reloads >= 10, "only {reloads} reloads happened");
 }
 
@@ -184,9 +182,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         if let Some(s) = gw.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "did not exit:\n{}", gw.log_text());
+        assert!(Instant::now() < deadline, "did not exit:\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "exit status {status:?}\n{}", gw.log_text());
+    assert!(status.success(), "exit status {status:?}\n{}", gw.log());
     assert!(get(&gw.url("/sleep/1")).await.is_err(), "no longer accepting");
 }

@@ -3,17 +3,13 @@
 //! plain-HTTP redirect, and https upstreams verified with a CA from a Secret.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "support/scripted.rs"]
-mod scripted;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -240,7 +236,7 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["path"], "/over-h2");
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
-    assert!(s.up.hits.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(s.up.hits() >= 3);
 
     // The expiry of each Secret in use is exported.
     let text = s.gw.metrics_text().await;
@@ -309,7 +305,7 @@ async fn a_bad_certificate_is_a_condition_and_other_hosts_keep_working() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = s.gw.log_text();
+        let log = s.gw.log();
         if log.contains("ResolvedRefs InvalidCertificate") && log.contains("ResolvedRefs SecretNotFound") {
             break;
         }
@@ -490,7 +486,7 @@ async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
     let fallback = ca.leaf(&["127.0.0.1"]);
     let config = format!(
         "server:\n  tls:\n    default_certificate: {{secret_ref: {{name: fallback, namespace: default}}}}\n{}",
-        common::ws::hub_config("")
+        crate::support::ws::hub_config("")
     );
     let secret = tls_secret_yaml("fallback", &fallback);
     let gw = Gateway::start(&config, &[("secret-fallback.yaml", secret.as_str())]).await;
@@ -505,7 +501,7 @@ async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
     let url = format!(
         "wss://127.0.0.1:{}/ws?token={}",
         gw.https,
-        common::ws::token("alice", &["user"])
+        crate::support::ws::token("alice", &["user"])
     );
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
     let sub = serde_json::json!({"type": "Subscribe", "data": {"channel": "tls"}});
@@ -529,7 +525,10 @@ async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
         let r = send(
             &client(),
             Request::post(&hook)
-                .header("authorization", format!("Bearer {}", common::ws::WEBHOOK_TOKEN))
+                .header(
+                    "authorization",
+                    format!("Bearer {}", crate::support::ws::WEBHOOK_TOKEN),
+                )
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(body.to_string())))
                 .unwrap(),
@@ -545,7 +544,7 @@ async fn the_websocket_hub_serves_over_tls_in_order_past_a_full_socket() {
             .unwrap()
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
-        let msg = common::ws::broadcast_message(&v);
+        let msg = crate::support::ws::broadcast_message(&v);
         assert_eq!(msg["i"], i, "message {i} out of order");
         assert_eq!(msg["pad"].as_str().map(str::len), Some(256 * 1024));
     }

@@ -4,17 +4,13 @@
 //! upstreams closing pooled connections are exercised as a real server would produce them.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "support/scripted.rs"]
-mod scripted;
-
 use std::time::Duration;
 
+use crate::support::scripted::{gateway_for, Scripted, BIG};
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use scripted::{gateway_for, Scripted, BIG};
 
 async fn call(c: &TestClient, method: &str, url: &str, body: &'static str) -> Result<Reply, String> {
     let req = Request::builder()

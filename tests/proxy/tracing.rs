@@ -2,14 +2,12 @@
 //! here from the OTLP types, continues the client's trace and hands the upstream its hop.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -119,15 +117,13 @@ fn config(endpoint: &str, rate: f64) -> String {
 }
 
 async fn gateway(endpoint: &str, rate: f64, up: &Upstream) -> Gateway {
-    Gateway::start_env(
-        &config(endpoint, rate),
-        &[
-            ("up.yaml", &upstream_yaml("u", &[up.url()])),
-            ("r.yaml", &route_yaml("r", "/api/{id}", "u", "")),
-        ],
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    )
-    .await
+    Gateway::builder()
+        .config(&config(endpoint, rate))
+        .resource("up.yaml", &upstream_yaml("u", &[up.url()]))
+        .resource("r.yaml", &route_yaml("r", "/api/{id}", "u", ""))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .start()
+        .await
 }
 
 async fn call(gw: &Gateway, path: &str, traceparent: Option<&str>) -> Reply {

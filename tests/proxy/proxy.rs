@@ -1,12 +1,10 @@
 //! The proxy end to end: the real binary, real upstreams on loopback, a real HTTP client.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::Full;
 
@@ -240,11 +238,7 @@ async fn cors_preflight_is_answered_and_routes_override_the_default() {
         Some("Content-Type, Authorization")
     );
     assert_eq!(r.header("access-control-max-age"), Some("600"));
-    assert_eq!(
-        up.hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "preflights never reach the upstream"
-    );
+    assert_eq!(up.hits(), 0, "preflights never reach the upstream");
 
     let r = send(&c, preflight("/strict", "https://evil.example.com"))
         .await
@@ -293,11 +287,7 @@ async fn health_and_ready_are_answered_by_the_gateway_itself() {
         assert_eq!(r.status, 200, "{url}");
     }
     assert_eq!(get(&gw.url("/other")).await.unwrap().json()["server"], "u");
-    assert_eq!(
-        up.hits.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "only /other reached the upstream"
-    );
+    assert_eq!(up.hits(), 1, "only /other reached the upstream");
 }
 
 #[tokio::test]

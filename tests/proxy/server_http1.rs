@@ -4,14 +4,10 @@
 //! with the bytes read so far, and must go on working there.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "support/scripted.rs"]
-mod scripted;
-
 use std::time::Duration;
 
-use common::*;
-use scripted::{gateway_for, Scripted};
+use crate::support::scripted::{gateway_for, Scripted};
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,32 +2,26 @@
 //! health checks, circuit breaker, retries, consistent hashing, and state that survives a
 //! routing-table swap.
 
-#[path = "policy_common/mod.rs"]
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::{get, resources, send, Gateway, Mode, Upstream};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
 const CONFIG: &str = "middleware:\n  rate_limiting:\n    default_limit: 0\n";
 
-async fn gateway(upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::TempDir) {
+async fn gateway(upstream_spec: &str, route_extra: &str) -> Gateway {
     gateway_with(CONFIG, upstream_spec, route_extra).await
 }
 
-async fn gateway_with(config: &str, upstream_spec: &str, route_extra: &str) -> (Gateway, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
-    std::fs::write(
-        tmp.path().join("res/app.yaml"),
-        resources(upstream_spec, route_extra),
-    )
-    .expect("resources");
-    (Gateway::start(config, tmp.path()).await, tmp)
+async fn gateway_with(config: &str, upstream_spec: &str, route_extra: &str) -> Gateway {
+    Gateway::builder()
+        .config(config)
+        .resource("app.yaml", &resources(upstream_spec, route_extra))
+        .start()
+        .await
 }
 
 /// Who answered `n` GETs (by body), and every non-200 status seen.
@@ -36,8 +30,8 @@ async fn tally(gw: &Gateway, n: usize) -> (HashMap<String, usize>, Vec<StatusCod
     let mut bad = Vec::new();
     for _ in 0..n {
         match get(&gw.url("/x")).await {
-            Ok((StatusCode::OK, body)) => *by.entry(body).or_insert(0) += 1,
-            Ok((status, _)) => bad.push(status),
+            Ok(r) if r.code() == StatusCode::OK => *by.entry(r.text()).or_insert(0) += 1,
+            Ok(r) => bad.push(r.code()),
             Err(e) => panic!("request failed: {e}"),
         }
     }
@@ -66,15 +60,15 @@ fn endpoint_health(v: &serde_json::Value, url: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_take_endpoints_out_and_back_in_across_table_swaps() {
-    let a = Upstream::start("a").await;
-    let b = Upstream::start("b").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
+    let b = Upstream::start_mode("b", Mode::Ok).await;
     let spec = format!(
         "  endpoints: [\"{}\", \"{}\"]\n  healthCheck: {{path: /health, interval: 100ms, timeout: 500ms, \
          healthyThreshold: 2, unhealthyThreshold: 2}}",
         a.url(),
         b.url()
     );
-    let (gw, _tmp) = gateway(&spec, "").await;
+    let gw = gateway(&spec, "").await;
     let (by, bad) = tally(&gw, 20).await;
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!((by["a"], by["b"]), (10, 10), "round robin over both");
@@ -130,22 +124,25 @@ async fn health_checks_take_endpoints_out_and_back_in_across_table_swaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_answers_503_at_once_then_probes_and_closes() {
-    let a = Upstream::start("a").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
     let spec = format!(
         "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 3, timeout: 1s, successThreshold: 1}}",
         a.url()
     );
-    let (gw, _tmp) = gateway(&spec, "").await;
+    let gw = gateway(&spec, "").await;
     a.set(Mode::Fail500);
     for _ in 0..3 {
         assert_eq!(
-            get(&gw.url("/x")).await.expect("answer").0,
+            get(&gw.url("/x")).await.expect("answer").code(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
     let hits = a.hits();
     let started = Instant::now();
-    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let (status, body) = get(&gw.url("/x"))
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         body.contains("upstream_unavailable") && body.contains("circuit breaker"),
@@ -171,7 +168,7 @@ async fn an_open_breaker_answers_503_at_once_then_probes_and_closes() {
     .await;
     if started.elapsed() < Duration::from_millis(900) {
         assert_eq!(
-            get(&gw.url("/x")).await.expect("answer").0,
+            get(&gw.url("/x")).await.expect("answer").code(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
@@ -179,7 +176,7 @@ async fn an_open_breaker_answers_503_at_once_then_probes_and_closes() {
     // After the open timeout, one probe goes through; it succeeds and closes the breaker.
     a.set(Mode::Ok);
     tokio::time::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed())).await;
-    assert_eq!(get(&gw.url("/x")).await.expect("answer").0, StatusCode::OK);
+    assert_eq!(get(&gw.url("/x")).await.expect("answer").code(), StatusCode::OK);
     assert_eq!(
         gw.admin_json("/admin/upstreams").await["upstreams"][0]["circuit_breaker"]["state"],
         "closed"
@@ -192,16 +189,16 @@ async fn an_open_breaker_answers_503_at_once_then_probes_and_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_requests_are_retried_on_another_endpoint() {
-    let bad = Upstream::start("bad").await;
-    let good = Upstream::start("good").await;
-    let closed_port = common::free_port();
+    let bad = Upstream::start_mode("bad", Mode::Ok).await;
+    let good = Upstream::start_mode("good", Mode::Ok).await;
+    let closed_port = free_port();
     let spec = format!(
         "  endpoints: [\"{}\", \"{}\", \"http://127.0.0.1:{closed_port}\"]\n  loadBalancer: {{type: RoundRobin}}\n  \
          retries: {{attempts: 2, retryOn: [connect-failure, reset, 5xx, timeout]}}",
         bad.url(),
         good.url()
     );
-    let (gw, _tmp) = gateway(&spec, "  timeout: 3s").await;
+    let gw = gateway(&spec, "  timeout: 3s").await;
 
     // `Slow` answers 200 after 2s, inside the 3s route timeout: only the per-try share of the
     // timeout (1s with two retries left) moves those requests to `good`.
@@ -220,7 +217,7 @@ async fn idempotent_requests_are_retried_on_another_endpoint() {
         let req = Request::post(gw.url("/x"))
             .body(Full::new(Bytes::from_static(b"{}")))
             .expect("request");
-        statuses.push(send(req).await.expect("answer").0);
+        statuses.push(send(&client(), req).await.expect("answer").code());
     }
     let tried = (bad.hits() - before_bad) + (good.hits() - before_good);
     assert!(tried <= 3, "POSTs were sent {tried} times");
@@ -233,31 +230,33 @@ async fn idempotent_requests_are_retried_on_another_endpoint() {
     let req = Request::put(gw.url("/x"))
         .body(Full::new(Bytes::from_static(b"payload")))
         .expect("request");
-    let (status, _, body) = send(req).await.expect("answer");
+    let (status, body) = send(&client(), req)
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_retries_failures_surface_and_the_route_timeout_holds() {
-    let a = Upstream::start("a").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
     let spec = format!("  endpoints: [\"{}\"]", a.url());
-    let (gw, _tmp) = gateway(&spec, "  timeout: 500ms").await;
+    let gw = gateway(&spec, "  timeout: 500ms").await;
     a.set(Mode::Slow);
-    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let (status, body) = get(&gw.url("/x"))
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     a.set(Mode::Close);
     assert_eq!(
-        get(&gw.url("/x")).await.expect("answer").0,
+        get(&gw.url("/x")).await.expect("answer").code(),
         StatusCode::BAD_GATEWAY
     );
 }
 
 /// A gateway whose `server.timeouts.upstream_timeout` is `limit`.
-async fn gateway_with_upstream_timeout(
-    limit: &str,
-    upstream_spec: &str,
-    route_extra: &str,
-) -> (Gateway, tempfile::TempDir) {
+async fn gateway_with_upstream_timeout(limit: &str, upstream_spec: &str, route_extra: &str) -> Gateway {
     let config = format!("{CONFIG}server:\n  timeouts:\n    upstream_timeout: {limit}\n");
     gateway_with(&config, upstream_spec, route_extra).await
 }
@@ -266,12 +265,15 @@ async fn gateway_with_upstream_timeout(
 async fn the_upstream_timeout_bounds_each_try_within_the_route_timeout() {
     // `Slow` answers after 2s. The route allows 10s, so only the 300ms bound on one try
     // turns it into a 504, well before the answer.
-    let slow = Upstream::start("slow").await;
+    let slow = Upstream::start_mode("slow", Mode::Ok).await;
     slow.set(Mode::Slow);
     let spec = format!("  endpoints: [\"{}\"]", slow.url());
-    let (gw, _tmp) = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
+    let gw = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
     let started = Instant::now();
-    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let (status, body) = get(&gw.url("/x"))
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     let took = started.elapsed();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert!(
@@ -286,14 +288,14 @@ async fn the_upstream_timeout_bounds_each_try_within_the_route_timeout() {
 
     // With a retry on timeout, the bounded try moves on to the other endpoint, and the
     // answer comes from it (a try could otherwise take half of the 10s, and `slow` answers).
-    let good = Upstream::start("good").await;
+    let good = Upstream::start_mode("good", Mode::Ok).await;
     let spec = format!(
         "  endpoints: [\"{}\", \"{}\"]\n  loadBalancer: {{type: RoundRobin}}\n  \
          retries: {{attempts: 1, retryOn: [timeout]}}",
         slow.url(),
         good.url()
     );
-    let (gw, _tmp) = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
+    let gw = gateway_with_upstream_timeout("300ms", &spec, "  timeout: 10s").await;
     let started = Instant::now();
     let (by, errors) = tally(&gw, 4).await;
     assert!(errors.is_empty(), "{errors:?}");
@@ -308,16 +310,16 @@ async fn the_upstream_timeout_bounds_each_try_within_the_route_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hash_sends_one_key_to_one_endpoint() {
     let ups = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
+        Upstream::start_mode("a", Mode::Ok).await,
+        Upstream::start_mode("b", Mode::Ok).await,
+        Upstream::start_mode("c", Mode::Ok).await,
     ];
     let urls: Vec<String> = ups.iter().map(|u| format!("\"{}\"", u.url())).collect();
     let spec = format!(
         "  endpoints: [{}]\n  loadBalancer: {{type: ConsistentHash, hashOn: \"header:x-tenant\"}}",
         urls.join(", ")
     );
-    let (gw, _tmp) = gateway(&spec, "").await;
+    let gw = gateway(&spec, "").await;
     let mut owners = HashMap::new();
     for round in 0..3 {
         for t in 0..12 {
@@ -325,7 +327,10 @@ async fn consistent_hash_sends_one_key_to_one_endpoint() {
                 .header("x-tenant", format!("tenant-{t}"))
                 .body(Full::new(Bytes::new()))
                 .expect("request");
-            let (status, _, body) = send(req).await.expect("answer");
+            let (status, body) = send(&client(), req)
+                .await
+                .map(|r| (r.code(), r.text()))
+                .expect("answer");
             assert_eq!(status, StatusCode::OK);
             let owner = owners.entry(t).or_insert_with(|| body.clone());
             assert_eq!(*owner, body, "tenant-{t} moved in round {round}");
@@ -359,21 +364,19 @@ async fn unanswering_endpoint() -> (String, Vec<tokio::net::TcpStream>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstreams_connect_timeout_overrides_the_global_one() {
     let (url, _held) = unanswering_endpoint().await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
-    std::fs::write(
-        tmp.path().join("res/app.yaml"),
-        resources(
-            &format!("  endpoints: [\"{url}\"]\n  connectTimeout: 300ms"),
-            "  timeout: 30s",
-        ),
-    )
-    .expect("resources");
     // The global connect timeout (10s) would hold the request for 10 s.
     let config = format!("{CONFIG}server:\n  timeouts:\n    connect_timeout: 10s\n");
-    let gw = Gateway::start(&config, tmp.path()).await;
+    let gw = gateway_with(
+        &config,
+        &format!("  endpoints: [\"{url}\"]\n  connectTimeout: 300ms"),
+        "  timeout: 30s",
+    )
+    .await;
     let started = Instant::now();
-    let (status, body) = get(&gw.url("/x")).await.expect("answer");
+    let (status, body) = get(&gw.url("/x"))
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     let took = started.elapsed();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(
@@ -432,12 +435,12 @@ fn upstream_errors(metrics: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
     use tokio::io::AsyncWriteExt;
-    let a = Upstream::start("a").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
     let spec = format!(
         "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 2, timeout: 60s, successThreshold: 1}}",
         a.url()
     );
-    let (gw, _tmp) = gateway(&spec, "").await;
+    let gw = gateway(&spec, "").await;
     for _ in 0..3 {
         let mut c = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
             .await
@@ -452,7 +455,7 @@ async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
             "{body}"
         );
     }
-    assert_eq!(get(&gw.url("/x")).await.expect("answer").0, StatusCode::OK);
+    assert_eq!(get(&gw.url("/x")).await.expect("answer").code(), StatusCode::OK);
     let admin = gw.admin_json("/admin/upstreams").await;
     assert_eq!(
         admin["upstreams"][0]["circuit_breaker"]["state"], "closed",
@@ -474,13 +477,13 @@ async fn a_broken_request_body_is_the_clients_fault_not_the_upstreams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_too_slow_with_its_body_gets_408_and_the_upstream_is_not_blamed() {
     use tokio::io::AsyncWriteExt;
-    let a = Upstream::start("a").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
     a.set(Mode::ReadBody);
     let spec = format!(
         "  endpoints: [\"{}\"]\n  circuitBreaker: {{failureThreshold: 2, timeout: 60s, successThreshold: 1}}",
         a.url()
     );
-    let (gw, _tmp) = gateway(&spec, "  timeout: 300ms").await;
+    let gw = gateway(&spec, "  timeout: 300ms").await;
     let stalled = [
         "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
         "Content-Length: 1000000\r\n\r\nhello",
@@ -506,7 +509,10 @@ async fn a_client_too_slow_with_its_body_gets_408_and_the_upstream_is_not_blamed
     let req = Request::post(gw.url("/x"))
         .body(Full::new(Bytes::from_static(b"hello")))
         .expect("request");
-    let (status, _, body) = send(req).await.expect("answer");
+    let (status, body) = send(&client(), req)
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     assert_eq!((status, body.as_str()), (StatusCode::OK, "a read 5"));
     let admin = gw.admin_json("/admin/upstreams").await;
     assert_eq!(
@@ -522,11 +528,11 @@ async fn a_client_too_slow_with_its_body_gets_408_and_the_upstream_is_not_blamed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_leaves_the_body_unread_is_still_the_one_out_of_time() {
     use tokio::io::AsyncWriteExt;
-    let a = Upstream::start("a").await;
+    let a = Upstream::start_mode("a", Mode::Ok).await;
     // Answers after 2 s, reading nothing.
     a.set(Mode::Slow);
     let config = format!("{CONFIG}server:\n  limits:\n    max_body_size: {}\n", 1u64 << 30);
-    let (gw, _tmp) = gateway_with(
+    let gw = gateway_with(
         &config,
         &format!("  endpoints: [\"{}\"]", a.url()),
         "  timeout: 300ms",
