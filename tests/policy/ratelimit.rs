@@ -1,17 +1,14 @@
 //! Rate limits through the real binary: memory storage, Redis shared by several gateway
 //! processes (exact across replicas), and `failure_mode` while Redis is down.
 //!
-//! Redis tests use `GATEHOUSE_TEST_REDIS_URL` (see `.ci/services/redis.sh`, started by scripts/test.sh); the failure-mode test
-//! starts its own `redis-server` so that it can stop it. Both say so loudly when they cannot
-//! run.
-
-#[path = "policy_common/mod.rs"]
-mod common;
+//! Redis tests use `GATEHOUSE_TEST_REDIS_URL` (see `.ci/services/redis.sh`, started by
+//! scripts/test.sh); the failure-mode test starts its own `redis-server` so that it can stop it.
+//! Without them they skip, or fail where services are required (tests/support/services.rs).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{get, resources, Gateway, Upstream};
+use crate::support::{self, client, get, resources, send, services, Gateway, Mode, Upstream};
 use http::StatusCode;
 
 fn unique(prefix: &str) -> String {
@@ -31,23 +28,27 @@ fn limited(up: &Upstream, route: &str, limit: u64) -> String {
     )
 }
 
-async fn start(config: &str, res: &str) -> (Gateway, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(tmp.path().join("res")).expect("res");
-    std::fs::write(tmp.path().join("res/app.yaml"), res).expect("resources");
-    (Gateway::start(config, tmp.path()).await, tmp)
+async fn start(config: &str, res: &str) -> Gateway {
+    Gateway::builder()
+        .config(config)
+        .resource("app.yaml", res)
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_answer_429_with_headers() {
-    let up = Upstream::start("up").await;
+    let up = Upstream::start_mode("up", Mode::Ok).await;
     let config = "middleware:\n  rate_limiting:\n    default_limit: 0\n    storage: {type: Memory}\n";
-    let (gw, _tmp) = start(config, &limited(&up, "limited", 3)).await;
+    let gw = start(config, &limited(&up, "limited", 3)).await;
     for remaining in ["2", "1", "0"] {
         let req = http::Request::get(gw.url("/x"))
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .expect("request");
-        let (status, h, _) = common::send(req).await.expect("answer");
+        let (status, h, _) = send(&client(), req)
+            .await
+            .map(|r| (r.code(), r.headers.clone(), r.text()))
+            .expect("answer");
         assert_eq!(status, StatusCode::OK);
         assert_eq!(h["ratelimit-limit"], "3");
         assert_eq!(h["ratelimit-remaining"], remaining);
@@ -56,7 +57,10 @@ async fn memory_limits_answer_429_with_headers() {
     let req = http::Request::get(gw.url("/x"))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");
-    let (status, h, body) = common::send(req).await.expect("answer");
+    let (status, h, body) = send(&client(), req)
+        .await
+        .map(|r| (r.code(), r.headers.clone(), r.text()))
+        .expect("answer");
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
     assert_eq!(json["error"]["code"], "rate_limited");
@@ -76,19 +80,10 @@ async fn memory_limits_answer_429_with_headers() {
     );
 }
 
-/// The shared Redis for tests, or `None` (said loudly) when there is none.
+/// The shared Redis for tests, or `None` (the test skips, or fails where services are
+/// required).
 fn test_redis() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must provide Redis: GATEHOUSE_TEST_REDIS_URL is not set"
-            );
-            eprintln!("SKIPPED: GATEHOUSE_TEST_REDIS_URL is not set; run scripts/test.sh, which starts one");
-            None
-        }
-    }
+    services::redis_url()
 }
 
 fn redis_config(url: &str, failure_mode: &str) -> String {
@@ -101,7 +96,7 @@ fn redis_config(url: &str, failure_mode: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateways_sharing_redis_let_exactly_the_limit_through() {
     let Some(url) = test_redis() else { return };
-    let up = Upstream::start("up").await;
+    let up = Upstream::start_mode("up", Mode::Ok).await;
     let route = unique("shared");
     let res = limited(&up, &route, 300);
     let config = redis_config(&url, "closed");
@@ -109,11 +104,11 @@ async fn three_gateways_sharing_redis_let_exactly_the_limit_through() {
     for _ in 0..3 {
         gateways.push(start(&config, &res).await);
     }
-    let urls: Vec<String> = gateways.iter().map(|(g, _)| g.url("/x")).collect();
+    let urls: Vec<String> = gateways.iter().map(|g| g.url("/x")).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..600 {
         let url = urls[i % 3].clone();
-        tasks.spawn(async move { get(&url).await.map(|(s, _)| s) });
+        tasks.spawn(async move { get(&url).await.map(|r| r.code()) });
     }
     let (mut ok, mut limited_n, mut other) = (0, 0, Vec::new());
     while let Some(r) = tasks.join_next().await {
@@ -140,7 +135,7 @@ impl OwnRedis {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut r = OwnRedis {
             child: None,
-            port: common::free_port(),
+            port: support::free_port(),
             dir,
         };
         r.spawn().then_some(r)
@@ -192,24 +187,30 @@ impl Drop for OwnRedis {
 }
 
 async fn status_of(gw: &Gateway) -> StatusCode {
-    get(&gw.url("/x")).await.expect("answer").0
+    get(&gw.url("/x")).await.expect("answer").code()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_mode_applies_while_redis_is_down_and_the_gateway_reconnects() {
     let Some(mut redis) = OwnRedis::start() else {
-        eprintln!("SKIPPED: cannot start redis-server (install it: .ci/services/redis.sh does)");
+        services::missing(
+            "cannot start redis-server",
+            "install it (.ci/services/redis.sh does), or run scripts/test.sh",
+        );
         return;
     };
-    let up = Upstream::start("up").await;
+    let up = Upstream::start_mode("up", Mode::Ok).await;
     let res = limited(&up, &unique("fm"), 1000);
-    let (closed, _t1) = start(&redis_config(&redis.url(), "closed"), &res).await;
-    let (open, _t2) = start(&redis_config(&redis.url(), "open"), &res).await;
+    let closed = start(&redis_config(&redis.url(), "closed"), &res).await;
+    let open = start(&redis_config(&redis.url(), "open"), &res).await;
     assert_eq!(status_of(&closed).await, StatusCode::OK);
     assert_eq!(status_of(&open).await, StatusCode::OK);
 
     redis.stop();
-    let (status, body) = get(&closed.url("/x")).await.expect("answer");
+    let (status, body) = get(&closed.url("/x"))
+        .await
+        .map(|r| (r.code(), r.text()))
+        .expect("answer");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("rate_limit_unavailable"), "{body}");
     assert_eq!(status_of(&open).await, StatusCode::OK);
@@ -227,6 +228,6 @@ async fn failure_mode_applies_while_redis_is_down_and_the_gateway_reconnects() {
     let req = http::Request::get(closed.url("/x"))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");
-    let (_, h, _) = common::send(req).await.expect("answer");
+    let h = send(&client(), req).await.expect("answer").headers;
     assert_eq!(h["ratelimit-limit"], "1000");
 }

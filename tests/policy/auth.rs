@@ -1,14 +1,12 @@
 //! Authentication end to end: the real binary in standalone folder mode on free ports, in
 //! front of a real upstream on loopback that echoes the headers it received.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{self, Gateway, Upstream};
 use bytes::Bytes;
-use common::{Gateway, Upstream};
 use gatehouse::settings::GatewayConfig;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -79,7 +77,7 @@ async fn setup(config: &str, files: &[(&str, &str)]) -> Setup {
 
 impl Setup {
     fn hits(&self) -> usize {
-        self.echo.hits.load(Ordering::SeqCst)
+        self.echo.hits()
     }
 }
 
@@ -115,8 +113,8 @@ async fn get_port(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let reply = common::send(
-        &common::client(),
+    let reply = support::send(
+        &support::client(),
         req.body(Full::new(Bytes::new())).expect("request"),
     )
     .await
@@ -254,7 +252,7 @@ async fn alg_none_is_refused() {
 #[tokio::test]
 async fn hmac_signed_with_the_rsa_public_key_is_refused() {
     // The gateway holds an RSA public key; the attacker signs HS256 with that public key.
-    let public = include_str!("fixtures/jwt/rsa-a.pub.pem");
+    let public = include_str!("../fixtures/jwt/rsa-a.pub.pem");
     let s = setup(RS_CONFIG, &[("jwt.yaml", &pem_secret(&[("public.pem", public)]))]).await;
     let forged = encode(
         &Header::new(Algorithm::HS256),
@@ -266,7 +264,7 @@ async fn hmac_signed_with_the_rsa_public_key_is_refused() {
     assert_401(&a);
     assert_eq!(s.hits(), 0);
     // The real RS256 token passes.
-    let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
+    let key = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt/rsa-a.key")).expect("key");
     let ok = encode(&Header::new(Algorithm::RS256), &claims(&["user"]), &key).expect("sign");
     let a = get(&s.gw, "/users/1", &[("authorization", &bearer(&ok))]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
@@ -357,7 +355,7 @@ async fn a_token_in_the_query_string_is_refused_except_on_websocket_upgrades() {
 async fn the_admin_api_takes_the_static_token_or_a_jwt_with_role_admin() {
     let s = setup(HS_CONFIG, &[]).await;
     let admin = s.gw.admin;
-    let token = format!("Bearer {}", common::ADMIN_TOKEN);
+    let token = format!("Bearer {}", support::ADMIN_TOKEN);
     assert_eq!(
         get_port(admin, "/admin/routes", &[]).await.status,
         StatusCode::UNAUTHORIZED
@@ -412,8 +410,8 @@ fn jwks_secret(keys: &[(&EncodingKey, &str)]) -> String {
 
 #[tokio::test]
 async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
-    let old = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
-    let new = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-b.key")).expect("key");
+    let old = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt/rsa-a.key")).expect("key");
+    let new = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt/rsa-b.key")).expect("key");
     let token = |key: &EncodingKey, kid: &str| {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(kid.into());
@@ -459,7 +457,7 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let changed = Instant::now();
-    common::write_atomic(
+    support::write_atomic(
         &secret_file,
         &jwks_secret(&[(&old, "2024-old"), (&new, "2025-new")]),
     );
@@ -489,7 +487,7 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
     assert!(accepted_after < Duration::from_secs(5), "{accepted_after:?}");
 
     // Retire the old key: its tokens stop working, the new ones keep working.
-    common::write_atomic(&secret_file, &jwks_secret(&[(&new, "2025-new")]));
+    support::write_atomic(&secret_file, &jwks_secret(&[(&new, "2025-new")]));
     let start = Instant::now();
     loop {
         let a = get_port(port, "/users/1", &[("authorization", &bearer(&old_token))]).await;
@@ -514,7 +512,7 @@ async fn keys_rotate_by_rewriting_the_secret_without_a_failed_request() {
 async fn a_missing_secret_leaves_routes_up_and_refuses_tokens() {
     let s = setup(RS_CONFIG, &[]).await;
     assert_eq!(get(&s.gw, "/public", &[]).await.status, StatusCode::OK);
-    let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa-a.key")).expect("key");
+    let key = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt/rsa-a.key")).expect("key");
     let t = encode(&Header::new(Algorithm::RS256), &claims(&["user"]), &key).expect("sign");
     let a = get(&s.gw, "/users/1", &[("authorization", &bearer(&t))]).await;
     assert_401(&a);
@@ -545,7 +543,7 @@ fn gatehouse_check_reports_key_problems() {
 
     std::fs::write(
         dir.path().join("jwt.yaml"),
-        pem_secret(&[("public.pem", include_str!("fixtures/jwt/rsa-a.pub.pem"))]),
+        pem_secret(&[("public.pem", include_str!("../fixtures/jwt/rsa-a.pub.pem"))]),
     )
     .expect("write");
     let (ok, out) = check(&cfg);
@@ -620,7 +618,7 @@ spec: {{path: /tenant, upstream: ab, authRequired: true}}
 /// to the router and to the upstream alike (which, like most servers, would read them so too).
 #[tokio::test]
 async fn other_spellings_of_a_path_do_not_route_around_authentication() {
-    let open = common::route_yaml("open", "/open/*", "echo", "");
+    let open = support::route_yaml("open", "/open/*", "echo", "");
     let s = setup(HS_CONFIG, &[("open.yaml", open.as_str())]).await;
     assert_eq!(get(&s.gw, "/open/x", &[]).await.status, StatusCode::OK);
     for path in [
