@@ -2,13 +2,11 @@
 //! resources and config, the webhook, the admin endpoints, limits, timeouts and shutdown.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::ws::*;
+use crate::support::*;
 use bytes::Bytes;
-use common::ws::*;
-use common::*;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{json, Value};
