@@ -72,10 +72,11 @@ pub fn redis_server() -> bool {
     found
 }
 
-pub const KUBE_HOW_TO_START: &str = "these tests need a real kube-apiserver: run\n  \
-    eval \"$(.ci/kube-apiserver.sh start)\"\nthen cargo test again (it exports GATEHOUSE_TEST_KUBECONFIG \
-    and GATEHOUSE_TEST_KUBE_DIR; stop it with .ci/kube-apiserver.sh stop \"$GATEHOUSE_TEST_KUBE_DIR\"), \
-    or run scripts/test.sh, which starts every service";
+/// How to start the test kube-apiserver (one line: it follows `SKIPPED:`).
+pub const KUBE_HOW_TO_START: &str = "these tests need a real kube-apiserver: run \
+    `eval \"$(.ci/kube-apiserver.sh start)\"` (it exports GATEHOUSE_TEST_KUBECONFIG and \
+    GATEHOUSE_TEST_KUBE_DIR; `.ci/kube-apiserver.sh stop \"$GATEHOUSE_TEST_KUBE_DIR\"` stops it) and \
+    cargo test again, or run scripts/test.sh, which starts every service";
 
 /// The kubeconfig of the test kube-apiserver.
 pub fn kubeconfig() -> Option<PathBuf> {
@@ -92,8 +93,9 @@ pub fn helm_python() -> Option<PathBuf> {
     from_env(
         "GATEHOUSE_TEST_HELM_PYTHON",
         "no Helm",
-        "these tests need Helm (helm-sdkpy): run\n  \
-         eval \"$(.ci/services/helm.sh | sed 's/^/export /')\"\nor scripts/test.sh, which starts every service",
+        "these tests need Helm (helm-sdkpy): run \
+         `eval \"$(.ci/services/helm.sh | sed 's/^/export /')\"` and cargo test again, \
+         or run scripts/test.sh, which starts every service",
     )
     .map(PathBuf::from)
 }

@@ -1,19 +1,18 @@
 //! Two replicas: both serve, only the Lease holder writes status, and the other takes over when
 //! the holder dies. Needs `eval "$(.ci/kube-apiserver.sh start)"`.
 
-mod kube_common;
-
 use std::time::{Duration, Instant};
 
+use crate::support::cluster::*;
+use crate::support::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube_common::*;
 
 const T: Duration = Duration::from_secs(20);
 const LEASE: &str = "3s";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_writes_status_and_another_takes_over() {
-    let client = cluster().await;
+    let Some(client) = cluster().await else { return };
     let ns = namespace(&client, "gh-lease").await;
     let up = upstream("ok").await;
     let args = [
@@ -25,11 +24,11 @@ async fn one_replica_writes_status_and_another_takes_over() {
         LEASE,
     ];
     let mut replicas = [
-        Gateway::start(&kubeconfig(), &args),
-        Gateway::start(&kubeconfig(), &args),
+        Gateway::builder().kubeconfig(&kubeconfig()).args(&args).spawn(),
+        Gateway::builder().kubeconfig(&kubeconfig()).args(&args).spawn(),
     ];
 
-    apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
+    apply(&client, &ns, static_upstream("u", &up.url())).await;
     apply(&client, &ns, route("one", "/one", "u")).await;
     for gw in &replicas {
         gw.wait_for("/one", 200, T).await;
@@ -92,5 +91,5 @@ async fn one_replica_writes_status_and_another_takes_over() {
         .ok()
         .and_then(|l| l.spec?.holder_identity);
     assert_ne!(new_holder.as_deref(), Some(holder.as_str()));
-    assert_eq!(replicas[follower].get("/one").map(|r| r.0), Some(200));
+    assert_eq!(replicas[follower].get("/one").map(|r| r.status), Some(200));
 }

@@ -1,20 +1,19 @@
 //! Figures against the real kube-apiserver, run once by hand (ignored by default):
 //!   eval "$(.ci/kube-apiserver.sh start)"
-//!   cargo test --release --test kube_bench -- --ignored --nocapture --test-threads 1
+//!   cargo test --release --test kube kube_bench -- --ignored --nocapture --test-threads 1
 //! apply → first 200 (median of 20), 10,000 routes → all Programmed and live (time, RSS, where
 //! the CPU went), status writes under churn, and a gateway start against 10,000 routes.
 //! Times count from the first create request. `GATEHOUSE_BENCH_WRITE=apply` creates with
 //! server-side apply instead of POST.
 
-mod kube_common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::cluster::*;
+use crate::support::*;
 use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
-use kube_common::*;
 
 /// Cumulative CPU time (user + system) of a process, from /proc/PID/stat.
 fn cpu_of(pid: u32) -> Duration {
@@ -164,11 +163,14 @@ fn routes_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by hand against .ci/kube-apiserver.sh"]
 async fn apply_to_first_200() {
-    let client = cluster().await;
+    let Some(client) = cluster().await else { return };
     let ns = namespace(&client, "gh-bench-apply").await;
     let up = upstream("ok").await;
-    let gw = Gateway::start(&kubeconfig(), &["--namespace", &ns, "--lease-namespace", &ns]);
-    apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
+    let gw = Gateway::builder()
+        .kubeconfig(&kubeconfig())
+        .args(&["--namespace", &ns, "--lease-namespace", &ns])
+        .spawn();
+    apply(&client, &ns, static_upstream("u", &up.url())).await;
     apply(&client, &ns, route("warm", "/warm", "u")).await;
     gw.wait_for("/warm", 200, Duration::from_secs(20)).await;
     let mut samples = Vec::new();
@@ -190,11 +192,14 @@ async fn apply_to_first_200() {
 #[ignore = "benchmark: run by hand against .ci/kube-apiserver.sh"]
 async fn ten_thousand_routes_then_churn() {
     const N: usize = 10_000;
-    let client = cluster().await;
+    let Some(client) = cluster().await else { return };
     let ns = namespace(&client, "gh-bench-10k").await;
     let up = upstream("ok").await;
-    let gw = Gateway::start(&kubeconfig(), &["--namespace", &ns, "--lease-namespace", &ns]);
-    apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
+    let gw = Gateway::builder()
+        .kubeconfig(&kubeconfig())
+        .args(&["--namespace", &ns, "--lease-namespace", &ns])
+        .spawn();
+    apply(&client, &ns, static_upstream("u", &up.url())).await;
     let mut programmed = follow_programmed(routes_api(&client, &ns));
     // From the first create request to the last route answering / all Programmed.
     let cpu = CpuSplit::new(Some(gw.pid()));
@@ -209,7 +214,7 @@ async fn ten_thousand_routes_then_churn() {
     let cpu_report = cpu.report();
     let served = (0..N)
         .step_by(97)
-        .filter(|i| gw.get(&format!("/r/{i}")).map(|r| r.0) == Some(200))
+        .filter(|i| gw.get(&format!("/r/{i}")).map(|r| r.status) == Some(200))
         .count();
     println!(
         "{N} routes ({}): created in {created:?}, last route live at {live:?}, all Programmed at {all:?}; \
@@ -262,10 +267,10 @@ async fn ten_thousand_routes_then_churn() {
 #[ignore = "benchmark: run by hand against .ci/kube-apiserver.sh"]
 async fn start_against_ten_thousand_routes() {
     const N: usize = 10_000;
-    let client = cluster().await;
+    let Some(client) = cluster().await else { return };
     let ns = namespace(&client, "gh-bench-start").await;
     let up = upstream("ok").await;
-    apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
+    apply(&client, &ns, static_upstream("u", &up.url())).await;
     // Without a gateway: what the API server alone needs to take them.
     let cpu = CpuSplit::new(None);
     let t0 = Instant::now();
@@ -279,7 +284,10 @@ async fn start_against_ten_thousand_routes() {
 
     let mut programmed = follow_programmed(routes_api(&client, &ns));
     let start = Instant::now();
-    let gw = Gateway::start(&kubeconfig(), &["--namespace", &ns, "--lease-namespace", &ns]);
+    let gw = Gateway::builder()
+        .kubeconfig(&kubeconfig())
+        .args(&["--namespace", &ns, "--lease-namespace", &ns])
+        .spawn();
     let cpu = CpuSplit::new(Some(gw.pid()));
     gw.wait_for(&format!("/r/{}", N - 1), 200, Duration::from_secs(120))
         .await;
@@ -288,7 +296,7 @@ async fn start_against_ten_thousand_routes() {
     let all = start.elapsed();
     let served = (0..N)
         .step_by(97)
-        .filter(|i| gw.get(&format!("/r/{i}")).map(|r| r.0) == Some(200))
+        .filter(|i| gw.get(&format!("/r/{i}")).map(|r| r.status) == Some(200))
         .count();
     println!(
         "gateway start against {N} routes: all live at {live:?}, all Programmed at {all:?}; \

@@ -1,14 +1,14 @@
 //! The API server goes away: the gateway keeps serving the last table, then catches up when
 //! it returns. Stops and restarts the kube-apiserver of `.ci/kube-apiserver.sh` (same port,
-//! same etcd), so it lives in its own test binary. Needs `eval "$(.ci/kube-apiserver.sh start)"`.
-
-mod kube_common;
+//! same etcd), so it has the cluster to itself (`cluster_alone`). Needs
+//! `eval "$(.ci/kube-apiserver.sh start)"`.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kube_common::*;
+use crate::support::cluster::*;
+use crate::support::*;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -49,12 +49,18 @@ impl Drop for Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_keeps_flowing_without_the_api_server_and_catches_up() {
-    let client = cluster().await;
+    // Alone: every other test of the cluster would lose the API server too.
+    let Some(client) = cluster_alone().await else {
+        return;
+    };
     let dir = kube_dir();
     let ns = namespace(&client, "gh-outage").await;
     let up = upstream("still here").await;
-    let gw = Gateway::start(&kubeconfig(), &["--namespace", &ns, "--lease-namespace", &ns]);
-    apply(&client, &ns, static_upstream("u", &format!("http://{up}"))).await;
+    let gw = Gateway::builder()
+        .kubeconfig(&kubeconfig())
+        .args(&["--namespace", &ns, "--lease-namespace", &ns])
+        .spawn();
+    apply(&client, &ns, static_upstream("u", &up.url())).await;
     apply(&client, &ns, route("before", "/before", "u")).await;
     gw.wait_for("/before", 200, T).await;
 
@@ -63,7 +69,7 @@ async fn traffic_keeps_flowing_without_the_api_server_and_catches_up() {
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
         match gw.get("/before") {
-            Some((200, _)) => ok += 1,
+            Some(r) if r.status == 200 => ok += 1,
             _ => failed += 1,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -92,5 +98,5 @@ async fn traffic_keeps_flowing_without_the_api_server_and_catches_up() {
     if std::env::var_os("GATEHOUSE_TEST_SHOW_LOG").is_some() {
         println!("{}", gw.log());
     }
-    assert_eq!(gw.get("/before").map(|r| r.0), Some(200));
+    assert_eq!(gw.get("/before").map(|r| r.status), Some(200));
 }

@@ -1,18 +1,16 @@
 //! Secrets in Kubernetes mode: only the Secrets the configuration refers to are watched, and
 //! their changes reach the snapshot live. Needs `eval "$(.ci/kube-apiserver.sh start)"`.
 
-mod kube_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::cluster::*;
 use gatehouse::compile::CompileOptions;
 use gatehouse::routing::TableHandle;
 use gatehouse::settings::{GatewayConfig, JwtConfig, SecretKeyRef};
 use gatehouse::sources::kube::{start, KubeOptions};
 use gatehouse::sources::Publisher;
 use gatehouse::telemetry::Metrics;
-use kube_common::*;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
@@ -26,7 +24,7 @@ fn secret(name: &str, value: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_secrets_are_watched_and_applied_live() {
-    let client = cluster().await;
+    let Some(client) = cluster().await else { return };
     let ns = namespace(&client, "gh-secrets").await;
     let mut cfg = GatewayConfig::default();
     cfg.auth.jwt = Some(JwtConfig {
