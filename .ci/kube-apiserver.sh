@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real kube-apiserver (v1.20.2, built from Debian's `kubernetes` source package) + etcd on
-# 127.0.0.1, for the Kubernetes-mode tests (tests/kube_*.rs).
+# 127.0.0.1, for the Kubernetes-mode tests (tests/kube/).
 #
 #   .ci/kube-apiserver.sh install   build and cache the binary (skipped when cached)
 #   .ci/kube-apiserver.sh start     install if needed, start etcd + kube-apiserver on free
@@ -88,7 +88,7 @@ start() {
   # A ServiceAccount identity so tests can prove the RBAC in manifests/ is enough.
   echo 'gatehousetoken,system:serviceaccount:gatehouse-system:gatehouse,gatehouse-sa,"system:serviceaccounts,system:serviceaccounts:gatehouse-system"' >>"$dir/tokens.csv"
   # The ServiceAccount of the chart's release `full` in namespace gatehouse-full
-  # (tests/helm_chart.rs; release `gatehouse` in gatehouse-system uses the one above).
+  # (tests/kube/helm_chart.rs; release `gatehouse` in gatehouse-system uses the one above).
   echo 'fulltoken,system:serviceaccount:gatehouse-full:full-gatehouse,gatehouse-full-sa,"system:serviceaccounts,system:serviceaccounts:gatehouse-full"' >>"$dir/tokens.csv"
   local nofsync=()
   # Test data only: skip fsync where this etcd knows the flag (3.4.x accepts it unlisted).

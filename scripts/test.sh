@@ -24,6 +24,9 @@ start_service() {
 for svc in .ci/services/*.sh; do
   [ -e "$svc" ] && start_service "$svc"
 done
+# Every service is there now: a test that finds one missing fails instead of skipping (a plain
+# `cargo test` skips it, saying so). See tests/support/services.rs.
+export GATEHOUSE_TEST_REQUIRE_SERVICES=1
 
 log=$(mktemp)
 cleanup+=("rm -f $log")

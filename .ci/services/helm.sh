@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Helm for the chart tests (tests/helm_chart.rs): a Python virtualenv with helm-sdkpy, which
+# Helm for the chart tests (tests/kube/helm_chart.rs): a Python virtualenv with helm-sdkpy, which
 # carries Helm's own Go library (lint, install, upgrade, uninstall) behind a Python API. No
 # `helm` binary is needed. Cached under ~/.cache/gatehouse/helm-venv; created on first use
 # (python3 with venv and pip, and the package index reachable).

@@ -1,7 +1,5 @@
 //! A scripted HTTP/1.1 upstream on loopback that writes exact bytes, for tests of how the
 //! gateway reads upstream responses and what it sends upstream.
-#![allow(clippy::unwrap_used)]
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -236,13 +234,13 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
 }
 
 /// The gateway in front of `up`, on one catch-all route.
-pub async fn gateway_for(up: &Scripted) -> crate::common::Gateway {
-    gateway_with(up, crate::common::BASE_CONFIG).await
+pub async fn gateway_for(up: &Scripted) -> super::Gateway {
+    gateway_with(up, super::BASE_CONFIG).await
 }
 
 /// The gateway with `config` in front of `up`, on one catch-all route.
-pub async fn gateway_with(up: &Scripted, config: &str) -> crate::common::Gateway {
-    use crate::common::{route_yaml, upstream_yaml, Gateway};
+pub async fn gateway_with(up: &Scripted, config: &str) -> super::Gateway {
+    use super::{route_yaml, upstream_yaml, Gateway};
     Gateway::start(
         config,
         &[(

@@ -1,0 +1,10 @@
+//! The WebSocket hub through the real binary: the SPEC §5 protocol, channel policies, the
+//! webhook, admin endpoints, limits and shutdown, and tunnelled upgrades (websocket); replicas
+//! sharing Redis (websocket_redis); the seed's own jest suite (jest).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod jest;
+mod websocket;
+mod websocket_redis;
