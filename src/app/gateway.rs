@@ -26,6 +26,26 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("cannot watch the resources folder: {0}")]
     Watch(#[from] notify::Error),
+    #[error("invalid configuration: {key}: {source}")]
+    Duration {
+        key: String,
+        source: crate::settings::DurationError,
+    },
+    #[error("invalid configuration: middleware.cors: {0}")]
+    Cors(crate::compile::Invalid),
+    #[error("invalid configuration: {0}")]
+    Auth(#[from] crate::auth::SettingsError),
+    #[error("invalid configuration: {0}")]
+    Channels(#[from] crate::routing::channels::ChannelError),
+    #[error("invalid configuration: {0}")]
+    RateLimits(#[from] crate::policy::ratelimit::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Tracing(#[from] crate::telemetry::TraceError),
+    #[error("invalid configuration: {0}")]
+    EndpointsApi(#[from] crate::sources::kube::UnknownEndpointsApi),
+    #[error("invalid configuration: Kubernetes client: {0}")]
+    KubeClient(kube::Error),
+    /// The hub's and the listener's own settings (their rooms say what is wrong).
     #[error("invalid configuration: {0}")]
     Config(String),
     /// Neither in-cluster config nor a kubeconfig was found.
@@ -47,7 +67,10 @@ pub struct ServerTimeouts {
 pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
     let t = &cfg.server.timeouts;
     let parse = |key: &str, value: &str| {
-        parse_duration(value).map_err(|e| Error::Config(format!("server.timeouts.{key}: {e}")))
+        parse_duration(value).map_err(|source| Error::Duration {
+            key: format!("server.timeouts.{key}"),
+            source,
+        })
     };
     let limit = |d: Duration| (!d.is_zero()).then_some(d);
     Ok(ServerTimeouts {
@@ -62,11 +85,14 @@ pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
 
 /// Compile options that come from the static configuration.
 pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
-    let default_timeout = parse_duration(&cfg.server.timeouts.request_timeout)
-        .map_err(|e| Error::Config(format!("server.timeouts.request_timeout: {e}")))?;
+    let default_timeout =
+        parse_duration(&cfg.server.timeouts.request_timeout).map_err(|source| Error::Duration {
+            key: "server.timeouts.request_timeout".into(),
+            source,
+        })?;
     let default_cors = cfg.middleware.cors.as_ref().map(|c| c.to_policy());
     if let Some(c) = &default_cors {
-        crate::compile::compile_cors(c).map_err(|e| Error::Config(format!("middleware.cors: {e}")))?;
+        crate::compile::compile_cors(c).map_err(Error::Cors)?;
     }
     let mut reserved_paths = vec!["/health".to_string(), "/ready".to_string()];
     if cfg.websocket.enabled {
@@ -76,8 +102,8 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
         reserved_paths,
-        channels: ChannelDefaults::from_config(&cfg.websocket).map_err(Error::Config)?,
-        jwt: crate::auth::JwtSettings::from_config(&cfg.auth).map_err(Error::Config)?,
+        channels: ChannelDefaults::from_config(&cfg.websocket)?,
+        jwt: crate::auth::JwtSettings::from_config(&cfg.auth)?,
         default_certificate: cfg
             .server
             .tls
@@ -121,10 +147,7 @@ impl Core {
         let cfg = Arc::new(cfg);
         let metrics = Metrics::new()?;
         let handle = TableHandle::default();
-        let limiter = Arc::new(
-            RateLimiter::from_config(&cfg.middleware.rate_limiting)
-                .map_err(|e| Error::Config(e.to_string()))?,
-        );
+        let limiter = Arc::new(RateLimiter::from_config(&cfg.middleware.rate_limiting)?);
         let upstreams = Registry::new(Some(metrics.clone()));
         let publisher = Arc::new(
             Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
@@ -200,15 +223,15 @@ pub struct KubeArgs {
 /// Runs Kubernetes mode until SIGTERM/SIGINT: watches the API server, serves the last good
 /// table whatever the API server does, and writes status while holding the Lease.
 pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Error> {
-    let endpoints_api =
-        crate::sources::kube::EndpointsApi::parse(&args.endpoints_api).map_err(Error::Config)?;
-    let lease_duration =
-        parse_duration(&args.lease_duration).map_err(|e| Error::Config(format!("--lease-duration: {e}")))?;
+    let endpoints_api = crate::sources::kube::EndpointsApi::parse(&args.endpoints_api)?;
+    let lease_duration = parse_duration(&args.lease_duration).map_err(|source| Error::Duration {
+        key: "--lease-duration".into(),
+        source,
+    })?;
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| Error::NoCluster(e.to_string()))?;
-    let client =
-        kube::Client::try_from(kube_config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+    let client = kube::Client::try_from(kube_config).map_err(Error::KubeClient)?;
     let home = std::env::var("POD_NAMESPACE")
         .ok()
         .filter(|n| !n.is_empty())
@@ -293,7 +316,7 @@ async fn serve(core: Core) -> Result<(), Error> {
     let published = publisher.published_flag();
     let ready = Arc::new(AtomicBool::new(published.load(Ordering::Acquire)));
 
-    let tracer = crate::telemetry::Tracing::from_config(&cfg.observability.tracing).map_err(Error::Config)?;
+    let tracer = crate::telemetry::Tracing::from_config(&cfg.observability.tracing)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if !ready.load(Ordering::Acquire) {
         let ready = ready.clone();

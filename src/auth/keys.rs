@@ -210,10 +210,33 @@ fn read_entry(name: &str, bytes: &[u8], source: &str, out: &mut Vec<Raw>, proble
     }
 }
 
-fn read_pem(pem: &[u8]) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingKey), String> {
+/// A key the verifier cannot use (the text follows where the key came from).
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    #[error("is a private key; the gateway needs only the public key")]
+    PrivateKey,
+    #[error("an EC key on a curve other than P-256 or P-384")]
+    PemCurve,
+    #[error("not an RSA, EC (P-256/P-384) or Ed25519 public key in PEM")]
+    NotPublicKey,
+    #[error("`alg` {0} is not a signature algorithm")]
+    NotSignature(String),
+    #[error("curve {0} is not supported ({1})")]
+    Curve(String, &'static str),
+    #[error("unsupported key type")]
+    KeyType,
+    #[error("`alg` {0} does not fit the key")]
+    Mismatch(String),
+    #[error("cannot read the key: {0}")]
+    Unreadable(jsonwebtoken::errors::Error),
+    #[error("an empty HMAC key")]
+    EmptyHmac,
+}
+
+fn read_pem(pem: &[u8]) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingKey), KeyError> {
     let header = pem.split(|b| *b == b'\n').next().unwrap_or_default();
     if header.windows(7).any(|w| w == b"PRIVATE") {
-        return Err("is a private key; the gateway needs only the public key".into());
+        return Err(KeyError::PrivateKey);
     }
     if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
         return Ok((AlgorithmFamily::Rsa, None, k));
@@ -222,14 +245,14 @@ fn read_pem(pem: &[u8]) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingK
         let alg = match k.try_get_as_bytes().map(<[u8]>::len) {
             Ok(65) => Algorithm::ES256,
             Ok(97) => Algorithm::ES384,
-            _ => return Err("an EC key on a curve other than P-256 or P-384".into()),
+            _ => return Err(KeyError::PemCurve),
         };
         return Ok((AlgorithmFamily::Ec, Some(alg), k));
     }
     if let Ok(k) = DecodingKey::from_ed_pem(pem) {
         return Ok((AlgorithmFamily::Ed, Some(Algorithm::EdDSA), k));
     }
-    Err("not an RSA, EC (P-256/P-384) or Ed25519 public key in PEM".into())
+    Err(KeyError::NotPublicKey)
 }
 
 fn read_jwks(json: &[u8], source: &str, out: &mut Vec<Raw>, problems: &mut Vec<String>) {
@@ -278,11 +301,9 @@ fn read_jwks(json: &[u8], source: &str, out: &mut Vec<Raw>, problems: &mut Vec<S
     }
 }
 
-fn read_jwk(jwk: &Jwk) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingKey), String> {
+fn read_jwk(jwk: &Jwk) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingKey), KeyError> {
     let declared = match jwk.common.key_algorithm {
-        Some(a) => {
-            Some(signature_algorithm(a).ok_or_else(|| format!("`alg` {a:?} is not a signature algorithm"))?)
-        }
+        Some(a) => Some(signature_algorithm(a).ok_or_else(|| KeyError::NotSignature(format!("{a:?}")))?),
         None => None,
     };
     let (family, implied) = match &jwk.algorithm {
@@ -290,23 +311,23 @@ fn read_jwk(jwk: &Jwk) -> Result<(AlgorithmFamily, Option<Algorithm>, DecodingKe
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 => (AlgorithmFamily::Ec, Some(Algorithm::ES256)),
             EllipticCurve::P384 => (AlgorithmFamily::Ec, Some(Algorithm::ES384)),
-            ref c => return Err(format!("curve {c:?} is not supported (P-256, P-384)")),
+            ref c => return Err(KeyError::Curve(format!("{c:?}"), "P-256, P-384")),
         },
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
             EllipticCurve::Ed25519 => (AlgorithmFamily::Ed, Some(Algorithm::EdDSA)),
-            ref c => return Err(format!("curve {c:?} is not supported (Ed25519)")),
+            ref c => return Err(KeyError::Curve(format!("{c:?}"), "Ed25519")),
         },
         AlgorithmParameters::OctetKey(_) => (AlgorithmFamily::Hmac, None),
-        _ => return Err("unsupported key type".into()),
+        _ => return Err(KeyError::KeyType),
     };
     if let Some(a) = declared {
         if a.family() != family || implied.is_some_and(|i| i != a) {
-            return Err(format!("`alg` {a:?} does not fit the key"));
+            return Err(KeyError::Mismatch(format!("{a:?}")));
         }
     }
-    let decoding = DecodingKey::from_jwk(jwk).map_err(|e| format!("cannot read the key: {e}"))?;
+    let decoding = DecodingKey::from_jwk(jwk).map_err(KeyError::Unreadable)?;
     if family == AlgorithmFamily::Hmac && decoding.try_get_as_bytes().map_or(0, <[u8]>::len) == 0 {
-        return Err("an empty HMAC key".into());
+        return Err(KeyError::EmptyHmac);
     }
     Ok((family, declared.or(implied), decoding))
 }

@@ -48,6 +48,22 @@ impl fmt::Debug for JwtSettings {
     }
 }
 
+/// An `auth.jwt` section the gateway cannot start with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "auth.jwt.algorithm `{0}` is not one of HS256, HS384, HS512, RS256, RS384, RS512, \
+         PS256, PS384, PS512, ES256, ES384, EdDSA"
+    )]
+    Algorithm(String),
+    #[error("auth.jwt.leeway {0} is more than {MAX_LEEWAY_SECS} seconds")]
+    Leeway(u64),
+    #[error("auth.jwt.secret_ref.name is required")]
+    SecretRefName,
+    #[error("auth.jwt.claims.user_id may not name an empty claim")]
+    EmptyClaim,
+}
+
 impl JwtSettings {
     /// The family tokens must belong to, when an algorithm is configured.
     pub fn family(&self) -> Option<AlgorithmFamily> {
@@ -95,29 +111,22 @@ impl Default for ClaimNames {
 
 impl JwtSettings {
     /// Reads `auth.jwt`. `None` when the section is absent: protected routes then answer 401.
-    pub fn from_config(cfg: &AuthConfig) -> Result<Option<JwtSettings>, String> {
+    pub fn from_config(cfg: &AuthConfig) -> Result<Option<JwtSettings>, SettingsError> {
         let Some(jwt) = &cfg.jwt else {
             return Ok(None);
         };
         let algorithm = match jwt.algorithm.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(a) => Some(Algorithm::from_str(a).map_err(|_| {
-                format!(
-                    "auth.jwt.algorithm `{a}` is not one of HS256, HS384, HS512, RS256, RS384, RS512, \
-                     PS256, PS384, PS512, ES256, ES384, EdDSA"
-                )
-            })?),
+            Some(a) => Some(Algorithm::from_str(a).map_err(|_| SettingsError::Algorithm(a.to_string()))?),
         };
         let leeway = jwt.leeway.unwrap_or(60);
         if leeway > MAX_LEEWAY_SECS {
-            return Err(format!(
-                "auth.jwt.leeway {leeway} is more than {MAX_LEEWAY_SECS} seconds"
-            ));
+            return Err(SettingsError::Leeway(leeway));
         }
         let secret_ref = match &jwt.secret_ref {
             None => None,
             Some(r) if r.name.trim().is_empty() => {
-                return Err("auth.jwt.secret_ref.name is required".into());
+                return Err(SettingsError::SecretRefName);
             }
             Some(r) => Some(SecretRef {
                 namespace: r
@@ -144,7 +153,7 @@ impl JwtSettings {
             }
         }
         if claims.user_id.iter().any(|n| n.trim().is_empty()) {
-            return Err("auth.jwt.claims.user_id may not name an empty claim".into());
+            return Err(SettingsError::EmptyClaim);
         }
         let nonempty =
             |s: &Option<String>| s.as_ref().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());

@@ -1,11 +1,12 @@
 //! Why a resource does not compile. The text is the message of the resource's `Accepted=False`
 //! (or `ResolvedRefs=False`) condition, so it names the field and says what to write instead.
 
+use crate::routing::channels::ChannelError;
 use crate::routing::SpecError;
 use crate::upstream::EndpointError;
 
 /// A resource the compiler refuses, with the words its condition carries.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Invalid {
     /// A path or method list the routing model cannot take.
     #[error(transparent)]
@@ -13,6 +14,9 @@ pub enum Invalid {
     /// An endpoint URL the gateway cannot dial.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// A `WebSocketChannel` spec no channel policy can be built from.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// A field whose value breaks a rule of the resource's schema (the text names the field).
     #[error("{0}")]
     Field(String),

@@ -11,7 +11,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::WebSocketChannelSpec;
-use crate::settings::{parse_duration, ChannelSettings, WebSocketConfig};
+use crate::settings::{parse_duration, ChannelSettings, DurationError, WebSocketConfig};
+
+/// A channel setting or `WebSocketChannel` spec no policy can be built from.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("messageHistory may be at most {MAX_HISTORY}")]
+    History,
+    #[error("rateLimit.messagesPerMinute must be > 0")]
+    ZeroMessages,
+    #[error("rateLimit.burst must be > 0")]
+    ZeroBurst,
+    #[error("persistence.ttl: {0}")]
+    Ttl(DurationError),
+    #[error("persistence.ttl must be > 0")]
+    ZeroTtl,
+    #[error("rate_limiting needs messages_per_minute")]
+    NoRate,
+    #[error("rate_limiting.messages_per_minute must be > 0")]
+    ZeroRate,
+    #[error("websocket.routing.persistence.ttl: {0}")]
+    DefaultTtl(DurationError),
+    /// A problem inside the static config key `key`.
+    #[error("{key}: {source}")]
+    At { key: String, source: Box<ChannelError> },
+}
+
+impl ChannelError {
+    fn at(self, key: &str) -> ChannelError {
+        ChannelError::At {
+            key: key.to_string(),
+            source: Box::new(self),
+        }
+    }
+}
 
 /// Per-connection message rate on one channel (token bucket).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +128,11 @@ impl ChannelPolicy {
         any_role(&self.publish_roles, roles)
     }
 
-    fn overlay_settings(&mut self, s: &ChannelSettings, default_ttl: Option<Duration>) -> Result<(), String> {
+    fn overlay_settings(
+        &mut self,
+        s: &ChannelSettings,
+        default_ttl: Option<Duration>,
+    ) -> Result<(), ChannelError> {
         if let Some(v) = s.max_subscribers {
             self.max_subscribers = v;
         }
@@ -124,13 +161,13 @@ impl ChannelPolicy {
     }
 
     /// Lays a `WebSocketChannel` spec over this (inherited) policy.
-    pub fn overlay_resource(&mut self, spec: &WebSocketChannelSpec) -> Result<(), String> {
+    pub fn overlay_resource(&mut self, spec: &WebSocketChannelSpec) -> Result<(), ChannelError> {
         if let Some(v) = spec.max_subscribers {
             self.max_subscribers = v;
         }
         if let Some(v) = spec.message_history {
             if v > MAX_HISTORY {
-                return Err(format!("messageHistory may be at most {MAX_HISTORY}"));
+                return Err(ChannelError::History);
             }
             self.message_history = v;
         }
@@ -145,11 +182,11 @@ impl ChannelPolicy {
         set_list(&mut self.allowed_origins, &spec.allowed_origins);
         if let Some(r) = &spec.rate_limit {
             if r.messages_per_minute == 0 {
-                return Err("rateLimit.messagesPerMinute must be > 0".into());
+                return Err(ChannelError::ZeroMessages);
             }
             let burst = r.burst.unwrap_or(r.messages_per_minute);
             if burst == 0 {
-                return Err("rateLimit.burst must be > 0".into());
+                return Err(ChannelError::ZeroBurst);
             }
             self.rate_limit = Some(RatePolicy {
                 per_minute: r.messages_per_minute,
@@ -159,11 +196,11 @@ impl ChannelPolicy {
         if let Some(p) = &spec.persistence {
             self.persistence = if p.enabled {
                 let ttl = match p.ttl.as_deref() {
-                    Some(t) => parse_duration(t).map_err(|e| format!("persistence.ttl: {e}"))?,
+                    Some(t) => parse_duration(t).map_err(ChannelError::Ttl)?,
                     None => self.persistence.unwrap_or(DEFAULT_TTL),
                 };
                 if ttl.is_zero() {
-                    return Err("persistence.ttl must be > 0".into());
+                    return Err(ChannelError::ZeroTtl);
                 }
                 Some(ttl)
             } else {
@@ -197,13 +234,13 @@ pub fn origin_allowed(list: &[String], origin: Option<&str>) -> bool {
 }
 
 /// The seed's `{messages_per_minute, burst_limit}` (or `burst`).
-fn rate_from_yaml(v: &yaml_serde::Value) -> Result<RatePolicy, String> {
+fn rate_from_yaml(v: &yaml_serde::Value) -> Result<RatePolicy, ChannelError> {
     let num = |k: &str| v.get(k).and_then(yaml_serde::Value::as_u64);
     let per_minute = num("messages_per_minute")
-        .ok_or("rate_limiting needs messages_per_minute")?
+        .ok_or(ChannelError::NoRate)?
         .min(u64::from(u32::MAX)) as u32;
     if per_minute == 0 {
-        return Err("rate_limiting.messages_per_minute must be > 0".into());
+        return Err(ChannelError::ZeroRate);
     }
     let burst = num("burst_limit")
         .or_else(|| num("burst"))
@@ -224,12 +261,10 @@ pub struct ChannelDefaults {
 
 impl ChannelDefaults {
     /// Reads the `websocket` section. Errors name the key.
-    pub fn from_config(ws: &WebSocketConfig) -> Result<Self, String> {
+    pub fn from_config(ws: &WebSocketConfig) -> Result<Self, ChannelError> {
         let default_ttl = if ws.routing.persistence.enabled {
             Some(match ws.routing.persistence.ttl.as_deref() {
-                Some(t) => {
-                    parse_duration(t).map_err(|e| format!("websocket.routing.persistence.ttl: {e}"))?
-                }
+                Some(t) => parse_duration(t).map_err(ChannelError::DefaultTtl)?,
                 None => DEFAULT_TTL,
             })
         } else {
@@ -241,12 +276,12 @@ impl ChannelDefaults {
         };
         if let Some(rl) = ws.security.as_ref().and_then(|s| s.get("rate_limiting")) {
             default.rate_limit =
-                Some(rate_from_yaml(rl).map_err(|e| format!("websocket.security.rate_limiting: {e}"))?);
+                Some(rate_from_yaml(rl).map_err(|e| e.at("websocket.security.rate_limiting"))?);
         }
         if let Some(s) = ws.channels.get("default") {
             default
                 .overlay_settings(s, default_ttl)
-                .map_err(|e| format!("websocket.channels.default: {e}"))?;
+                .map_err(|e| e.at("websocket.channels.default"))?;
             default.source = PolicySource::Config("default".into());
         } else {
             default.persistence = default_ttl;
@@ -255,7 +290,7 @@ impl ChannelDefaults {
         for (name, s) in ws.channels.iter().filter(|(n, _)| n.as_str() != "default") {
             let mut p = default.clone();
             p.overlay_settings(s, default_ttl)
-                .map_err(|e| format!("websocket.channels.{name}: {e}"))?;
+                .map_err(|e| e.at(&format!("websocket.channels.{name}")))?;
             p.source = PolicySource::Config(name.clone());
             named.insert(name.clone(), p);
         }

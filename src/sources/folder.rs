@@ -196,11 +196,11 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
             }
             _ => decode_secret(value, &namespace).map(|s| into.snapshot.secrets.push(s)),
         };
-        if let Err(message) = res {
+        if let Err(e) = res {
             into.problems.push(LoadProblem {
                 origin,
                 resource: Some(id),
-                message,
+                message: e.to_string(),
             });
         }
     }
@@ -215,13 +215,25 @@ impl<K: kube::Resource> HasMeta for K {
     }
 }
 
-fn decode<T: DeserializeOwned + HasMeta>(value: yaml_serde::Value, namespace: &str) -> Result<T, String> {
-    let mut obj: T = yaml_serde::from_value(value).map_err(|e| format!("invalid spec: {e}"))?;
+/// A document that names a kind the folder holds but does not decode as one.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    #[error("invalid spec: {0}")]
+    Spec(yaml_serde::Error),
+    #[error("stringData must map strings to strings")]
+    StringData,
+}
+
+fn decode<T: DeserializeOwned + HasMeta>(
+    value: yaml_serde::Value,
+    namespace: &str,
+) -> Result<T, DecodeError> {
+    let mut obj: T = yaml_serde::from_value(value).map_err(DecodeError::Spec)?;
     obj.meta_mut().namespace = Some(namespace.to_string());
     Ok(obj)
 }
 
-fn decode_secret(mut value: yaml_serde::Value, namespace: &str) -> Result<Secret, String> {
+fn decode_secret(mut value: yaml_serde::Value, namespace: &str) -> Result<Secret, DecodeError> {
     // `stringData` is write-only sugar in Kubernetes; fold it into `data` as the API server does.
     let string_data = value.as_mapping_mut().and_then(|m| m.remove("stringData"));
     let mut secret: Secret = decode(value, namespace)?;
@@ -229,7 +241,7 @@ fn decode_secret(mut value: yaml_serde::Value, namespace: &str) -> Result<Secret
         let data = secret.data.get_or_insert_with(Default::default);
         for (k, v) in map {
             let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                return Err("stringData must map strings to strings".into());
+                return Err(DecodeError::StringData);
             };
             data.insert(k.to_string(), ByteString(v.as_bytes().to_vec()));
         }

@@ -4,7 +4,9 @@ mod metrics;
 mod trace;
 
 pub use metrics::{Metrics, RouteSeries, SeriesCache, WsMetrics};
-pub use trace::{traces_url, valid_traceparent, RequestSpan, Tracing, UpstreamSpan, DEFAULT_ENDPOINT};
+pub use trace::{
+    traces_url, valid_traceparent, RequestSpan, TraceError, Tracing, UpstreamSpan, DEFAULT_ENDPOINT,
+};
 
 use tracing_subscriber::{fmt, EnvFilter};
 

@@ -44,6 +44,15 @@ impl std::fmt::Debug for Tracing {
 }
 
 /// The OTLP/HTTP traces URL for a configured endpoint: a bare `http://host:4318` gets
+/// An `observability.tracing` section the gateway cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("observability.tracing.sampling_rate {0} must be between 0 and 1")]
+    SamplingRate(f64),
+    #[error("observability.tracing: {0}")]
+    Exporter(opentelemetry_otlp::ExporterBuildError),
+}
+
 /// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids (version 00 only).
 pub fn valid_traceparent(b: &[u8]) -> bool {
     let lower_hex = |s: &[u8]| s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
@@ -72,15 +81,13 @@ pub fn traces_url(endpoint: Option<&str>) -> String {
 impl Tracing {
     /// Builds the exporter and tracer from `observability.tracing`; `None` when disabled.
     /// Nothing here connects: an unreachable backend only shows when spans are exported.
-    pub fn from_config(cfg: &TracingConfig) -> Result<Option<Tracing>, String> {
+    pub fn from_config(cfg: &TracingConfig) -> Result<Option<Tracing>, TraceError> {
         if !cfg.enabled {
             return Ok(None);
         }
         let rate = cfg.sampling_rate.unwrap_or(1.0);
         if !(0.0..=1.0).contains(&rate) {
-            return Err(format!(
-                "observability.tracing.sampling_rate {rate} must be between 0 and 1"
-            ));
+            return Err(TraceError::SamplingRate(rate));
         }
         let backend = cfg.backend.clone().unwrap_or_default();
         if let Some(t) = backend.type_.as_deref() {
@@ -102,7 +109,7 @@ impl Tracing {
             .with_endpoint(url.clone())
             .with_timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| format!("observability.tracing: {e}"))?;
+            .map_err(TraceError::Exporter)?;
         let mut resource = Resource::builder();
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("gatehouse");

@@ -40,28 +40,52 @@ fn field<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
         .filter(|b| !b.is_empty())
 }
 
+/// Why a Secret's certificate, key or CA bundle cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("the Secret has no {0}")]
+    Missing(&'static str),
+    #[error("{0} is not PEM: {1}")]
+    NotPem(&'static str, String),
+    #[error("{0} holds no CERTIFICATE block")]
+    NoCertificate(&'static str),
+    #[error("tls.crt: the certificate is not valid X.509")]
+    NotX509,
+    #[error("tls.key is not a PEM private key (PKCS#1, PKCS#8 or SEC1): {0}")]
+    NotKey(String),
+    #[error("tls.key cannot be used: {0}")]
+    UnusableKey(String),
+    #[error("tls.key does not belong to the certificate in tls.crt")]
+    KeyMismatch,
+    #[error("tls.crt: {0}")]
+    Certificate(String),
+    #[error("ca.crt: a certificate cannot be used as a trust anchor: {0}")]
+    TrustAnchor(String),
+    #[error("TLS versions: {0}")]
+    Versions(String),
+}
+
 /// Parses `tls.crt` and `tls.key` of a Secret into a certificate to serve.
-pub fn load_server_cert(secret: &Secret) -> Result<ServerCert, String> {
-    let crt = field(secret, "tls.crt").ok_or("the Secret has no tls.crt")?;
-    let key = field(secret, "tls.key").ok_or("the Secret has no tls.key")?;
+pub fn load_server_cert(secret: &Secret) -> Result<ServerCert, CertError> {
+    let crt = field(secret, "tls.crt").ok_or(CertError::Missing("tls.crt"))?;
+    let key = field(secret, "tls.key").ok_or(CertError::Missing("tls.key"))?;
     let chain = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
-    let leaf = chain.first().ok_or("tls.crt holds no CERTIFICATE block")?;
-    let not_after = not_after(leaf).ok_or("tls.crt: the certificate is not valid X.509")?;
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|e| format!("tls.key is not a PEM private key (PKCS#1, PKCS#8 or SEC1): {e}"))?;
+        .map_err(|e| CertError::NotPem("tls.crt", e.to_string()))?;
+    let leaf = chain.first().ok_or(CertError::NoCertificate("tls.crt"))?;
+    let not_after = not_after(leaf).ok_or(CertError::NotX509)?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| CertError::NotKey(e.to_string()))?;
     let signer = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| format!("tls.key cannot be used: {e}"))?;
+        .map_err(|e| CertError::UnusableKey(e.to_string()))?;
     let certified = CertifiedKey::new(chain, signer);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err("tls.key does not belong to the certificate in tls.crt".into())
+            return Err(CertError::KeyMismatch)
         }
-        Err(e) => return Err(format!("tls.crt: {e}")),
+        Err(e) => return Err(CertError::Certificate(e.to_string())),
     }
     Ok(ServerCert {
         key: Arc::new(certified),
@@ -70,17 +94,17 @@ pub fn load_server_cert(secret: &Secret) -> Result<ServerCert, String> {
 }
 
 /// Parses the CA bundle (`ca.crt`) of a Secret into a root store.
-pub fn load_ca(secret: &Secret) -> Result<RootCertStore, String> {
-    let pem = field(secret, "ca.crt").ok_or("the Secret has no ca.crt")?;
+pub fn load_ca(secret: &Secret) -> Result<RootCertStore, CertError> {
+    let pem = field(secret, "ca.crt").ok_or(CertError::Missing("ca.crt"))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+        let cert = cert.map_err(|e| CertError::NotPem("ca.crt", e.to_string()))?;
         roots
             .add(cert)
-            .map_err(|e| format!("ca.crt: a certificate cannot be used as a trust anchor: {e}"))?;
+            .map_err(|e| CertError::TrustAnchor(e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err("ca.crt holds no CERTIFICATE block".into());
+        return Err(CertError::NoCertificate("ca.crt"));
     }
     Ok(roots)
 }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
 
-use super::certs;
+use super::certs::{self, CertError};
 
 /// A client config verifying against `roots`, offering HTTP/1.1 by ALPN.
-pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, CertError> {
     let mut cfg = ClientConfig::builder_with_provider(certs::provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(|e| CertError::Versions(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

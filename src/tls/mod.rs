@@ -8,7 +8,7 @@
 mod certs;
 mod client;
 
-pub use certs::{load_ca, load_server_cert, not_after, provider, ServerCert};
+pub use certs::{load_ca, load_server_cert, not_after, provider, CertError, ServerCert};
 pub use client::{client_config, system_roots};
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,7 +105,7 @@ pub fn unix_now() -> i64 {
 /// Builds a `CertStore` while `compile` walks the routes. Secrets are parsed once each.
 pub struct StoreBuilder<'s> {
     secrets: &'s [Secret],
-    parsed: HashMap<(String, String), Result<ServerCert, String>>,
+    parsed: HashMap<(String, String), Result<ServerCert, CertError>>,
     store: CertStore,
 }
 
@@ -219,7 +219,10 @@ impl<'s> StoreBuilder<'s> {
                         format!("Secret {namespace}/{name}: {msg}"),
                     )
                 })?;
-                Some(client::client_config(roots).map_err(|e| (reasons::INVALID_CERTIFICATE, e))?)
+                Some(
+                    client::client_config(roots)
+                        .map_err(|e| (reasons::INVALID_CERTIFICATE, e.to_string()))?,
+                )
             }
         };
         let tls = Arc::new(EndpointTls { config, server_name });

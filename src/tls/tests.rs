@@ -118,7 +118,7 @@ fn keys_in_pkcs8_pkcs1_and_sec1_load() {
 fn bad_material_is_explained() {
     let (cert, key) = self_signed(&["a.example.com"]);
     let (_, other_key) = self_signed(&["b.example.com"]);
-    let err = |s: Secret| load_server_cert(&s).unwrap_err();
+    let err = |s: Secret| load_server_cert(&s).unwrap_err().to_string();
     assert!(err(tls_secret("x", &cert, &other_key)).contains("does not belong"));
     assert!(err(tls_secret("x", "garbage", &key)).contains("CERTIFICATE"));
     assert!(err(tls_secret("x", &cert, "garbage")).contains("tls.key"));

@@ -25,17 +25,20 @@ pub enum EndpointsApi {
     Endpoints,
 }
 
+/// A `--endpoints-api` value that names no endpoint API.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("endpoints API `{0}` must be auto, endpointslice, endpointslice-v1beta1 or endpoints")]
+pub struct UnknownEndpointsApi(pub String);
+
 impl EndpointsApi {
     /// Parses `--endpoints-api`: `auto` (None), `endpointslice`, `endpointslice-v1beta1`, `endpoints`.
-    pub fn parse(s: &str) -> Result<Option<Self>, String> {
+    pub fn parse(s: &str) -> Result<Option<Self>, UnknownEndpointsApi> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Ok(None),
             "endpointslice" | "endpointslice-v1" => Ok(Some(EndpointsApi::SliceV1)),
             "endpointslice-v1beta1" => Ok(Some(EndpointsApi::SliceV1beta1)),
             "endpoints" => Ok(Some(EndpointsApi::Endpoints)),
-            other => Err(format!(
-                "endpoints API `{other}` must be auto, endpointslice, endpointslice-v1beta1 or endpoints"
-            )),
+            other => Err(UnknownEndpointsApi(other.to_string())),
         }
     }
 

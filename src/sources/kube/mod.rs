@@ -11,7 +11,7 @@ mod slices;
 mod store;
 mod watch;
 
-pub use endpoints::EndpointsApi;
+pub use endpoints::{EndpointsApi, UnknownEndpointsApi};
 pub use slices::{ServiceInfo, SliceInfo};
 pub use store::{Dependency, Store};
 pub use watch::Change;
