@@ -6,6 +6,27 @@ use crate::compile::compile;
 use crate::settings::GatewayConfig;
 use crate::sources::folder;
 
+/// `gatehouse check`: exit 0 when nothing is rejected, 1 when something is (a configuration
+/// that does not load counts), printing the verdicts to stdout.
+pub fn main(sources: &super::cli::SourceArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let cfg = match sources.load_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            println!("rejected gateway configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&cfg, sources.resources.as_deref(), &mut std::io::stdout()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Prints verdicts for `cfg` and `resources`; returns true when nothing was rejected.
 pub fn run(
     cfg: &GatewayConfig,

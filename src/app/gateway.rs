@@ -22,6 +22,12 @@ use crate::websocket::{Hub, HubSettings};
 pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Crds(#[from] yaml_serde::Error),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot watch the resources folder: {0}")]
