@@ -1,5 +1,7 @@
-//! The routing table: an immutable index from (host, path, method) to a compiled route, and
-//! the handle through which the proxy sees the current one (one `ArcSwap`).
+//! The compiled model, pure data: routes and their policies, the index from (host, path,
+//! method) to a route, path patterns, channel policies, and the handle through which the proxy
+//! and the hub see the current table (one `ArcSwap`). `compile` builds it; nothing here does
+//! I/O.
 
 pub mod channels;
 mod error;

@@ -1,5 +1,5 @@
-//! Where snapshots come from (a folder of YAML, the inline config, later the API server) and
-//! the one path that turns a snapshot into the live table.
+//! Where snapshots come from (a folder of YAML and the inline config, or the Kubernetes API
+//! server) and the one path that turns a snapshot into the live table.
 
 pub mod folder;
 pub mod kube;
