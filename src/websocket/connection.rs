@@ -34,7 +34,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::hub::{Conn, Hub, Outgoing};
 use super::outbox::{self, Pushed, WriterEvent};
 use super::protocol::{self, ClientMessage, ProtocolError};
-use super::{is_websocket_upgrade, query_param};
+use super::request::{is_websocket_upgrade, query_param};
 use crate::routing::channels::RatePolicy;
 use crate::wire::json_error;
 
@@ -131,7 +131,7 @@ impl Hub {
                 Ok(id) => Some(id),
                 Err(e) => {
                     self.refused("unauthorized");
-                    let mut r = refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e);
+                    let mut r = refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
                     r.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -313,7 +313,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut Hash
                     Ok(())
                 }
             },
-            Err(e) => Err(ProtocolError::new("unauthorized", e)),
+            Err(e) => Err(ProtocolError::new("unauthorized", e.to_string())),
         },
         ClientMessage::Subscribe { channel } => hub.subscribe(conn, &channel).await,
         ClientMessage::Unsubscribe { channel } => {

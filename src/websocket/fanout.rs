@@ -26,8 +26,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::error::{Error, Result};
 use super::hub::Entry;
-use super::Hub;
+use super::hub::Hub;
 
 /// The pub/sub channel replicas share.
 pub const FANOUT_CHANNEL: &str = "gatehouse:ws:fanout";
@@ -80,8 +81,8 @@ pub struct Fanout {
 
 impl Fanout {
     /// Starts the publisher and subscriber tasks for `hub` and attaches them to it.
-    pub fn start(hub: &Arc<Hub>, url: &str) -> Result<(), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
+    pub fn start(hub: &Arc<Hub>, url: &str) -> Result<()> {
+        let client = redis::Client::open(url).map_err(Error::RedisUrl)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let state = Arc::new(State::default());
         tokio::spawn(publisher(client.clone(), rx, state.clone(), hub.node_id.clone()));

@@ -25,7 +25,7 @@ use super::auth::{Identity, TokenVerifier};
 use super::fanout::Fanout;
 use super::outbox::{self, Outbox, Pushed};
 use super::protocol::{self, ProtocolError};
-use super::HubSettings;
+use super::settings::HubSettings;
 use crate::routing::channels::ChannelPolicy;
 use crate::routing::TableHandle;
 use crate::telemetry::Metrics;
