@@ -31,7 +31,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::hub::{Conn, Hub, Outgoing};
+use super::client::{ClientConnection, Opened};
+use super::delivery::Delivery;
+use super::hub::Hub;
 use super::outbox::{self, Pushed, WriterEvent};
 use super::protocol::{self, ClientMessage, ProtocolError};
 use super::request::{is_websocket_upgrade, query_param};
@@ -156,7 +158,12 @@ impl Hub {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect());
-        let conn = self.register(peer, origin, user_agent, identity);
+        let conn = self.register(Opened {
+            peer,
+            origin,
+            user_agent,
+            identity,
+        });
         let on_upgrade = hyper::upgrade::on(&mut req);
         let hub = self.clone();
         tokio::spawn(async move {
@@ -181,7 +188,7 @@ impl Hub {
 /// The socket as tungstenite sees it: reads from the socket, writes into the outbox.
 struct ReadSide {
     rd: ReadHalf<TokioIo<Upgraded>>,
-    conn: Arc<Conn>,
+    conn: Arc<ClientConnection>,
     hub: Arc<Hub>,
 }
 
@@ -215,7 +222,7 @@ impl AsyncWrite for ReadSide {
     }
 }
 
-async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, upgraded: Upgraded) {
+async fn run(hub: &Arc<Hub>, conn: &Arc<ClientConnection>, upgraded: Upgraded) {
     let max = hub.settings.max_message_size.max(1024);
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
@@ -233,7 +240,7 @@ async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, upgraded: Upgraded) {
     tokio::join!(read_loop(hub, conn, ws), write_loop(hub, conn));
 }
 
-async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: Ws) {
+async fn read_loop(hub: &Hub, conn: &Arc<ClientConnection>, mut stream: Ws) {
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
     loop {
         let next = tokio::select! {
@@ -291,7 +298,12 @@ async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: Ws) {
     }
 }
 
-async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut HashMap<String, Bucket>) {
+async fn handle_text(
+    hub: &Hub,
+    conn: &Arc<ClientConnection>,
+    text: &str,
+    buckets: &mut HashMap<String, Bucket>,
+) {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => return hub.error_to(conn, &e),
@@ -309,7 +321,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut Hash
                 _ => {
                     let frame = protocol::auth_success(&id.user_id);
                     conn.set_identity(id);
-                    hub.send(conn, Outgoing::Frame(frame));
+                    hub.send(conn, Delivery::Frame(frame));
                     Ok(())
                 }
             },
@@ -363,7 +375,7 @@ impl Bucket {
     }
 }
 
-async fn write_loop(hub: &Hub, conn: &Arc<Conn>) {
+async fn write_loop(hub: &Hub, conn: &Arc<ClientConnection>) {
     let s = &hub.settings;
     let ping_every = (!s.ping_interval.is_zero()).then_some(s.ping_interval);
     let idle = (!s.idle_timeout.is_zero()).then_some(s.idle_timeout);
@@ -440,7 +452,11 @@ async fn write_loop(hub: &Hub, conn: &Arc<Conn>) {
 }
 
 /// Sends our close frame (or completes the peer's) and waits briefly for the other side.
-async fn finish(hub: &Hub, conn: &Conn, frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) {
+async fn finish(
+    hub: &Hub,
+    conn: &ClientConnection,
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) {
     hub.mark_closing(conn);
     let peer_started = frame.is_none();
     // The peer's close was answered by tungstenite through the outbox already.

@@ -3,73 +3,134 @@
 //! webhook, and fan-out across replicas through Redis.
 //!
 //! ```text
-//!  client ──upgrade──> Hub::upgrade ──> Conn (reader + writer, bounded queue)
+//!  client ──upgrade──> Hub::upgrade ──> ClientConnection (reader + writer, bounded outbox)
 //!                         │                    ▲
 //!  webhook / admin ──> Hub::publish ──> channel subscribers (local) ──> Redis PUBLISH ──> other replicas
 //! ```
 //!
 //! Channel policies are compiled with the routing table (`RoutingTable::channels`), so a
 //! changed resource applies through the same swap as routes.
+//!
+//! # The order of the files
+//!
+//! Each file uses only files above it in this list (`super::` imports point up the list,
+//! never down; a test below checks it):
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `error` | `Error`: the hub's settings, its Redis URL, a backend's pub/sub message |
+//! | `locks` | poison-tolerant locking |
+//! | `protocol` | the JSON frames in and out, `ProtocolError` |
+//! | `request` | the upgrade headers and the query string of the opening request |
+//! | `auth` | `Identity` and the `TokenVerifier` seam |
+//! | `access` | a channel policy's checks for Subscribe and a client's Broadcast |
+//! | `outbox` | one connection's queue of encoded frames and its socket |
+//! | `history` | a channel's kept messages and what a user is replayed |
+//! | `fanout` | Redis: fan-out between replicas, persistent history, backend channels |
+//! | `settings` | `HubSettings`, read from `gateway.yaml` |
+//! | `client` | `ClientConnection`: one connection's identity, subscriptions, clocks |
+//! | `delivery` | `Delivery` and the `Courier`: queue, write, drop slow consumers |
+//! | `registry` | the open connections, their slots and gauges |
+//! | `channels` | the live channels: subscribe with replay, deliver to subscribers |
+//! | `hub` | `Hub`: joins the above and carries out what is asked of it |
+//! | `views` | the admin API's JSON of connections, channels and statistics |
+//! | `webhook` | `POST` from backends, and their Redis pub/sub messages |
+//! | `connection` | the upgrade and the life of one connection (reader, writer) |
+//! | `service` | `Hub::start`, the paths the hub claims, serving a claimed request |
 
+mod access;
 pub mod auth;
+mod channels;
+mod client;
 mod connection;
+mod delivery;
 mod error;
 pub mod fanout;
+mod history;
 mod hub;
+mod locks;
 mod outbox;
 pub mod protocol;
+mod registry;
 mod request;
+mod service;
 mod settings;
+mod views;
 mod webhook;
 
-pub use auth::{Identity, TokenVerifier};
+pub use auth::{Identity, TokenVerifier, VerifyError};
+pub use client::ClientConnection;
 pub use error::{Error, Result};
-pub use hub::{Conn, Hub};
+pub use hub::Hub;
 pub use request::{is_websocket_upgrade, query_param};
 pub use settings::{HubSettings, QUEUE_CAPACITY};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+#[cfg(test)]
+mod order {
+    use std::path::Path;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-
-impl Hub {
-    /// Builds the hub and, when Redis is configured, starts its fan-out.
-    pub fn start(
-        settings: HubSettings,
-        table: crate::routing::TableHandle,
-        verifier: Arc<dyn TokenVerifier>,
-        metrics: crate::telemetry::Metrics,
-    ) -> Result<Arc<Hub>> {
-        let url = settings.redis_url.clone();
-        let unheard = url.is_none() && !settings.pubsub_channels.is_empty();
-        let hub = Arc::new(Hub::new(settings, table, verifier, metrics));
-        if let Some(url) = url {
-            fanout::Fanout::start(&hub, &url)?;
+    /// Modules named after `super::` (single or in a `{...}` group), with their offsets.
+    fn siblings_named(code: &str) -> Vec<(usize, String)> {
+        let ident = |s: &str| -> String {
+            s.trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(i) = code[at..].find("super::") {
+            at += i + "super::".len();
+            match code[at..].strip_prefix('{') {
+                Some(group) => {
+                    let end = group.find('}').unwrap_or(group.len());
+                    out.extend(group[..end].split(',').map(|item| (at, ident(item))));
+                }
+                None => out.push((at, ident(&code[at..]))),
+            }
         }
-        if unheard {
-            tracing::warn!("websocket.integration.redis_pubsub.channels are set but no Redis URL is: nothing will be heard on them");
-        }
-        Ok(hub)
+        out
     }
 
-    /// Whether the proxy should hand a request for `path` to the hub.
-    pub fn claims(&self, path: &str) -> bool {
-        path == self.settings.path || self.settings.webhook_path.as_deref() == Some(path)
-    }
-
-    /// Serves a request the hub claimed: the webhook or an upgrade.
-    pub async fn handle<B>(self: &Arc<Self>, peer: SocketAddr, req: Request<B>) -> Response<Full<Bytes>>
-    where
-        B: hyper::body::Body + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        if self.settings.webhook_path.as_deref() == Some(req.uri().path()) {
-            self.webhook(req).await
-        } else {
-            self.upgrade(peer, req)
+    #[test]
+    fn each_file_uses_only_files_above_it_in_the_table() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/websocket");
+        let doc = std::fs::read_to_string(dir.join("mod.rs")).expect("mod.rs");
+        let order: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let rank = |m: &str| order.iter().position(|o| *o == m);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).expect("src/websocket") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("name")
+                .to_string();
+            if name == "mod" {
+                continue;
+            }
+            files += 1;
+            let own = rank(&name).unwrap_or_else(|| panic!("{name}.rs is missing from the table in mod.rs"));
+            let text = std::fs::read_to_string(&path).expect("source");
+            let code: String = text
+                .lines()
+                .map(|l| if l.trim_start().starts_with("//") { "" } else { l })
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (at, used) in siblings_named(&code) {
+                if let Some(r) = rank(&used) {
+                    let line = code[..at].lines().count();
+                    assert!(
+                        r < own,
+                        "{name}.rs:{line} uses `{used}`, which the table puts below it"
+                    );
+                }
+            }
         }
+        assert_eq!(files, order.len(), "every row of the table is a file");
     }
 }
