@@ -37,6 +37,7 @@
 //! | `webhook` | `POST` from backends, and their Redis pub/sub messages |
 //! | `connection` | the upgrade and the life of one connection (reader, writer) |
 //! | `service` | `Hub::start`, the paths the hub claims, serving a claimed request |
+//! | `hub_tests` | the hub in-process: clients, channels, delivery, history, policies |
 
 mod access;
 pub mod auth;
@@ -57,6 +58,9 @@ mod service;
 mod settings;
 mod views;
 mod webhook;
+
+#[cfg(test)]
+mod hub_tests;
 
 pub use auth::{Identity, TokenVerifier, VerifyError};
 pub use client::ClientConnection;
