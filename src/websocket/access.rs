@@ -1,5 +1,6 @@
 //! Who may use a channel: the checks of its policy behind Subscribe and a client's Broadcast,
-//! answered as the `ProtocolError` the client is sent.
+//! answered as the `ProtocolError` the client is sent, and the token bucket behind a
+//! channel's rate limit (one per connection and channel).
 
 use super::auth::Identity;
 use super::protocol::ProtocolError;
@@ -76,6 +77,35 @@ pub(crate) fn may_broadcast(
         }
     }
     Ok(())
+}
+
+/// Token bucket for one connection on one channel.
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate: &RatePolicy) -> Self {
+        Bucket {
+            tokens: f64::from(rate.burst),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one (the policy may have changed since the bucket was made).
+    pub(crate) fn take(&mut self, rate: &RatePolicy) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(rate.per_minute) / 60.0;
+        self.tokens = (self.tokens + refill).min(f64::from(rate.burst));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -170,5 +200,24 @@ mod tests {
         );
         let free = ChannelPolicy::default();
         assert_eq!(code(may_broadcast(&free, "news", &[], |_| false)), None);
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_refuses() {
+        let rate = RatePolicy {
+            per_minute: 1,
+            burst: 2,
+        };
+        let mut b = Bucket::new(&rate);
+        assert!(b.take(&rate));
+        assert!(b.take(&rate));
+        assert!(!b.take(&rate), "one token a minute is not back yet");
+        // A policy that now allows more refills faster, up to its own burst.
+        let faster = RatePolicy {
+            per_minute: 6_000_000,
+            burst: 1,
+        };
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(b.take(&faster));
     }
 }

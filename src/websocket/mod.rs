@@ -23,7 +23,7 @@
 //! | `protocol` | the JSON frames in and out, `ProtocolError` |
 //! | `request` | the upgrade headers and the query string of the opening request |
 //! | `auth` | `Identity` and the `TokenVerifier` seam |
-//! | `access` | a channel policy's checks for Subscribe and a client's Broadcast |
+//! | `access` | a channel policy's checks for Subscribe and Broadcast, the rate bucket |
 //! | `outbox` | one connection's queue of encoded frames and its socket |
 //! | `history` | a channel's kept messages and what a user is replayed |
 //! | `fanout` | Redis: fan-out between replicas, persistent history, backend channels |
@@ -35,7 +35,8 @@
 //! | `hub` | `Hub`: joins the above and carries out what is asked of it |
 //! | `views` | the admin API's JSON of connections, channels and statistics |
 //! | `webhook` | `POST` from backends, and their Redis pub/sub messages |
-//! | `connection` | the upgrade and the life of one connection (reader, writer) |
+//! | `connection` | the life of one upgraded connection (reader, writer) |
+//! | `upgrade` | the upgrade request: checks, refusals, `101` |
 //! | `service` | `Hub::start`, the paths the hub claims, serving a claimed request |
 //! | `hub_tests` | the hub in-process: clients, channels, delivery, history, policies |
 
@@ -56,6 +57,7 @@ mod registry;
 mod request;
 mod service;
 mod settings;
+mod upgrade;
 mod views;
 mod webhook;
 
