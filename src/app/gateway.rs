@@ -102,7 +102,11 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     }
     let mut reserved_paths = vec!["/health".to_string(), "/ready".to_string()];
     if cfg.websocket.enabled {
-        reserved_paths.extend(HubSettings::from_config(cfg).map_err(Error::Config)?.paths());
+        reserved_paths.extend(
+            HubSettings::from_config(cfg)
+                .map_err(|e| Error::Config(e.to_string()))?
+                .paths(),
+        );
     }
     Ok(CompileOptions {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
@@ -339,8 +343,11 @@ async fn serve(core: Core) -> Result<(), Error> {
     let shutdown = Shutdown { stop: stop_rx, grace };
     let hub = if cfg.websocket.enabled {
         let verifier = Arc::new(crate::websocket::auth::TableVerifier(handle.clone()));
-        let settings = HubSettings::from_config(&cfg).map_err(Error::Config)?;
-        Some(Hub::start(settings, handle.clone(), verifier, metrics.clone()).map_err(Error::Config)?)
+        let settings = HubSettings::from_config(&cfg).map_err(|e| Error::Config(e.to_string()))?;
+        Some(
+            Hub::start(settings, handle.clone(), verifier, metrics.clone())
+                .map_err(|e| Error::Config(e.to_string()))?,
+        )
     } else {
         None
     };

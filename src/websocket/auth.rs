@@ -11,22 +11,28 @@ pub struct Identity {
     pub roles: Vec<String>,
 }
 
+/// Why a token was not accepted; the text is what the client is told.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("token verification is not configured (auth.jwt)")]
+    NotConfigured,
+    #[error(transparent)]
+    Rejected(#[from] crate::auth::AuthError),
+}
+
 /// Turns a bearer token into an identity, or says why not.
 pub trait TokenVerifier: Send + Sync {
-    fn verify(&self, token: &str) -> Result<Identity, String>;
+    fn verify(&self, token: &str) -> Result<Identity, VerifyError>;
 }
 
 /// Verifies with the live table's `auth` verifier.
 pub struct TableVerifier(pub TableHandle);
 
 impl TokenVerifier for TableVerifier {
-    fn verify(&self, token: &str) -> Result<Identity, String> {
+    fn verify(&self, token: &str) -> Result<Identity, VerifyError> {
         let table = self.0.load();
-        let verifier = table
-            .auth
-            .as_ref()
-            .ok_or("token verification is not configured (auth.jwt)")?;
-        let user = verifier.verify(token).map_err(|e| e.to_string())?;
+        let verifier = table.auth.as_ref().ok_or(VerifyError::NotConfigured)?;
+        let user = verifier.verify(token)?;
         Ok(Identity {
             user_id: user.user_id.clone(),
             roles: user.roles.clone(),

@@ -1,14 +1,12 @@
-//! The upgrade on the hub path and the life of one connection: a reader and a writer joined in
-//! one task. The reader decodes frames (tungstenite) and answers the protocol; what it and
-//! tungstenite send (pongs, close replies) goes through the connection's outbox like
-//! everything else, so frames never interleave. The writer drains the outbox when the socket
-//! is full and owns pings, the pong deadline, the idle timeout and the close handshake. Every
-//! wait also watches the connection's cancel token, so a dropped connection never leaves a
-//! task behind.
+//! The life of one upgraded connection: a reader and a writer joined in one task. The reader
+//! decodes frames (tungstenite) and answers the protocol; what it and tungstenite send (pongs,
+//! close replies) goes through the connection's outbox like everything else, so frames never
+//! interleave. The writer drains the outbox when the socket is full and owns pings, the pong
+//! deadline, the idle timeout and the close handshake. Every wait also watches the
+//! connection's cancel token, so a dropped connection never leaves a task behind.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,171 +15,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::hub::{Conn, Hub, Outgoing};
+use super::access::Bucket;
+use super::client::ClientConnection;
+use super::delivery::Delivery;
+use super::hub::Hub;
 use super::outbox::{self, Pushed, WriterEvent};
 use super::protocol::{self, ClientMessage, ProtocolError};
-use super::{is_websocket_upgrade, query_param};
-use crate::routing::channels::RatePolicy;
-use crate::wire::json_error;
 
 type Ws = WebSocketStream<ReadSide>;
 /// How long a close handshake may take before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json_error(status, code, message, "")
-}
-
-impl Hub {
-    /// Answers a request on the hub path: `101` and a new connection, or a JSON refusal.
-    pub fn upgrade<B>(self: &Arc<Self>, peer: SocketAddr, mut req: Request<B>) -> Response<Full<Bytes>> {
-        if self.is_stopping() {
-            self.refused("shutting_down");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the gateway is shutting down",
-            );
-        }
-        if req.method() != Method::GET {
-            let mut r = refuse(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "the WebSocket endpoint takes GET upgrades",
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            return r;
-        }
-        let h = req.headers();
-        if !is_websocket_upgrade(h) {
-            let mut r = refuse(
-                StatusCode::UPGRADE_REQUIRED,
-                "upgrade_required",
-                "this is the WebSocket endpoint: send an HTTP/1.1 `Upgrade: websocket` request",
-            );
-            r.headers_mut()
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            return r;
-        }
-        if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-            let mut r = refuse(
-                StatusCode::UPGRADE_REQUIRED,
-                "bad_request",
-                "Sec-WebSocket-Version must be 13",
-            );
-            r.headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-            return r;
-        }
-        let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Sec-WebSocket-Key is missing",
-            );
-        };
-        let accept = derive_accept_key(key.as_bytes());
-        let origin = h
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if !self
-            .table
-            .load()
-            .channels
-            .origin_allowed_anywhere(origin.as_deref())
-        {
-            self.refused("origin");
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this origin may not open WebSocket connections",
-            );
-        }
-        let token = req
-            .uri()
-            .query()
-            .and_then(|q| query_param(q, "token"))
-            .filter(|t| !t.is_empty())
-            .or_else(|| {
-                h.get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(|t| t.trim().to_string())
-            });
-        let identity = match token {
-            Some(t) => match self.verifier.verify(&t) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    self.refused("unauthorized");
-                    let mut r = refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e);
-                    r.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                    );
-                    return r;
-                }
-            },
-            None => None,
-        };
-        if !self.reserve() {
-            self.refused("max_connections");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_connections",
-                &format!(
-                    "the gateway holds its maximum of {} WebSocket connections",
-                    self.settings.max_connections
-                ),
-            );
-        }
-        let user_agent = h
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(200).collect());
-        let conn = self.register(peer, origin, user_agent, identity);
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        let hub = self.clone();
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => run(&hub, &conn, upgraded).await,
-                Err(e) => tracing::debug!(connection = %conn.id, "WebSocket upgrade failed: {e}"),
-            }
-            hub.unregister(&conn);
-        });
-        let mut resp = Response::new(Full::default());
-        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let rh = resp.headers_mut();
-        rh.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        rh.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Ok(v) = HeaderValue::from_str(&accept) {
-            rh.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        resp
-    }
-}
-
 /// The socket as tungstenite sees it: reads from the socket, writes into the outbox.
 struct ReadSide {
     rd: ReadHalf<TokioIo<Upgraded>>,
-    conn: Arc<Conn>,
+    conn: Arc<ClientConnection>,
     hub: Arc<Hub>,
 }
 
@@ -215,7 +73,8 @@ impl AsyncWrite for ReadSide {
     }
 }
 
-async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, upgraded: Upgraded) {
+/// Serves an upgraded connection until it closes or is dropped.
+pub(super) async fn run(hub: &Arc<Hub>, conn: &Arc<ClientConnection>, upgraded: Upgraded) {
     let max = hub.settings.max_message_size.max(1024);
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
@@ -233,7 +92,7 @@ async fn run(hub: &Arc<Hub>, conn: &Arc<Conn>, upgraded: Upgraded) {
     tokio::join!(read_loop(hub, conn, ws), write_loop(hub, conn));
 }
 
-async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: Ws) {
+async fn read_loop(hub: &Hub, conn: &Arc<ClientConnection>, mut stream: Ws) {
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
     loop {
         let next = tokio::select! {
@@ -291,7 +150,12 @@ async fn read_loop(hub: &Hub, conn: &Arc<Conn>, mut stream: Ws) {
     }
 }
 
-async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut HashMap<String, Bucket>) {
+async fn handle_text(
+    hub: &Hub,
+    conn: &Arc<ClientConnection>,
+    text: &str,
+    buckets: &mut HashMap<String, Bucket>,
+) {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => return hub.error_to(conn, &e),
@@ -309,11 +173,11 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut Hash
                 _ => {
                     let frame = protocol::auth_success(&id.user_id);
                     conn.set_identity(id);
-                    hub.send(conn, Outgoing::Frame(frame));
+                    hub.send(conn, Delivery::Frame(frame));
                     Ok(())
                 }
             },
-            Err(e) => Err(ProtocolError::new("unauthorized", e)),
+            Err(e) => Err(ProtocolError::new("unauthorized", e.to_string())),
         },
         ClientMessage::Subscribe { channel } => hub.subscribe(conn, &channel).await,
         ClientMessage::Unsubscribe { channel } => {
@@ -334,36 +198,7 @@ async fn handle_text(hub: &Hub, conn: &Arc<Conn>, text: &str, buckets: &mut Hash
     }
 }
 
-/// Token bucket for one connection on one channel.
-pub(crate) struct Bucket {
-    tokens: f64,
-    last: std::time::Instant,
-}
-
-impl Bucket {
-    pub(crate) fn new(rate: &RatePolicy) -> Self {
-        Bucket {
-            tokens: f64::from(rate.burst),
-            last: std::time::Instant::now(),
-        }
-    }
-
-    /// Takes one token if there is one (the policy may have changed since the bucket was made).
-    pub(crate) fn take(&mut self, rate: &RatePolicy) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(rate.per_minute) / 60.0;
-        self.tokens = (self.tokens + refill).min(f64::from(rate.burst));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-async fn write_loop(hub: &Hub, conn: &Arc<Conn>) {
+async fn write_loop(hub: &Hub, conn: &Arc<ClientConnection>) {
     let s = &hub.settings;
     let ping_every = (!s.ping_interval.is_zero()).then_some(s.ping_interval);
     let idle = (!s.idle_timeout.is_zero()).then_some(s.idle_timeout);
@@ -440,7 +275,11 @@ async fn write_loop(hub: &Hub, conn: &Arc<Conn>) {
 }
 
 /// Sends our close frame (or completes the peer's) and waits briefly for the other side.
-async fn finish(hub: &Hub, conn: &Conn, frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) {
+async fn finish(
+    hub: &Hub,
+    conn: &ClientConnection,
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) {
     hub.mark_closing(conn);
     let peer_started = frame.is_none();
     // The peer's close was answered by tungstenite through the outbox already.

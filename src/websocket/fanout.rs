@@ -8,8 +8,10 @@
 //!
 //! Backend services may also publish on the Redis channels listed in
 //! `integration.redis_pubsub.channels`: every replica subscribes to them and delivers what it
-//! hears to its own subscribers of the hub channel with the same name (see
-//! `Hub::deliver_backend_message`).
+//! hears to its own subscribers of the hub channel with the same name.
+//!
+//! What it hears goes to an [`Inbound`] (the hub), held weakly: the fan-out knows nothing else
+//! of the hub, and stops when the hub is gone.
 //!
 //! Redis being away never blocks the hub: publishing goes through a bounded queue (full →
 //! dropped and counted), history reads time out and fall back to memory, and both connections
@@ -26,8 +28,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::hub::Entry;
-use super::Hub;
+use super::error::{Error, Result};
+use super::history::HistoryEntry;
 
 /// The pub/sub channel replicas share.
 pub const FANOUT_CHANNEL: &str = "gatehouse:ws:fanout";
@@ -71,6 +73,15 @@ struct State {
     failed: AtomicU64,
 }
 
+/// Where the fan-out hands what it hears: the hub.
+pub(crate) trait Inbound: Send + Sync {
+    /// A frame published on another replica, for this replica's subscribers.
+    fn remote_frame(&self, channel: &str, frame: Utf8Bytes, target: Option<&str>);
+
+    /// A message a backend published on `channel`, one of `integration.redis_pubsub.channels`.
+    fn backend_message(&self, channel: &str, payload: &[u8]) -> Result<usize>;
+}
+
 /// The hub's Redis side.
 pub struct Fanout {
     tx: mpsc::Sender<Publish>,
@@ -79,29 +90,34 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Starts the publisher and subscriber tasks for `hub` and attaches them to it.
-    pub fn start(hub: &Arc<Hub>, url: &str) -> Result<(), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
+    /// Starts the publisher and subscriber tasks of replica `node_id`; what the subscriber
+    /// hears on the fan-out channel and on `backend_channels` goes to `inbound`.
+    pub(crate) fn start(
+        url: &str,
+        node_id: &str,
+        backend_channels: Vec<String>,
+        inbound: Weak<dyn Inbound>,
+    ) -> Result<Fanout> {
+        let client = redis::Client::open(url).map_err(Error::RedisUrl)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let state = Arc::new(State::default());
-        tokio::spawn(publisher(client.clone(), rx, state.clone(), hub.node_id.clone()));
+        tokio::spawn(publisher(client.clone(), rx, state.clone(), node_id.to_string()));
         tokio::spawn(subscriber(
             client,
-            Arc::downgrade(hub),
+            inbound,
             state.clone(),
-            hub.node_id.clone(),
-            hub.settings.pubsub_channels.clone(),
+            node_id.to_string(),
+            backend_channels,
         ));
         let shown = match url.rsplit_once('@') {
             Some((_, host)) => format!("redis://***@{host}"),
             None => url.to_string(),
         };
-        let _ = hub.fanout.set(Fanout {
+        Ok(Fanout {
             tx,
             state,
             url: shown,
-        });
-        Ok(())
+        })
     }
 
     /// Queues a frame for the other replicas (and for persistence); never waits.
@@ -124,7 +140,7 @@ impl Fanout {
     }
 
     /// The last `n` persisted messages of `channel`; `None` when Redis does not answer.
-    pub(crate) async fn history(&self, channel: &str, n: u32) -> Option<Vec<Entry>> {
+    pub(crate) async fn history(&self, channel: &str, n: u32) -> Option<Vec<HistoryEntry>> {
         let mut m = self.state.manager.get()?.clone();
         let cmd = redis::cmd("LRANGE")
             .arg(history_key(channel))
@@ -143,7 +159,7 @@ impl Fanout {
             items
                 .iter()
                 .filter_map(|s| serde_json::from_str::<Stored>(s).ok())
-                .map(|s| Entry {
+                .map(|s| HistoryEntry {
                     frame: Utf8Bytes::from(s.f),
                     target: s.t.map(Arc::from),
                 })
@@ -231,7 +247,7 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<Publish>, state
 
 async fn subscriber(
     client: redis::Client,
-    hub: Weak<Hub>,
+    hub: Weak<dyn Inbound>,
     state: Arc<State>,
     node: String,
     backend_channels: Vec<String>,
@@ -262,7 +278,7 @@ async fn subscriber(
                     let Some(hub) = hub.upgrade() else { return };
                     let name = msg.get_channel_name();
                     if name != FANOUT_CHANNEL {
-                        if let Err(e) = hub.deliver_backend_message(name, msg.get_payload_bytes()) {
+                        if let Err(e) = hub.backend_message(name, msg.get_payload_bytes()) {
                             tracing::warn!(
                                 channel = name,
                                 "ignoring a message on a Redis pub/sub channel: {e}"
@@ -272,7 +288,7 @@ async fn subscriber(
                     }
                     match serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) {
                         Ok(e) if e.n != node => {
-                            hub.deliver_remote(&e.c, Utf8Bytes::from(e.f), e.t.as_deref());
+                            hub.remote_frame(&e.c, Utf8Bytes::from(e.f), e.t.as_deref());
                         }
                         Ok(_) => {}
                         Err(e) => tracing::debug!("ignoring a malformed fan-out message: {e}"),

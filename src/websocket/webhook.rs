@@ -14,7 +14,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Hub;
+use super::error::{Error, Result};
+use super::hub::Hub;
 use crate::wire::json_error;
 
 /// `from` of messages pushed through the webhook.
@@ -142,7 +143,7 @@ impl Hub {
     /// `integration.redis_pubsub.channels`). Every replica hears it, so it is delivered here
     /// only. The payload is a webhook body (`channel` defaults to `name`), any other JSON
     /// (broadcast as the message on channel `name`), or text (broadcast as a JSON string).
-    pub(crate) fn deliver_backend_message(&self, name: &str, payload: &[u8]) -> Result<usize, String> {
+    pub(crate) fn deliver_backend_message(&self, name: &str, payload: &[u8]) -> Result<usize> {
         let mut value: Value = match serde_json::from_slice(payload) {
             Ok(v) => v,
             Err(_) => Value::String(String::from_utf8_lossy(payload).into_owned()),
@@ -152,7 +153,7 @@ impl Hub {
                 if !obj.contains_key("channel") {
                     obj.insert("channel".to_string(), Value::String(name.to_string()));
                 }
-                serde_json::from_value::<WebhookEvent>(value).map_err(|e| e.to_string())?
+                serde_json::from_value::<WebhookEvent>(value).map_err(Error::BackendMessage)?
             }
             _ => WebhookEvent::ChannelBroadcast {
                 channel: name.to_string(),
