@@ -51,7 +51,9 @@ pub enum Error {
     EndpointsApi(#[from] crate::sources::kube::UnknownEndpointsApi),
     #[error("invalid configuration: Kubernetes client: {0}")]
     KubeClient(kube::Error),
-    /// The hub's and the listener's own settings (their rooms say what is wrong).
+    #[error("invalid configuration: {0}")]
+    Hub(#[from] crate::websocket::Error),
+    /// The HTTPS listener's settings.
     #[error("invalid configuration: {0}")]
     Config(String),
     /// Neither in-cluster config nor a kubeconfig was found.
@@ -102,11 +104,7 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     }
     let mut reserved_paths = vec!["/health".to_string(), "/ready".to_string()];
     if cfg.websocket.enabled {
-        reserved_paths.extend(
-            HubSettings::from_config(cfg)
-                .map_err(|e| Error::Config(e.to_string()))?
-                .paths(),
-        );
+        reserved_paths.extend(HubSettings::from_config(cfg)?.paths());
     }
     Ok(CompileOptions {
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
@@ -343,11 +341,8 @@ async fn serve(core: Core) -> Result<(), Error> {
     let shutdown = Shutdown { stop: stop_rx, grace };
     let hub = if cfg.websocket.enabled {
         let verifier = Arc::new(crate::websocket::auth::TableVerifier(handle.clone()));
-        let settings = HubSettings::from_config(&cfg).map_err(|e| Error::Config(e.to_string()))?;
-        Some(
-            Hub::start(settings, handle.clone(), verifier, metrics.clone())
-                .map_err(|e| Error::Config(e.to_string()))?,
-        )
+        let settings = HubSettings::from_config(&cfg)?;
+        Some(Hub::start(settings, handle.clone(), verifier, metrics.clone())?)
     } else {
         None
     };

@@ -7,7 +7,10 @@
 pub enum Error {
     /// A duration under `websocket.server` does not parse.
     #[error("websocket.server.{key}: {reason}")]
-    Duration { key: &'static str, reason: String },
+    Duration {
+        key: &'static str,
+        reason: crate::settings::DurationError,
+    },
     #[error("websocket.server.path `{0}` must start with '/'")]
     HubPath(String),
     #[error("websocket.integration.webhook.path `{0}` must start with '/' and differ from the hub path")]
