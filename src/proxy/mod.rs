@@ -1,6 +1,7 @@
 //! The data plane: listeners and the request pipeline. It reads the routing table through a
 //! `TableHandle` and knows nothing of where the table came from.
 
+mod body;
 mod client;
 mod error;
 mod fields;
@@ -8,7 +9,6 @@ mod fields;
 pub mod fuzzing;
 #[cfg(all(test, not(fuzzing)))]
 mod fuzzing;
-mod h1;
 pub mod headers;
 mod path;
 mod pipeline;
@@ -17,7 +17,7 @@ mod stall;
 pub mod tls;
 mod upgrade;
 
+pub use body::{Body, ClientBody};
 pub use error::ProxyError;
-pub use h1::ClientBody;
-pub use pipeline::{Body, ProxyState};
+pub use pipeline::ProxyState;
 pub use server::{bind, serve, serve_proxy, serve_simple, ConnLimits, Shutdown};

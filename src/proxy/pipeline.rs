@@ -19,9 +19,9 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::client::{CallError, H1Client, Outbound, UpstreamBody};
-use super::error::ProxyError;
-use super::h1::ClientBody;
+use super::body::{Body, ClientBody, UpstreamBody};
+use super::client::{is_idempotent, Outbound, OwnClient};
+use super::error::{CallError, ProxyError};
 use super::headers;
 use crate::auth::{self, UserContext};
 use crate::policy::cors;
@@ -29,9 +29,6 @@ use crate::policy::ratelimit::{Caller, Decision, RateLimiter, Verdict};
 use crate::routing::{Lookup, Route, TableHandle};
 use crate::telemetry::Metrics;
 use crate::upstream::{ClaimLookup, PickContext, Protocol};
-
-/// Response bodies: streamed from the upstream, or made here.
-pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// Request bodies towards upstreams: streamed from the client, or replayed from memory.
 type RequestBody = Either<ClientStream, Full<Bytes>>;
@@ -130,19 +127,6 @@ impl http_body::Body for ClientStream {
     }
 }
 
-/// Methods that may be sent twice (RFC 9110 §9.2.2).
-pub(super) fn is_idempotent(m: &http::Method) -> bool {
-    matches!(
-        *m,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::OPTIONS
-            | http::Method::PUT
-            | http::Method::DELETE
-            | http::Method::TRACE
-    )
-}
-
 /// A copy of the request head for one more try (extensions stay with the original).
 fn copy_parts(p: &http::request::Parts) -> http::request::Parts {
     let (mut parts, ()) = Request::new(()).into_parts();
@@ -164,7 +148,7 @@ pub struct ProxyState {
     /// Distributed tracing, when `observability.tracing.enabled`.
     pub tracing: Option<crate::telemetry::Tracing>,
     /// Plain `http` HTTP/1.1 endpoints, for requests whose body is in memory.
-    h1: H1Client,
+    h1: OwnClient,
     /// `https` endpoints and streamed request bodies.
     http1: HttpClient,
     h2c: HttpClient,
@@ -197,7 +181,7 @@ impl ProxyState {
         };
         let upstream_connector = super::tls::UpstreamConnector::new(tcp, table.clone(), connect_timeout);
         let connector = || upstream_connector.clone();
-        let h1 = H1Client::new(connector(), UPSTREAM_IDLE, 1024);
+        let h1 = OwnClient::new(connector(), UPSTREAM_IDLE, 1024);
         let http1 = general_client(connector(), UPSTREAM_IDLE, false);
         let h2c = general_client(connector(), UPSTREAM_IDLE, true);
         ProxyState {
@@ -945,18 +929,7 @@ impl Drop for Abandoned<'_> {
     }
 }
 
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-/// The body of `resp` when [`H1Client`] reads it.
+/// The body of `resp` when [`OwnClient`] reads it.
 fn pooled_mut(resp: &mut Response<Body>) -> Option<&mut super::client::PooledBody> {
     match resp.body_mut() {
         Either::Left(body) => body.pooled_mut(),

@@ -10,9 +10,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper_util::rt::TokioIo;
 
+use super::body::{Body, ClientBody, UpstreamBody};
 use super::error::ProxyError;
 use super::headers;
-use super::pipeline::Body;
 use super::ProxyState;
 use crate::routing::Route;
 
@@ -21,7 +21,7 @@ pub(super) async fn tunnel(
     state: &ProxyState,
     route: &Route,
     peer: SocketAddr,
-    mut req: Request<super::h1::ClientBody>,
+    mut req: Request<ClientBody>,
     request_id: &HeaderValue,
     user: Option<&crate::auth::UserContext>,
 ) -> Result<Response<Body>, ProxyError> {
@@ -112,7 +112,7 @@ pub(super) async fn tunnel(
     state.count_upstream(&upstream.key, resp.status().as_str());
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(resp.headers_mut());
-        return Ok(resp.map(|b| Either::Left(super::client::UpstreamBody::hyper(b, state.read_timeout))));
+        return Ok(resp.map(|b| Either::Left(UpstreamBody::hyper(b, state.read_timeout))));
     }
     let switched_to = resp.headers().get(header::UPGRADE);
     if !switched_to.is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {
