@@ -183,7 +183,7 @@ impl Core {
             handle.clone(),
             cfg.server.tls.as_ref().and_then(|t| t.min_version.as_deref()),
         )
-        .map_err(Error::Config)?;
+        .map_err(|e| Error::Config(e.to_string()))?;
         let https_listener = proxy::bind(bind, cfg.server.https_port, "https").await?;
         let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
         let metrics_listener = if cfg.observability.metrics.prometheus_enabled {

@@ -1,4 +1,5 @@
-//! Proxy errors and the JSON body each becomes: `{"error":{"code","message","request_id"}}`.
+//! Proxy errors and the JSON body each becomes: `{"error":{"code","message","request_id"}}`;
+//! and the error of an upstream call, which the forward phase turns into one of them.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -104,4 +105,81 @@ impl ProxyError {
         }
         resp
     }
+}
+
+/// Why an upstream call failed, through either client: what the forward phase classifies
+/// into a retry, a breaker record and a [`ProxyError`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    connect: bool,
+    /// The deadline passed first.
+    timeout: bool,
+    message: String,
+}
+
+impl CallError {
+    /// The connection could not be made; nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    /// The call's deadline passed before the response head arrived.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    pub(in crate::proxy) fn io(what: &str, e: std::io::Error) -> Self {
+        CallError {
+            connect: false,
+            timeout: false,
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// The connection could not be made.
+    pub(in crate::proxy) fn connect(message: String) -> Self {
+        CallError {
+            connect: true,
+            timeout: false,
+            message,
+        }
+    }
+
+    pub(in crate::proxy) fn protocol(message: impl Into<String>) -> Self {
+        CallError {
+            connect: false,
+            timeout: false,
+            message: message.into(),
+        }
+    }
+
+    pub(in crate::proxy) fn timeout() -> Self {
+        CallError {
+            connect: false,
+            timeout: true,
+            message: "no response before the deadline".into(),
+        }
+    }
+
+    /// From the general client's error, with its whole chain of causes.
+    pub fn from_hyper(e: &hyper_util::client::legacy::Error) -> Self {
+        CallError {
+            connect: e.is_connect(),
+            timeout: false,
+            message: error_chain(e),
+        }
+    }
+}
+
+/// `e` and its sources, joined by `: `.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }

@@ -7,9 +7,10 @@
 use bytes::BytesMut;
 use http::Method;
 
+use super::body::ClientBody;
 use super::client::{self, Chunk, State, Step};
 use super::fields::MAX_FIELDS;
-use super::h1::{self, Next};
+use super::server::h1::{self, Next};
 
 /// The head limit the request entry point parses with.
 const MAX_HEAD: usize = 4096;
@@ -42,7 +43,7 @@ pub fn request_heads(data: &[u8]) {
                 assert!(!general(request.uri().path()));
                 assert_eq!(request.headers().len(), req.headers.len());
                 let body = match request.body() {
-                    h1::ClientBody::Read(b) => b.len(),
+                    ClientBody::Read(b) => b.len(),
                     _ => panic!("a fast request without its body read"),
                 };
                 assert_eq!(head + body, taken, "the body is not the declared one");

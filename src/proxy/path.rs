@@ -4,8 +4,30 @@
 //! `/public/../admin` by its first segment, or `/%61dmin` as something else than `/admin`, a
 //! route that requires a token could be reached through one that does not. So both are done
 //! before routing, and the upstream gets the normal path: both read the same one.
+//!
+//! Also the small URI surgery the pipeline does: a path and query put together, a URI with
+//! another path.
 
 use std::borrow::Cow;
+
+use http::uri::{InvalidUri, PathAndQuery};
+use http::Uri;
+
+/// `path`, then `query` if there is one.
+pub fn path_and_query(mut path: String, query: Option<&str>) -> Result<PathAndQuery, InvalidUri> {
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    PathAndQuery::try_from(path)
+}
+
+/// `uri` with its path replaced by `path`, its query kept.
+pub fn with_path(uri: &Uri, path: String) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query(path, uri.query()).ok()?);
+    Uri::from_parts(parts).ok()
+}
 
 /// `path` in normal form: percent-encoded unreserved characters decoded (`%61` is `a`, `%2e`
 /// is `.`), then dot-segments removed; `None` when that changes nothing, which for a path with

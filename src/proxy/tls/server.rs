@@ -45,23 +45,37 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// Why the HTTPS listener's config cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerConfigError {
+    #[error("server.tls.min_version `{0}` must be \"1.2\" or \"1.3\"")]
+    MinVersion(String),
+    #[error("TLS versions: {0}")]
+    Versions(rustls::Error),
+    #[error("TLS session tickets: {0}")]
+    Tickets(rustls::Error),
+}
+
 /// The server config of the HTTPS listener: TLS 1.2 and 1.3 (or 1.3 only when `min_version`
 /// is "1.3"), ALPN h2 and http/1.1, certificates from the live table.
-pub fn server_config(table: TableHandle, min_version: Option<&str>) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(
+    table: TableHandle,
+    min_version: Option<&str>,
+) -> Result<Arc<ServerConfig>, ServerConfigError> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version.map(str::trim) {
         None | Some("") | Some("1.2") | Some("TLSv1.2") => {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
         }
         Some("1.3") | Some("TLSv1.3") => &[&rustls::version::TLS13],
-        Some(v) => return Err(format!("server.tls.min_version `{v}` must be \"1.2\" or \"1.3\"")),
+        Some(v) => return Err(ServerConfigError::MinVersion(v.to_string())),
     };
     let mut cfg = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(versions)
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(ServerConfigError::Versions)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver::new(table)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(ServerConfigError::Tickets)?;
     Ok(Arc::new(cfg))
 }
 

@@ -1,4 +1,4 @@
-//! Accept loops: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
+//! Accept loops and client connections: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
 //! another, both with the HTTP/1.1 fast path; idle and slow HTTP/1.1 clients closed after
 //! `server.timeouts.keepalive_timeout`; graceful drain on shutdown.
 
@@ -18,38 +18,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::h1::{self, ClientBody, Ended};
+use super::h1::{self, Ended};
+use super::limits::ConnLimits;
+use super::rewind::Rewind;
+use crate::proxy::body::{ClientBody, WireHead};
+use crate::proxy::stall::StallGuard;
+use crate::proxy::tls::TlsConn;
 
 /// Tells accept loops to stop and how long connections may take to drain.
 #[derive(Clone)]
 pub struct Shutdown {
     pub stop: watch::Receiver<bool>,
     pub grace: Duration,
-}
-
-/// What every client connection of a listener is held to.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnLimits {
-    /// Largest request head, bytes.
-    pub max_header_size: usize,
-    /// How long an HTTP/1.1 connection may wait for the next request head to arrive whole:
-    /// idle keep-alive connections and clients that send a head too slowly are closed after it.
-    /// `None`: never.
-    pub keepalive: Option<Duration>,
-    /// How long writes to a client may stall (its connection full) before it is closed.
-    /// `None`: no limit.
-    pub send: Option<Duration>,
-}
-
-impl ConnLimits {
-    /// For small internal servers (admin, metrics).
-    pub fn internal(keepalive: Option<Duration>) -> Self {
-        ConnLimits {
-            max_header_size: 64 * 1024,
-            keepalive,
-            send: None,
-        }
-    }
 }
 
 /// Binds `addr:port`, with a message that names what failed.
@@ -119,7 +99,7 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
 ) where
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
+    B: Body<Data = bytes::Bytes> + WireHead + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
     R: Fn(http::StatusCode) + Clone + Send + Sync + 'static,
@@ -135,9 +115,9 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
             (handler.clone(), general.clone(), refused.clone(), builder.clone());
         let (watcher, stop, alive) = (graceful.watcher(), stop.clone(), alive_rx.clone());
         let acceptor = acceptor.clone();
-        let stream = super::stall::StallGuard::new(stream, limits.send);
+        let stream = StallGuard::new(stream, limits.send);
         tokio::spawn(async move {
-            let conn = Conn {
+            let conn = ClientConn {
                 peer,
                 general: &general,
                 refused: &refused,
@@ -163,7 +143,7 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let h = move |peer, mut req: Request<ClientBody>| {
-                        req.extensions_mut().insert(super::tls::TlsConn);
+                        req.extensions_mut().insert(TlsConn);
                         h(peer, req)
                     };
                     if h2 {
@@ -184,8 +164,8 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
     drain(all, shutdown.grace, "connections").await;
 }
 
-/// One client connection of `serve_proxy`.
-struct Conn<'a, G, R> {
+/// One client connection of `serve_proxy`, before its protocol is known.
+struct ClientConn<'a, G, R> {
     peer: SocketAddr,
     general: &'a G,
     refused: &'a R,
@@ -195,25 +175,25 @@ struct Conn<'a, G, R> {
     limits: ConnLimits,
 }
 
-impl<'a, G, R> Conn<'a, G, R> {
-    fn with<F>(self, handler: F) -> Client<'a, G, R, F> {
-        Client { conn: self, handler }
+impl<'a, G, R> ClientConn<'a, G, R> {
+    fn with<F>(self, handler: F) -> Serving<'a, G, R, F> {
+        Serving { conn: self, handler }
     }
 }
 
 /// A client connection with its request handler.
-struct Client<'a, G, R, F> {
-    conn: Conn<'a, G, R>,
+struct Serving<'a, G, R, F> {
+    conn: ClientConn<'a, G, R>,
     handler: F,
 }
 
-impl<G, R, F, Fut, B> Client<'_, G, R, F>
+impl<G, R, F, Fut, B> Serving<'_, G, R, F>
 where
     G: Fn(&str) -> bool,
     R: Fn(http::StatusCode),
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = bytes::Bytes> + h1::WireHead + Send + 'static,
+    B: Body<Data = bytes::Bytes> + WireHead + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     /// The fast path, then the general server if the connection needs it.
@@ -252,7 +232,7 @@ where
             seen.store(true, Ordering::Relaxed);
             h(peer, req.map(ClientBody::Streamed))
         });
-        let io = TokioIo::new(h1::Rewind::new(stream, read.freeze()));
+        let io = TokioIo::new(Rewind::new(stream, read.freeze()));
         let conn = c.builder.serve_connection_with_upgrades(io, svc).into_owned();
         let conn = c.watcher.watch(conn);
         if first_within {

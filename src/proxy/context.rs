@@ -1,0 +1,77 @@
+//! The request context: what the phases of one request share instead of passing it piece by
+//! piece. [`Arrival`] is what is known as the request comes in, the routing table included:
+//! it is loaded once, here, and every later phase reads this table, never the live one, so
+//! that a table published in the middle of a request cannot mix with the one it was routed
+//! by. [`RequestCtx`] adds the route and, once authenticated, the caller.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request};
+
+use super::headers::{request_id_from, ClientFields};
+use super::tls::TlsConn;
+use crate::auth::UserContext;
+use crate::routing::{Route, RoutingTable, TableHandle};
+use crate::telemetry::RequestSpan;
+
+/// What is known of a request as it comes in.
+pub struct Arrival {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the request came in: its duration is counted from here.
+    pub start: Instant,
+    pub method: Method,
+    /// The client's fields the phases read.
+    pub client: ClientFields,
+    /// The request's id: the client's `X-Request-ID` when it is sane, else a new one.
+    pub request_id: HeaderValue,
+    /// `https` for a request that came over TLS, else the listener's protocol.
+    pub proto: &'static str,
+    /// The routing table of this request, loaded once as it came in.
+    pub table: Arc<RoutingTable>,
+    /// The request's server span, once it has one (routed requests, with tracing on).
+    pub span: Option<RequestSpan>,
+}
+
+impl Arrival {
+    /// `req`, just come in from `peer` on a listener of `proto`; the table is loaded from
+    /// `table` now.
+    pub fn new<B>(req: &Request<B>, peer: SocketAddr, proto: &'static str, table: &TableHandle) -> Self {
+        let start = Instant::now();
+        let client = ClientFields::of(req.headers());
+        let request_id = request_id_from(client.request_id.as_ref());
+        let proto = match req.extensions().get::<TlsConn>() {
+            Some(_) => "https",
+            None => proto,
+        };
+        Arrival {
+            peer,
+            start,
+            method: req.method().clone(),
+            client,
+            request_id,
+            proto,
+            table: table.load(),
+            span: None,
+        }
+    }
+
+    /// The request body's declared length, when it declares a valid one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.client
+            .content_length
+            .as_ref()
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    }
+}
+
+/// A request with its route: what every phase after routing reads.
+pub struct RequestCtx {
+    pub arrival: Arrival,
+    /// The route, from `arrival.table`.
+    pub route: Arc<Route>,
+    /// The caller on a protected route, once authenticated.
+    pub user: Option<Arc<UserContext>>,
+}

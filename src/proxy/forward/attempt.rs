@@ -1,0 +1,308 @@
+//! One try on one endpoint: its deadline, the send through the client that fits (the own
+//! client for plain `http` endpoints and bodies in memory, the general one otherwise), and what
+//! came back classified: the answer, whether another try may replace it, and what the circuit
+//! breaker and the upstream's metrics hear of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::Either;
+use tokio::time::Instant;
+
+use super::buffer::{BodyWatch, ForwardBody};
+use super::forwarder::Forwarder;
+use super::general::{self, GeneralRequest};
+use super::rewrite::UpstreamHead;
+use crate::proxy::body::{Body, UpstreamBody};
+use crate::proxy::client::Outbound;
+use crate::proxy::context::RequestCtx;
+use crate::proxy::error::{CallError, ProxyError};
+use crate::proxy::headers;
+use crate::upstream::{Endpoint, EndpointState, RetryPolicy, Ticket};
+
+/// The route timeout and the upstream timeout, read against one start.
+pub(super) struct Clock {
+    /// When the first try began (read only when some timeout applies).
+    started: Option<Instant>,
+    /// The end of the route timeout.
+    pub(super) deadline: Option<Instant>,
+    /// The route timeout.
+    route: Option<Duration>,
+    /// `server.timeouts.upstream_timeout`: the longest one try may take.
+    upstream: Option<Duration>,
+}
+
+impl Clock {
+    pub(super) fn start(route: Option<Duration>, upstream: Option<Duration>) -> Self {
+        // (The clock is read here only when some timeout applies.)
+        let started = (route.is_some() || upstream.is_some()).then(Instant::now);
+        Clock {
+            started,
+            deadline: route.zip(started).map(|(t, s)| s + t),
+            route,
+            upstream,
+        }
+    }
+
+    /// The deadline of try `attempt` of `tries`, and whether the upstream timeout set it;
+    /// `None` when the route timeout has no time left for it.
+    fn per_try(
+        &self,
+        attempt: usize,
+        tries: usize,
+        retry: Option<&RetryPolicy>,
+    ) -> Option<(Option<Instant>, bool)> {
+        // With `timeout` listed, each try gets an even share of the time that is left;
+        // otherwise it may take all of it. (The clock is read only when there is a choice.)
+        let left = (tries - attempt) as u32;
+        let per_try = match self.deadline {
+            Some(d) if attempt > 0 || (left > 1 && retry.is_some_and(|p| p.on("timeout"))) => {
+                let now = Instant::now();
+                let remaining = d.saturating_duration_since(now);
+                if remaining.is_zero() {
+                    return None;
+                }
+                match retry {
+                    Some(p) if left > 1 && p.on("timeout") => Some(now + remaining / left),
+                    _ => Some(d),
+                }
+            }
+            d => d,
+        };
+        // `server.timeouts.upstream_timeout` bounds the try, when it ends sooner.
+        Some(match (self.upstream, self.started) {
+            (Some(limit), Some(first)) => {
+                let from = if attempt == 0 { first } else { Instant::now() };
+                match per_try {
+                    Some(t) if t <= from + limit => (Some(t), false),
+                    _ => (Some(from + limit), true),
+                }
+            }
+            _ => (per_try, false),
+        })
+    }
+
+    /// How long a try out of time waited: the route timeout, or the upstream timeout when it
+    /// came first (`capped`).
+    fn waited(&self, capped: bool) -> Duration {
+        match self.upstream {
+            Some(limit) if capped => limit,
+            _ => self.route.unwrap_or_default(),
+        }
+    }
+}
+
+/// The request as it goes upstream, for all its tries.
+pub(super) struct UpstreamRequest<'a> {
+    pub(super) head: UpstreamHead,
+    pub(super) body: ForwardBody,
+    /// What can be learnt of a streamed body after a try.
+    pub(super) watch: Option<Arc<BodyWatch>>,
+    /// The fast path's own writer takes the upstream's fields in wire form.
+    pub(super) wire: bool,
+    /// The upstream's retry policy, when this request may be tried again.
+    pub(super) retry: Option<&'a RetryPolicy>,
+    pub(super) clock: Clock,
+}
+
+/// One try: where it goes, with what head, and by when.
+pub(super) struct Try<'a> {
+    pub(super) endpoint: &'a Endpoint,
+    pub(super) state: &'a Arc<EndpointState>,
+    /// The circuit breaker's leave to call, when the upstream has one.
+    pub(super) ticket: Option<Ticket<'a>>,
+    pub(super) parts: Parts,
+    pub(super) until: Option<Instant>,
+    /// The upstream timeout set `until`.
+    pub(super) capped: bool,
+}
+
+/// How a try went: the answer to give, unless `retry` and another try replaces it.
+pub(super) struct Tried {
+    pub(super) outcome: Result<Response<Body>, ProxyError>,
+    pub(super) retry: bool,
+}
+
+impl UpstreamRequest<'_> {
+    /// The deadline of try `attempt` of `tries`, and whether the upstream timeout set it;
+    /// `None` when no time is left for it.
+    pub(super) fn deadline(&self, attempt: usize, tries: usize) -> Option<(Option<Instant>, bool)> {
+        self.clock.per_try(attempt, tries, self.retry)
+    }
+}
+
+impl Forwarder {
+    /// Sends `req` as `t` says and classifies what came back.
+    pub(super) async fn attempt(&self, ctx: &RequestCtx, req: &mut UpstreamRequest<'_>, t: Try<'_>) -> Tried {
+        let Try {
+            endpoint,
+            state,
+            ticket,
+            mut parts,
+            until,
+            capped,
+        } = t;
+        let upstream = &ctx.route.upstream;
+        let fwd = &mut req.head.fwd;
+        fwd.host = Some(endpoint.host_header.clone());
+        // Each try is its own upstream hop: a client span when tracing is on, else a fresh
+        // parent id for the client's trace.
+        let upstream_span = match &ctx.arrival.span {
+            Some(s) => {
+                fwd.traceparent = None;
+                Some(s.upstream_call(&upstream.key, &endpoint.url, &mut parts.headers))
+            }
+            None => {
+                fwd.next_traceparent();
+                None
+            }
+        };
+        let in_flight = state.start();
+        let result = self.send(req, endpoint, parts, until).await;
+        drop(in_flight);
+        if let Some(span) = upstream_span {
+            match &result {
+                Ok(resp) => span.finish(Ok(resp.status())),
+                Err(e) if e.is_timeout() => span.finish(Err("timeout")),
+                Err(e) => span.finish(Err(&e.to_string())),
+            }
+        }
+        if let (Err(e), Some(watch)) = (&result, &req.watch) {
+            // Reading the client's body failed, or time ran out waiting for it: the client's
+            // fault, which neither the breaker nor the upstream's series hear of, and which
+            // no other try mends.
+            let fault = match watch.failed() {
+                Some(why) => Some(ProxyError::BadRequest(format!(
+                    "cannot read the request body: {why}"
+                ))),
+                None if e.is_timeout() && watch.waiting() => {
+                    Some(ProxyError::RequestTimeout(req.clock.waited(capped)))
+                }
+                None => None,
+            };
+            if let Some(fault) = fault {
+                return Tried {
+                    outcome: Err(fault),
+                    retry: false,
+                };
+            }
+        }
+        let (label, ok, retry, outcome) = classify(result, req, endpoint, capped);
+        if let Some(t) = ticket {
+            t.record(ok);
+        }
+        // Without a response, `ok` is false: "error".
+        upstream.series.with(
+            &label.map_or(0, |s| s.as_u16()),
+            || {
+                let status = label.as_ref().map_or("error", |s| s.as_str());
+                self.metrics
+                    .upstream_requests_total
+                    .with_label_values(&[upstream.key.as_str(), status])
+            },
+            |c| c.inc(),
+        );
+        Tried { outcome, retry }
+    }
+
+    /// Sends the request on the client that fits and reads the response head, before `until`
+    /// (the own client keeps a timer per connection, the general one gets a timer per call).
+    async fn send(
+        &self,
+        req: &mut UpstreamRequest<'_>,
+        endpoint: &Endpoint,
+        parts: Parts,
+        until: Option<Instant>,
+    ) -> Result<Response<UpstreamBody>, CallError> {
+        let head = &req.head;
+        match &mut req.body {
+            ForwardBody::Buffered(body) if !head.h2c && endpoint.scheme == http::uri::Scheme::HTTP => {
+                let out = Outbound {
+                    method: &parts.method,
+                    target: head.target.as_str(),
+                    headers: &parts.headers,
+                    body,
+                    authority: &endpoint.authority,
+                    forwarding: &head.fwd,
+                    wire: req.wire,
+                };
+                self.own
+                    .request(out, until)
+                    .await
+                    .map(|r| r.map(|b| UpstreamBody::pooled(b, self.read_timeout)))
+            }
+            body => {
+                let client = if head.h2c { &self.h2c } else { &self.general };
+                let req = GeneralRequest {
+                    body: body.for_general()?,
+                    parts,
+                    fwd: &head.fwd,
+                    endpoint,
+                    target: &head.target,
+                };
+                general::send(client, req, until)
+                    .await
+                    .map(|r| r.map(|b| UpstreamBody::hyper(b, self.read_timeout)))
+            }
+        }
+    }
+}
+
+/// What a try's result is: the status it is counted by (none without a response), whether
+/// the breaker counts it a success, whether the retry policy allows another try, and the
+/// answer (hop-by-hop fields gone) or error.
+fn classify(
+    result: Result<Response<UpstreamBody>, CallError>,
+    req: &UpstreamRequest<'_>,
+    endpoint: &Endpoint,
+    capped: bool,
+) -> (Option<StatusCode>, bool, bool, Result<Response<Body>, ProxyError>) {
+    let retry = req.retry;
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status();
+            let retry_it = retry.is_some_and(|p| {
+                (status.is_server_error() && p.on("5xx"))
+                    || (matches!(status.as_u16(), 502..=504) && p.on("gateway-error"))
+            });
+            headers::strip_hop_by_hop(resp.headers_mut());
+            if status == StatusCode::NO_CONTENT {
+                // RFC 9110 §8.6; the own client drops it already.
+                resp.headers_mut().remove(header::CONTENT_LENGTH);
+            }
+            (
+                Some(status),
+                !status.is_server_error(),
+                retry_it,
+                Ok(resp.map(Either::Left)),
+            )
+        }
+        Err(e) if e.is_timeout() => {
+            let out_of_time = req.clock.deadline.is_some_and(|d| d <= Instant::now());
+            (
+                None,
+                false,
+                !out_of_time && retry.is_some_and(|p| p.on("timeout")),
+                Err(ProxyError::UpstreamTimeout(req.clock.waited(capped))),
+            )
+        }
+        Err(e) => {
+            let connect = e.is_connect();
+            let condition = if connect { "connect-failure" } else { "reset" };
+            let msg = if connect {
+                format!("cannot connect to {}", endpoint.url)
+            } else {
+                format!("{} failed: {e}", endpoint.url)
+            };
+            (
+                None,
+                false,
+                retry.is_some_and(|p| p.on(condition)),
+                Err(ProxyError::BadGateway(msg)),
+            )
+        }
+    }
+}

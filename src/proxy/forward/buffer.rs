@@ -1,0 +1,139 @@
+//! The request body towards upstreams. Bodiless requests and bodies up to [`REPLAY_LIMIT`]
+//! with a known length are read into memory first (within the route timeout): a retry can
+//! send them again, and plain HTTP/1.1 endpoints get them with the head in one write.
+//! Anything else is streamed and not retried, with a watch on whose fault a failure is.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::proxy::body::ClientBody;
+use crate::proxy::error::{CallError, ProxyError};
+
+/// The largest request body kept in memory so that a retry can send it again.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// The request body of the forward phase.
+pub(super) enum ForwardBody {
+    /// Streamed from the client: sent once, by the general client.
+    Stream(Option<ClientStream>),
+    /// In memory: sent by either client, as often as there are tries.
+    Buffered(Bytes),
+}
+
+/// Request bodies of the general client: streamed from the client, or replayed from memory.
+pub(super) type GeneralBody = Either<ClientStream, Full<Bytes>>;
+
+impl ForwardBody {
+    /// The body of a request that declared `content_length`, read into memory when it is
+    /// small enough, before `deadline` (the route timeout, `route_timeout`, ends there).
+    pub(super) async fn read(
+        body: ClientBody,
+        content_length: Option<u64>,
+        deadline: Option<Instant>,
+        route_timeout: Option<Duration>,
+    ) -> Result<Self, ProxyError> {
+        Ok(match body {
+            ClientBody::Read(b) => ForwardBody::Buffered(b),
+            ClientBody::Streamed(body) if body.is_end_stream() => ForwardBody::Buffered(Bytes::new()),
+            ClientBody::Streamed(body) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => {
+                let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
+                let collected = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, collect)
+                        .await
+                        .map_err(|_| ProxyError::RequestTimeout(route_timeout.unwrap_or_default()))?,
+                    None => collect.await,
+                }
+                .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
+                ForwardBody::Buffered(collected.to_bytes())
+            }
+            ClientBody::Streamed(body) => ForwardBody::Stream(Some(ClientStream {
+                body,
+                watch: Arc::default(),
+            })),
+        })
+    }
+
+    /// What can be learnt afterwards of a streamed body.
+    pub(super) fn watch(&self) -> Option<Arc<BodyWatch>> {
+        match self {
+            ForwardBody::Stream(Some(s)) => Some(s.watch.clone()),
+            _ => None,
+        }
+    }
+
+    /// The body for one try on the general client.
+    pub(super) fn for_general(&mut self) -> Result<GeneralBody, CallError> {
+        match self {
+            ForwardBody::Buffered(b) => Ok(Either::Right(Full::new(b.clone()))),
+            ForwardBody::Stream(b) => match b.take() {
+                Some(b) => Ok(Either::Left(b)),
+                None => Err(CallError::protocol("the request body was sent already")),
+            },
+        }
+    }
+}
+
+/// A client's body streamed to an upstream, which keeps track of whose turn it is. When
+/// reading it fails (bad chunked framing, a client gone mid-upload), or when time runs out
+/// while the gateway waits for the client's next bytes, the upstream call fails too, but the
+/// fault is the client's: it must not count against the upstream.
+pub(super) struct ClientStream {
+    body: Incoming,
+    watch: Arc<BodyWatch>,
+}
+
+/// What the upstream call's owner can learn of its streamed body afterwards.
+#[derive(Default)]
+pub(super) struct BodyWatch {
+    /// Why reading the client's body failed.
+    failed: OnceLock<String>,
+    /// The last read found no bytes from the client yet: the upstream waits for the client,
+    /// not the other way round.
+    waiting: AtomicBool,
+}
+
+impl BodyWatch {
+    /// Why reading the client's body failed, if it did.
+    pub(super) fn failed(&self) -> Option<&String> {
+        self.failed.get()
+    }
+
+    /// Whether the last read of the client's body found nothing yet.
+    pub(super) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+impl http_body::Body for ClientStream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let _ = self.watch.failed.set(e.to_string());
+        }
+        self.watch.waiting.store(polled.is_pending(), Ordering::Relaxed);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,144 @@
+//! WebSocket upgrades on routes with `websocket: true`: the request goes to the upstream with
+//! its `Upgrade`/`Connection` headers on a fresh connection, and when the upstream answers
+//! `101` both upgraded connections are joined by a bidirectional copy.
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Empty};
+use hyper_util::rt::TokioIo;
+
+use super::forwarder::Forwarder;
+use crate::proxy::body::{Body, ClientBody, UpstreamBody};
+use crate::proxy::context::RequestCtx;
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers;
+
+impl Forwarder {
+    /// Proxies one upgrade request; the tunnel lives on in its own task. `proto` is the
+    /// listener's: `X-Forwarded-Proto` of an upgrade has always been it, over TLS as well.
+    pub async fn tunnel(
+        &self,
+        ctx: &RequestCtx,
+        proto: &'static str,
+        mut req: Request<ClientBody>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (route, arrival) = (&ctx.route, &ctx.arrival);
+        let upstream = &route.upstream;
+        let endpoint = upstream.pick().ok_or_else(|| {
+            ProxyError::UpstreamUnavailable(format!("upstream {} has no endpoints", upstream.key))
+        })?;
+        if endpoint.scheme != http::uri::Scheme::HTTP {
+            return Err(ProxyError::BadGateway(format!(
+                "WebSocket upgrades are proxied to http endpoints only, not {}",
+                endpoint.url
+            )));
+        }
+        let path = req.uri().path();
+        let path = route
+            .rewrite
+            .as_ref()
+            .map_or_else(|| path.to_string(), |r| r.apply(path));
+        let pq = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let pq = PathAndQuery::try_from(pq)
+            .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))?;
+
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let mut out = Request::builder()
+            .method(req.method().clone())
+            .uri(pq)
+            .body(Empty::<bytes::Bytes>::new())
+            .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream request: {e}")))?;
+        let h = out.headers_mut();
+        *h = req.headers().clone();
+        let client = headers::ClientFields::of(h);
+        headers::strip_hop_by_hop(h);
+        headers::strip_user_headers(h);
+        if let Some(u) = &ctx.user {
+            u.apply_headers(h);
+        }
+        // WebSocket only, whatever else the client listed: an upstream that switched to another
+        // protocol (`h2c`) would give the client a tunnel in which it sends requests the gateway
+        // never routes or authorises.
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        let mut fwd = headers::Forwarding::new(
+            &client,
+            arrival.peer.ip(),
+            proto,
+            client.host.clone(),
+            arrival.request_id.clone(),
+        );
+        fwd.host = Some(endpoint.host_header.clone());
+        fwd.next_traceparent();
+        fwd.apply(h);
+
+        let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
+        let connect_timeout = upstream
+            .connect_timeout
+            .unwrap_or(std::time::Duration::from_secs(5));
+        let stream = match tokio::time::timeout(connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                self.count_upstream(&upstream.key, "error");
+                return Err(ProxyError::BadGateway(format!(
+                    "cannot connect to {}",
+                    endpoint.url
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ProxyError::BadGateway(format!("{} failed: {e}", endpoint.url)))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let call = sender.send_request(out);
+        let result = match route.timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout(t))?,
+            None => call.await,
+        };
+        let mut resp = result.map_err(|e| {
+            self.count_upstream(&upstream.key, "error");
+            ProxyError::BadGateway(format!("{} failed: {e}", endpoint.url))
+        })?;
+        self.count_upstream(&upstream.key, resp.status().as_str());
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            headers::strip_hop_by_hop(resp.headers_mut());
+            return Ok(resp.map(|b| Either::Left(UpstreamBody::hyper(b, self.read_timeout))));
+        }
+        let switched_to = resp.headers().get(header::UPGRADE);
+        if !switched_to.is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+            return Err(ProxyError::BadGateway(format!(
+                "{} switched to {:?}, not to WebSocket",
+                endpoint.url,
+                switched_to.map(|u| String::from_utf8_lossy(u.as_bytes()).into_owned())
+            )));
+        }
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let route_id = route.id.clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        tracing::debug!(route = %route_id, "WebSocket tunnel ended: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(route = %route_id, "WebSocket upgrade did not complete: {e}"),
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        let mut back = Response::from_parts(parts, Either::Right(http_body_util::Full::default()));
+        back.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        Ok(back)
+    }
+}

@@ -1,0 +1,145 @@
+//! One request, top to bottom, phase by phase: the gateway's own answers (refusals, the
+//! redirect to https, probes, the hub's paths), the route, admission (who calls, the rate
+//! limit), the forward to the upstream (or the WebSocket tunnel), and the response.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Either;
+
+use super::respond::{fields_mut, plain};
+use super::route::route;
+use super::state::ProxyState;
+use crate::proxy::body::{Body, ClientBody};
+use crate::proxy::context::{Arrival, RequestCtx};
+use crate::proxy::error::ProxyError;
+use crate::proxy::path::{normalized, with_path};
+use crate::proxy::tls::{https_redirect, TlsConn};
+
+impl ProxyState {
+    /// Serves one request; never fails (errors become JSON responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        mut req: Request<ClientBody>,
+    ) -> Result<Response<Body>, Infallible> {
+        // The table this request reads in every phase is loaded here, once.
+        let mut arrival = Arrival::new(&req, peer, self.proto, &self.table);
+        if let Some(answer) = self.screen(&arrival, &mut req) {
+            return Ok(answer);
+        }
+        match req.uri().path() {
+            "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
+            "/ready" => return Ok(self.readiness()),
+            p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                if let Some(hub) = &self.hub {
+                    return Ok(hub.handle(peer, req).await.map(Either::Right));
+                }
+            }
+            _ => {}
+        }
+        arrival.span = self
+            .tracing
+            .as_ref()
+            .map(|t| t.start_request(&req, peer, arrival.proto));
+
+        let route = match route(&arrival, &req) {
+            Ok(route) => route,
+            Err(miss) => return Ok(self.unrouted(&arrival, miss, req.uri().path())),
+        };
+        if let Some(s) = &arrival.span {
+            s.set_route(&arrival.method, &route.id, &route.path);
+        }
+        let mut ctx = RequestCtx {
+            arrival,
+            route,
+            user: None,
+        };
+
+        let result = match self.authenticate(&ctx, &req) {
+            Ok(user) => {
+                ctx.user = user;
+                // Counted as 499 should the client go before the answer is ready.
+                let abandoned = Abandoned {
+                    state: &self,
+                    ctx: &ctx,
+                };
+                let result = self.proxy(&ctx, req).await;
+                std::mem::forget(abandoned);
+                result
+            }
+            Err(err) => Err(err),
+        };
+        Ok(self.respond(ctx, result))
+    }
+
+    /// The answers the gateway gives before routing: requests it refuses, and the redirect of
+    /// plain HTTP to https. Before anything reads the path, it is put in normal form: the route
+    /// chosen and the path the upstream gets are the same (`/public/../admin` and `/%61dmin`
+    /// are `/admin` to both).
+    fn screen(&self, arrival: &Arrival, req: &mut Request<ClientBody>) -> Option<Response<Body>> {
+        let refused = if req.method() == Method::CONNECT {
+            Some("CONNECT is not served: the gateway is no forward proxy")
+        } else {
+            arrival.client.host_problem(req.version())
+        };
+        if let Some(why) = refused {
+            return Some(self.refuse(&ProxyError::BadRequest(why.into()), &arrival.request_id));
+        }
+        if let Some(port) = self.https_redirect {
+            if req.extensions().get::<TlsConn>().is_none() {
+                if let Some(r) = https_redirect(req, port) {
+                    return Some(r.map(Either::Right));
+                }
+            }
+        }
+        if let Some(clean) = normalized(req.uri().path()) {
+            match with_path(req.uri(), clean) {
+                Some(uri) => *req.uri_mut() = uri,
+                None => {
+                    let err = ProxyError::BadRequest("invalid request path".into());
+                    return Some(self.refuse(&err, &arrival.request_id));
+                }
+            }
+        }
+        None
+    }
+
+    /// An admitted request: counted against the rate limit, then tunnelled (a WebSocket
+    /// upgrade on a WebSocket route) or forwarded.
+    async fn proxy(&self, ctx: &RequestCtx, req: Request<ClientBody>) -> Result<Response<Body>, ProxyError> {
+        let limit = self.rate_limit(ctx, &req).await?;
+        if ctx.route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
+            return self.forwarder.tunnel(ctx, self.proto, req).await;
+        }
+        self.check_size(ctx)?;
+        let mut resp = self.forwarder.forward(ctx, req).await?;
+        if let Some(d) = limit {
+            d.add_headers(fields_mut(&mut resp));
+        }
+        Ok(resp)
+    }
+}
+
+/// A request whose future is dropped before its answer is made: the client closed the
+/// connection (or the drain ran out). It is counted with status 499, as nginx logs it.
+struct Abandoned<'a> {
+    state: &'a ProxyState,
+    ctx: &'a RequestCtx,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let Ok(status) = StatusCode::from_u16(499) else {
+            return;
+        };
+        let arrival = &self.ctx.arrival;
+        self.state
+            .count(Some(&self.ctx.route), &arrival.method, status, arrival.start);
+        if let Some(s) = &arrival.span {
+            s.finish(status);
+        }
+    }
+}
