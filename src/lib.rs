@@ -22,7 +22,7 @@
 //! | 2 | telemetry | logs, metrics, tracing |
 //! | 3 | auth, tls, upstream | JWT keys and checks, certificates, upstream endpoints and their live state |
 //! | 4 | routing | the compiled model: table, path patterns, channel policies, the `ArcSwap` handle |
-//! | 5 | compile, policy, websocket | snapshot to table (pure); rate limits and CORS; the hub |
+//! | 5 | compile, middleware, websocket | snapshot to table (pure); rate limits and CORS; the hub |
 //! | 6 | proxy | listeners and the request pipeline |
 //! | 7 | sources, admin | where snapshots come from (folder, Kubernetes); the admin API |
 //! | 8 | controller | status writer and leader lease |
@@ -34,7 +34,7 @@ pub mod app;
 pub mod auth;
 pub mod compile;
 pub mod controller;
-pub mod policy;
+pub mod middleware;
 pub mod proxy;
 pub mod routing;
 pub mod settings;

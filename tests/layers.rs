@@ -160,3 +160,117 @@ fn the_reader_sees_grouped_and_plain_paths() {
         ["auth", "tls"]
     );
 }
+
+/// The rooms' files (`src/<module>/<file>.rs` or `src/<module>/<dir>/`) by name.
+fn rooms(root: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root).expect("read src") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut parts = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).expect("read room") {
+            let p = e.expect("entry").path();
+            let name = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if name != "mod" && name != "tests" && (p.is_dir() || p.extension().is_some_and(|x| x == "rs")) {
+                parts.insert(name, p);
+            }
+        }
+        let room = dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        out.insert(room, parts);
+    }
+    out
+}
+
+/// The sibling parts a file of `room` names: `crate::room::x`, or `super::x` from a file
+/// directly in the room (`super::super::x` one level down).
+fn siblings_named(room: &str, depth: usize, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let own = format!("crate::{room}::");
+    let sup = match depth {
+        0 => Some("super::".to_string()),
+        1 => Some("super::super::".to_string()),
+        _ => None,
+    };
+    for prefix in std::iter::once(own).chain(sup) {
+        let mut at = 0;
+        while let Some(i) = text[at..].find(&prefix) {
+            at += i + prefix.len();
+            let rest = &text[at..];
+            if prefix == "super::" && rest.starts_with("super::") {
+                continue;
+            }
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                out.extend(group[..end].split(',').map(ident));
+            } else {
+                out.push(ident(rest));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_two_files_of_a_room_import_each_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut cycles = Vec::new();
+    for (room, parts) in rooms(&root) {
+        let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for (part, path) in &parts {
+            let mut files = Vec::new();
+            if path.is_dir() {
+                rust_files(path, &mut files);
+            } else {
+                files.push(path.clone());
+            }
+            for f in files {
+                let depth = f
+                    .strip_prefix(root.join(&room))
+                    .map_or(0, |r| r.components().count() - 1);
+                let text = code_only(&std::fs::read_to_string(&f).expect("read source"));
+                for s in siblings_named(&room, depth, &text) {
+                    if &s != part && parts.contains_key(&s) {
+                        edges.entry(part.clone()).or_default().insert(s);
+                    }
+                }
+            }
+        }
+        // Depth-first search for a path back to where it started.
+        fn back(
+            edges: &BTreeMap<String, std::collections::BTreeSet<String>>,
+            path: &mut Vec<String>,
+            out: &mut Vec<String>,
+        ) {
+            let last = path.last().cloned().unwrap_or_default();
+            for next in edges.get(&last).into_iter().flatten() {
+                if *next == path[0] {
+                    out.push(format!("{} -> {}", path.join(" -> "), next));
+                } else if !path.contains(next) && path.len() < 8 {
+                    path.push(next.clone());
+                    back(edges, path, out);
+                    path.pop();
+                }
+            }
+        }
+        for start in parts.keys() {
+            let mut found = Vec::new();
+            back(&edges, &mut vec![start.clone()], &mut found);
+            cycles.extend(found.into_iter().map(|c| format!("{room}: {c}")));
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "files of one room that import each other:\n{}",
+        cycles.join("\n")
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::admin::{metrics_response, AdminState};
 use crate::compile::CompileOptions;
-use crate::policy::ratelimit::RateLimiter;
+use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::{self, ConnLimits, ProxyState, Shutdown};
 use crate::routing::ChannelDefaults;
 use crate::routing::TableHandle;
@@ -44,7 +44,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Channels(#[from] crate::routing::channels::ChannelError),
     #[error("invalid configuration: {0}")]
-    RateLimits(#[from] crate::policy::ratelimit::ConfigError),
+    RateLimits(#[from] crate::middleware::ratelimit::ConfigError),
     #[error("invalid configuration: {0}")]
     Tracing(#[from] crate::telemetry::TraceError),
     #[error("invalid configuration: {0}")]
@@ -53,9 +53,8 @@ pub enum Error {
     KubeClient(kube::Error),
     #[error("invalid configuration: {0}")]
     Hub(#[from] crate::websocket::Error),
-    /// The HTTPS listener's settings.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Tls(#[from] crate::proxy::tls::ServerConfigError),
     /// Neither in-cluster config nor a kubeconfig was found.
     #[error("no Kubernetes configuration: {0}")]
     NoCluster(String),
@@ -182,8 +181,7 @@ impl Core {
         let tls_config = crate::proxy::tls::server_config(
             handle.clone(),
             cfg.server.tls.as_ref().and_then(|t| t.min_version.as_deref()),
-        )
-        .map_err(|e| Error::Config(e.to_string()))?;
+        )?;
         let https_listener = proxy::bind(bind, cfg.server.https_port, "https").await?;
         let admin_listener = proxy::bind(bind, cfg.server.admin_port, "admin").await?;
         let metrics_listener = if cfg.observability.metrics.prometheus_enabled {

@@ -7,7 +7,7 @@ use http::{header, Request};
 
 use super::state::ProxyState;
 use crate::auth::{self, UserContext};
-use crate::policy::ratelimit::{Caller, Decision, Verdict};
+use crate::middleware::ratelimit::{Admission, Caller, Quota};
 use crate::proxy::body::ClientBody;
 use crate::proxy::context::RequestCtx;
 use crate::proxy::error::ProxyError;
@@ -48,7 +48,7 @@ impl ProxyState {
         &self,
         ctx: &RequestCtx,
         req: &Request<ClientBody>,
-    ) -> Result<Option<Decision>, ProxyError> {
+    ) -> Result<Option<Quota>, ProxyError> {
         let Some(limiter) = &self.limiter else {
             return Ok(None);
         };
@@ -59,9 +59,9 @@ impl ProxyState {
             headers: req.headers(),
         };
         match limiter.check(route, req.uri().path(), &caller).await {
-            Verdict::Unlimited => Ok(None),
-            Verdict::Allowed(d) => Ok(Some(d)),
-            Verdict::Limited(d) => {
+            Admission::Unlimited => Ok(None),
+            Admission::Allowed(d) => Ok(Some(d)),
+            Admission::Limited(d) => {
                 self.metrics
                     .rate_limited_total
                     .with_label_values(&[route.id.as_str()])
@@ -71,7 +71,7 @@ impl ProxyState {
                     reset_secs: d.retry_after_secs(),
                 })
             }
-            Verdict::Unavailable => Err(ProxyError::RateLimitUnavailable),
+            Admission::Unavailable => Err(ProxyError::RateLimitUnavailable),
         }
     }
 

@@ -11,7 +11,7 @@ use http_body_util::{Either, Full};
 
 use super::route::RouteMiss;
 use super::state::ProxyState;
-use crate::policy::cors;
+use crate::middleware::cors;
 use crate::proxy::body::Body;
 use crate::proxy::client::PooledBody;
 use crate::proxy::context::{Arrival, RequestCtx};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Request, StatusCode};
 
-use crate::policy::cors;
+use crate::middleware::cors;
 use crate::proxy::body::ClientBody;
 use crate::proxy::context::Arrival;
 use crate::routing::{Lookup, Route};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::policy::ratelimit::RateLimiter;
+use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::tls::UpstreamConnector;
 use crate::routing::{Route, TableHandle};

@@ -52,8 +52,8 @@ async fn passes(l: &RateLimiter, r: &Route, path: &str, caller: &Caller<'_>, n: 
     let mut ok = 0;
     for _ in 0..n {
         match l.check(r, path, caller).await {
-            Verdict::Allowed(_) | Verdict::Unlimited => ok += 1,
-            Verdict::Limited(_) | Verdict::Unavailable => {}
+            Admission::Allowed(_) | Admission::Unlimited => ok += 1,
+            Admission::Limited(_) | Admission::Unavailable => {}
         }
     }
     ok
@@ -168,7 +168,7 @@ async fn keys_count_by_user_or_header_and_fall_back_to_ip() {
     // No default limit and no route limit: unlimited, without headers.
     assert_eq!(
         l.check(&route("default/x", None), "/", &anon).await,
-        Verdict::Unlimited
+        Admission::Unlimited
     );
 }
 
@@ -182,14 +182,14 @@ async fn decisions_carry_what_the_headers_need() {
         headers: &h,
     };
     let r = route("default/r", None);
-    let Verdict::Allowed(first) = l.check(&r, "/", &c).await else {
+    let Admission::Allowed(first) = l.check(&r, "/", &c).await else {
         panic!("first request allowed")
     };
     assert_eq!((first.limit, first.remaining), (3, 2));
     assert!(first.reset <= Duration::from_secs(1200));
     l.check(&r, "/", &c).await;
     l.check(&r, "/", &c).await;
-    let Verdict::Limited(d) = l.check(&r, "/", &c).await else {
+    let Admission::Limited(d) = l.check(&r, "/", &c).await else {
         panic!("fourth request limited")
     };
     assert_eq!(d.remaining, 0);

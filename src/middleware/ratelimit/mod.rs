@@ -38,18 +38,18 @@ pub struct Caller<'a> {
 
 /// The decision for one request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Admission {
     /// No limit applies.
     Unlimited,
-    Allowed(Decision),
-    Limited(Decision),
+    Allowed(Quota),
+    Limited(Quota),
     /// The store could not decide and `failure_mode` is `closed`.
     Unavailable,
 }
 
 /// A limit's state after one request, for the `RateLimit-*` headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct Quota {
     pub limit: u64,
     pub remaining: u64,
     /// Until the whole quota is back.
@@ -62,7 +62,7 @@ const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
-impl Decision {
+impl Quota {
     /// `RateLimit-Limit`, `-Remaining` and `-Reset` (whole seconds, rounded up).
     pub fn add_headers(&self, h: &mut HeaderMap) {
         h.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
@@ -184,7 +184,7 @@ impl RateLimiter {
     }
 
     /// Counts the request against the limit that applies to it.
-    pub async fn check(&self, route: &Route, path: &str, caller: &Caller<'_>) -> Verdict {
+    pub async fn check(&self, route: &Route, path: &str, caller: &Caller<'_>) -> Admission {
         let (requests, window, scope, key): (u64, Duration, &str, ClientKey<'_>) = match &route.rate_limit {
             Some(p) => (
                 p.requests,
@@ -194,30 +194,30 @@ impl RateLimiter {
             ),
             None => match self.static_limit(path) {
                 Some(l) if l.requests > 0 => (l.requests, l.window, &*l.scope, ClientKey::Ip(caller.ip)),
-                _ => return Verdict::Unlimited,
+                _ => return Admission::Unlimited,
             },
         };
         let result = match &self.store {
             Store::Memory(m) => {
                 let h = self.hasher.hash_one((scope, &key));
-                Ok(to_decision(m.check(h, requests, window), memory::to_duration))
+                Ok(to_quota(m.check(h, requests, window), memory::to_duration))
             }
             Store::Redis(r) => {
                 let bucket = key.redis_key(scope);
                 r.check(bucket, requests, window)
                     .await
-                    .map(|o| to_decision(o, redis::to_duration))
+                    .map(|o| to_quota(o, redis::to_duration))
             }
         };
         match result {
-            Ok((true, d)) => Verdict::Allowed(d),
-            Ok((false, d)) => Verdict::Limited(d),
+            Ok((true, d)) => Admission::Allowed(d),
+            Ok((false, d)) => Admission::Limited(d),
             Err(e) => {
                 self.warn(&e);
                 if self.fail_open {
-                    Verdict::Unlimited
+                    Admission::Unlimited
                 } else {
-                    Verdict::Unavailable
+                    Admission::Unavailable
                 }
             }
         }
@@ -259,10 +259,10 @@ impl RateLimiter {
     }
 }
 
-fn to_decision(o: Outcome, unit: fn(u64) -> Duration) -> (bool, Decision) {
+fn to_quota(o: Outcome, unit: fn(u64) -> Duration) -> (bool, Quota) {
     (
         o.allowed,
-        Decision {
+        Quota {
             limit: o.limit,
             remaining: o.remaining,
             reset: unit(o.reset),

@@ -1,4 +1,0 @@
-//! Request policies applied by the pipeline: CORS and rate limiting.
-
-pub mod cors;
-pub mod ratelimit;
