@@ -260,13 +260,42 @@ impl<K: PartialEq + Clone, M: Clone> SeriesCache<K, M> {
 /// histogram.
 #[derive(Debug, Default)]
 pub struct RouteSeries {
-    pub requests: SeriesCache<(http::Method, u16), IntCounter>,
+    /// By (`method_label`, status).
+    pub requests: SeriesCache<(&'static str, u16), IntCounter>,
     pub duration: std::sync::OnceLock<Histogram>,
+}
+
+/// The `method` label of a request: the method's name when it is one of the nine of RFC 9110
+/// and RFC 5789, else `other`. A label whose value a client chooses must come from a closed
+/// set: every new value is a new series kept for the life of the process.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 #[cfg(test)]
 mod series_tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_nine_share_one_label() {
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        let made_up = http::Method::from_bytes(b"M0000001AAAA").expect("a token");
+        assert_eq!(method_label(&made_up), "other");
+        let lower = http::Method::from_bytes(b"get").expect("a token");
+        assert_eq!(method_label(&lower), "other");
+    }
 
     #[test]
     fn series_are_made_once_per_key_and_count_into_the_vector() {

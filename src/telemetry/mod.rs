@@ -3,7 +3,7 @@
 mod metrics;
 mod trace;
 
-pub use metrics::{Metrics, RouteSeries, SeriesCache, WsMetrics};
+pub use metrics::{method_label, Metrics, RouteSeries, SeriesCache, WsMetrics};
 pub use trace::{
     traces_url, valid_traceparent, RequestSpan, TraceError, Tracing, UpstreamSpan, DEFAULT_ENDPOINT,
 };

@@ -317,6 +317,44 @@ async fn metrics_expose_the_gateway_series() {
     }
 }
 
+/// A client chooses the method; the `method` label does not (a made-up method is `other`),
+/// so that clients cannot grow the metrics without bound.
+#[tokio::test]
+async fn made_up_methods_do_not_make_new_metric_series() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("u").await;
+    let files = format!(
+        "{}---\n{}",
+        upstream_yaml("u", &[up.url()]),
+        route_yaml("any", "/any/*", "u", "")
+    );
+    let gw = Gateway::start(BASE_CONFIG, &[("r.yaml", &files)]).await;
+    for i in 0..40 {
+        let method = format!("M{i:07}{}", "A".repeat(200));
+        let path = if i % 2 == 0 { "/nope" } else { "/any/x" };
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
+            .await
+            .unwrap();
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let text = gw.metrics_text().await;
+    let methods: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("gateway_http_requests_total{"))
+        .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(methods.into_iter().collect::<Vec<_>>(), ["other"], "{text}");
+    assert!(text.len() < 64 * 1024, "{} bytes of metrics", text.len());
+}
+
 #[tokio::test]
 async fn admin_api_lists_routes_behind_the_token() {
     let up = Upstream::start("u").await;

@@ -12,7 +12,7 @@ use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::tls::UpstreamConnector;
 use crate::routing::{Route, TableHandle};
-use crate::telemetry::{Metrics, Tracing};
+use crate::telemetry::{method_label, Metrics, Tracing};
 use crate::websocket::Hub;
 
 /// What every request of the proxy listener shares.
@@ -118,9 +118,10 @@ impl ProxyState {
     ) {
         let m = &self.metrics;
         let seconds = start.elapsed().as_secs_f64();
+        let method = method_label(method);
         let Some(route) = route else {
             m.http_requests_total
-                .with_label_values(&["", method.as_str(), status.as_str()])
+                .with_label_values(&["", method, status.as_str()])
                 .inc();
             m.http_request_duration_seconds
                 .with_label_values(&[""])
@@ -129,10 +130,10 @@ impl ProxyState {
         };
         let id = route.id.as_str();
         route.series.requests.with(
-            &(method.clone(), status.as_u16()),
+            &(method, status.as_u16()),
             || {
                 m.http_requests_total
-                    .with_label_values(&[id, method.as_str(), status.as_str()])
+                    .with_label_values(&[id, method, status.as_str()])
             },
             |c| c.inc(),
         );
