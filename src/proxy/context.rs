@@ -17,14 +17,15 @@ use crate::routing::{Route, RoutingTable, TableHandle};
 use crate::telemetry::RequestSpan;
 
 /// What is known of a request as it comes in.
-pub struct Arrival {
+pub struct Arrival<'c> {
     /// The client's address.
     pub peer: SocketAddr,
     /// When the request came in: its duration is counted from here.
     pub start: Instant,
     pub method: Method,
-    /// The client's fields the phases read.
-    pub client: ClientFields,
+    /// The client's fields the phases read. (Borrowed: they stay where they were read, since
+    /// moving them in would copy them on every request.)
+    pub client: &'c ClientFields,
     /// The request's id: the client's `X-Request-ID` when it is sane, else a new one.
     pub request_id: HeaderValue,
     /// `https` for a request that came over TLS, else the listener's protocol.
@@ -35,12 +36,17 @@ pub struct Arrival {
     pub span: Option<RequestSpan>,
 }
 
-impl Arrival {
-    /// `req`, just come in from `peer` on a listener of `proto`; the table is loaded from
-    /// `table` now.
-    pub fn new<B>(req: &Request<B>, peer: SocketAddr, proto: &'static str, table: &TableHandle) -> Self {
+impl<'c> Arrival<'c> {
+    /// `req`, just come in from `peer` on a listener of `proto`, with its `client` fields; the
+    /// table is loaded from `table` now.
+    pub fn new<B>(
+        req: &Request<B>,
+        client: &'c ClientFields,
+        peer: SocketAddr,
+        proto: &'static str,
+        table: &TableHandle,
+    ) -> Self {
         let start = Instant::now();
-        let client = ClientFields::of(req.headers());
         let request_id = request_id_from(client.request_id.as_ref());
         let proto = match req.extensions().get::<TlsConn>() {
             Some(_) => "https",
@@ -67,9 +73,10 @@ impl Arrival {
     }
 }
 
-/// A request with its route: what every phase after routing reads.
-pub struct RequestCtx {
-    pub arrival: Arrival,
+/// A request with its route: what every phase after routing reads. (It borrows the arrival,
+/// which stays where it was made: moving it would copy it.)
+pub struct RequestCtx<'a> {
+    pub arrival: &'a Arrival<'a>,
     /// The route, from `arrival.table`.
     pub route: Arc<Route>,
     /// The caller on a protected route, once authenticated.

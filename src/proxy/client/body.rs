@@ -61,6 +61,7 @@ impl PooledBody {
     /// The body framed as `framing` that follows a head on `conn`, with the head's fields in
     /// wire form if it has them so. A body that is all there (or empty) already gives the
     /// connection back at once when it may be kept.
+    #[inline]
     pub(super) fn framed(
         framing: Framing,
         keep_alive: bool,

@@ -33,33 +33,39 @@ pub(super) enum ForwardBody {
 pub(super) type GeneralBody = Either<ClientStream, Full<Bytes>>;
 
 impl ForwardBody {
-    /// The body of a request that declared `content_length`, read into memory when it is
-    /// small enough, before `deadline` (the route timeout, `route_timeout`, ends there).
-    pub(super) async fn read(
-        body: ClientBody,
-        content_length: Option<u64>,
+    /// A client's body as it is sent upstream: in memory already (or empty), or streamed; or,
+    /// `Err`, a small streamed body with a known length, to be read into memory first
+    /// ([`ForwardBody::collect`]). (Not itself `async`: most bodies need no wait, and a future
+    /// made for them would only be copied around.)
+    #[inline]
+    pub(super) fn take(body: ClientBody, content_length: Option<u64>) -> Result<Self, Incoming> {
+        match body {
+            ClientBody::Read(b) => Ok(ForwardBody::Buffered(b)),
+            ClientBody::Streamed(body) if body.is_end_stream() => Ok(ForwardBody::Buffered(Bytes::new())),
+            ClientBody::Streamed(body) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => Err(body),
+            ClientBody::Streamed(body) => Ok(ForwardBody::Stream(Some(ClientStream {
+                body,
+                watch: Arc::default(),
+            }))),
+        }
+    }
+
+    /// A small streamed body, read into memory before `deadline` (the route timeout,
+    /// `route_timeout`, ends there).
+    pub(super) async fn collect(
+        body: Incoming,
         deadline: Option<Instant>,
         route_timeout: Option<Duration>,
     ) -> Result<Self, ProxyError> {
-        Ok(match body {
-            ClientBody::Read(b) => ForwardBody::Buffered(b),
-            ClientBody::Streamed(body) if body.is_end_stream() => ForwardBody::Buffered(Bytes::new()),
-            ClientBody::Streamed(body) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => {
-                let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
-                let collected = match deadline {
-                    Some(d) => tokio::time::timeout_at(d, collect)
-                        .await
-                        .map_err(|_| ProxyError::RequestTimeout(route_timeout.unwrap_or_default()))?,
-                    None => collect.await,
-                }
-                .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
-                ForwardBody::Buffered(collected.to_bytes())
-            }
-            ClientBody::Streamed(body) => ForwardBody::Stream(Some(ClientStream {
-                body,
-                watch: Arc::default(),
-            })),
-        })
+        let collect = Limited::new(body, REPLAY_LIMIT as usize).collect();
+        let collected = match deadline {
+            Some(d) => tokio::time::timeout_at(d, collect)
+                .await
+                .map_err(|_| ProxyError::RequestTimeout(route_timeout.unwrap_or_default()))?,
+            None => collect.await,
+        }
+        .map_err(|e| ProxyError::BadRequest(format!("cannot read the request body: {e}")))?;
+        Ok(ForwardBody::Buffered(collected.to_bytes()))
     }
 
     /// What can be learnt afterwards of a streamed body.

@@ -1,89 +1,95 @@
-//! Endpoint choice and the request as the upstream gets it: the path rewritten, the first
-//! endpoint chosen while the client's fields are still as they came (`hashOn: header:NAME`
-//! reads them), then the fields rewritten: hop-by-hop and identity fields out, the caller's
-//! identity in, and the forwarding fields worked out once for every try.
+//! Endpoint choice and the request as the upstream gets it, in the order the forward phase
+//! takes them: the path rewritten, the first endpoint chosen while the client's fields are
+//! still as they came (`hashOn: header:NAME` reads them), the forwarding fields worked out once
+//! for every try, then the head rewritten: hop-by-hop and identity fields out, the caller's
+//! identity in; and per try, the head and the endpoint of each next one.
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Version};
+use http::{Request, Uri, Version};
 
 use crate::proxy::context::RequestCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::path::path_and_query;
-use crate::upstream::{ClaimLookup, PickContext, Protocol};
+use crate::routing::Route;
+use crate::upstream::{ClaimLookup, PickContext};
 
-/// The request head as the upstream gets it, worked out once for all its tries.
-pub(super) struct UpstreamHead {
-    /// The head of the tries: each but the last gets a copy, the last takes it.
-    template: Option<Parts>,
+/// What the head of every try shares besides the client's fields: where it goes, the fields
+/// the gateway sets, the protocol, and how the response's fields are kept. (A view, made per
+/// try: what it shows stays where the forward phase made it, since a struct owning it would be
+/// copied on every request.)
+#[derive(Clone, Copy)]
+pub(super) struct UpstreamHead<'a> {
     /// Path and query at the endpoint (origin form).
-    pub(super) target: PathAndQuery,
+    pub(super) target: &'a PathAndQuery,
     /// The fields the gateway sets; per try, the endpoint's `Host` and the hop's trace context.
-    pub(super) fwd: Forwarding,
+    pub(super) fwd: &'a Forwarding,
     /// The upstream speaks h2c.
     pub(super) h2c: bool,
+    /// The fast path's own writer takes the upstream's fields in wire form.
+    pub(super) wire: bool,
 }
 
-impl UpstreamHead {
-    /// The request's method (while a try is left to send).
-    pub(super) fn method(&self) -> Option<&Method> {
-        self.template.as_ref().map(|p| &p.method)
-    }
-
-    /// The fields the client sent, as the upstream gets them (while a try is left to send).
-    pub(super) fn headers(&self) -> Option<&HeaderMap> {
-        self.template.as_ref().map(|p| &p.headers)
-    }
-
-    /// The head for the next try: a copy, or the head itself for the `last` one.
-    pub(super) fn for_try(&mut self, last: bool) -> Option<Parts> {
-        if last {
-            self.template.take()
-        } else {
-            self.template.as_ref().map(copy_parts)
-        }
+/// The head for the next try from the `template` of the tries: a copy, or the template itself
+/// for the `last` one.
+#[inline(always)]
+pub(super) fn next_head(template: &mut Option<Parts>, last: bool) -> Option<Parts> {
+    if last {
+        template.take()
+    } else {
+        template.as_ref().map(copy_parts)
     }
 }
 
-/// The request head of `parts` rewritten for the route's upstream, and the endpoint chosen for
-/// its first try.
-pub(super) fn prepare(ctx: &RequestCtx, mut parts: Parts) -> Result<(UpstreamHead, usize), ProxyError> {
-    let (route, arrival) = (&ctx.route, &ctx.arrival);
-    let upstream = &route.upstream;
-    let path = parts.uri.path();
-    let rewritten = route.rewrite.as_ref().map(|r| r.apply(path));
-    let target = match rewritten {
-        Some(p) => path_and_query(p, parts.uri.query()),
-        None => Ok(parts
-            .uri
+/// The path and query the upstream gets: the route's rewrite applied, the query kept.
+#[inline]
+pub(super) fn target(route: &Route, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+    let rewritten = route.rewrite.as_ref().map(|r| r.apply(uri.path()));
+    match rewritten {
+        Some(p) => path_and_query(p, uri.query()),
+        None => Ok(uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"))),
     }
-    .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))?;
-    // Chosen before the headers change, so that `hashOn: header:NAME` sees the client's.
-    let Some(chosen) = choose(ctx, &parts.headers, &[]) else {
-        return Err(ProxyError::UpstreamUnavailable(format!(
-            "upstream {} has no healthy endpoint",
-            upstream.key
-        )));
-    };
+    .map_err(|e| ProxyError::BadRequest(format!("cannot build the upstream path: {e}")))
+}
 
-    // The host the route was chosen by.
-    let client_host = match parts.uri.authority() {
+/// The endpoint for the first try, chosen while the client's fields are still as they came.
+#[inline]
+pub(super) fn first_choice(ctx: &RequestCtx<'_>, headers: &HeaderMap) -> Result<usize, ProxyError> {
+    choose(ctx, headers, &[]).ok_or_else(|| {
+        ProxyError::UpstreamUnavailable(format!(
+            "upstream {} has no healthy endpoint",
+            ctx.route.upstream.key
+        ))
+    })
+}
+
+/// The forwarding fields of the request whose target is `uri`: the host it was routed by (the
+/// target's authority, else its `Host`), the client's address and protocol, the request id.
+#[inline]
+pub(super) fn forwarding(ctx: &RequestCtx<'_>, uri: &Uri) -> Forwarding {
+    let arrival = ctx.arrival;
+    let client_host = match uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => arrival.client.host.clone(),
     };
-    let fwd = Forwarding::new(
-        &arrival.client,
+    Forwarding::new(
+        arrival.client,
         arrival.peer.ip(),
         arrival.proto,
         client_host,
         arrival.request_id.clone(),
-    );
-    let h2c = upstream.protocol == Protocol::H2c;
+    )
+}
+
+/// The client's head made the upstream's: hop-by-hop and identity fields out (`TE: trailers`
+/// kept for h2c), the caller's identity in, the version the upstream speaks.
+#[inline]
+pub(super) fn rewrite_head(ctx: &RequestCtx<'_>, parts: &mut Parts, h2c: bool) {
     let h = &mut parts.headers;
     // `TE` is hop-by-hop, but HTTP/2 keeps its one value, `trailers`, end to end: gRPC
     // clients send it and servers look for it.
@@ -97,18 +103,12 @@ pub(super) fn prepare(ctx: &RequestCtx, mut parts: Parts) -> Result<(UpstreamHea
         user.apply_headers(h);
     }
     parts.version = if h2c { Version::HTTP_2 } else { Version::HTTP_11 };
-    let head = UpstreamHead {
-        template: Some(parts),
-        target,
-        fwd,
-        h2c,
-    };
-    Ok((head, chosen))
 }
 
 /// The endpoint of the route's upstream to try, leaving out those `tried`: the balancer's
 /// choice among the healthy ones, by the client's address, `headers` and the caller's claims.
-pub(super) fn choose(ctx: &RequestCtx, headers: &HeaderMap, tried: &[usize]) -> Option<usize> {
+#[inline]
+pub(super) fn choose(ctx: &RequestCtx<'_>, headers: &HeaderMap, tried: &[usize]) -> Option<usize> {
     let user = ctx.user.as_deref();
     let claim_of = |name: &str| user.and_then(|u| u.claim_str(name));
     let claim: Option<&ClaimLookup<'_>> = if user.is_some() { Some(&claim_of) } else { None };

@@ -19,7 +19,7 @@ impl Forwarder {
     /// listener's: `X-Forwarded-Proto` of an upgrade has always been it, over TLS as well.
     pub async fn tunnel(
         &self,
-        ctx: &RequestCtx,
+        ctx: &RequestCtx<'_>,
         proto: &'static str,
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, ProxyError> {

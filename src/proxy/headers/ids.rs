@@ -44,10 +44,12 @@ thread_local! {
     static IDS: std::cell::RefCell<SmallRng> = std::cell::RefCell::new(SmallRng::from_rng(&mut rand::rng()));
 }
 
+#[inline]
 fn random_bytes(out: &mut [u8]) {
     IDS.with(|r| r.borrow_mut().fill_bytes(out));
 }
 
+#[inline]
 fn hex_into(out: &mut [u8], bytes: &[u8]) {
     for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = HEX[(b >> 4) as usize];

@@ -17,7 +17,7 @@ impl ProxyState {
     /// key set is the one of the table the request arrived with.
     pub(super) fn authenticate(
         &self,
-        ctx: &RequestCtx,
+        ctx: &RequestCtx<'_>,
         req: &Request<ClientBody>,
     ) -> Result<Option<Arc<UserContext>>, ProxyError> {
         let route = &ctx.route;
@@ -46,7 +46,7 @@ impl ProxyState {
     /// the decision for the `RateLimit-*` headers, or the refusal.
     pub(super) async fn rate_limit(
         &self,
-        ctx: &RequestCtx,
+        ctx: &RequestCtx<'_>,
         req: &Request<ClientBody>,
     ) -> Result<Option<Decision>, ProxyError> {
         let Some(limiter) = &self.limiter else {
@@ -76,7 +76,7 @@ impl ProxyState {
     }
 
     /// Refuses a body declared larger than `server.limits.max_body_size`.
-    pub(super) fn check_size(&self, ctx: &RequestCtx) -> Result<(), ProxyError> {
+    pub(super) fn check_size(&self, ctx: &RequestCtx<'_>) -> Result<(), ProxyError> {
         match ctx.arrival.content_length() {
             Some(len) if len > self.max_body_size => Err(ProxyError::PayloadTooLarge {
                 limit: self.max_body_size,

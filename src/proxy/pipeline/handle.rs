@@ -9,12 +9,13 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
-use super::respond::{fields_mut, plain};
+use super::respond::{fields_mut, plain, set_request_id};
 use super::route::route;
 use super::state::ProxyState;
 use crate::proxy::body::{Body, ClientBody};
 use crate::proxy::context::{Arrival, RequestCtx};
 use crate::proxy::error::ProxyError;
+use crate::proxy::headers::ClientFields;
 use crate::proxy::path::{normalized, with_path};
 use crate::proxy::tls::{https_redirect, TlsConn};
 
@@ -26,7 +27,8 @@ impl ProxyState {
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, Infallible> {
         // The table this request reads in every phase is loaded here, once.
-        let mut arrival = Arrival::new(&req, peer, self.proto, &self.table);
+        let client = ClientFields::of(req.headers());
+        let mut arrival = Arrival::new(&req, &client, peer, self.proto, &self.table);
         if let Some(answer) = self.screen(&arrival, &mut req) {
             return Ok(answer);
         }
@@ -53,7 +55,7 @@ impl ProxyState {
             s.set_route(&arrival.method, &route.id, &route.path);
         }
         let mut ctx = RequestCtx {
-            arrival,
+            arrival: &arrival,
             route,
             user: None,
         };
@@ -72,7 +74,13 @@ impl ProxyState {
             }
             Err(err) => Err(err),
         };
-        Ok(self.respond(ctx, result))
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(err) => self.error_answer(&ctx, &err),
+        };
+        self.finish(&ctx, &mut resp);
+        set_request_id(&mut resp, arrival.request_id);
+        Ok(resp)
     }
 
     /// The answers the gateway gives before routing: requests it refuses, and the redirect of
@@ -109,7 +117,11 @@ impl ProxyState {
 
     /// An admitted request: counted against the rate limit, then tunnelled (a WebSocket
     /// upgrade on a WebSocket route) or forwarded.
-    async fn proxy(&self, ctx: &RequestCtx, req: Request<ClientBody>) -> Result<Response<Body>, ProxyError> {
+    async fn proxy(
+        &self,
+        ctx: &RequestCtx<'_>,
+        req: Request<ClientBody>,
+    ) -> Result<Response<Body>, ProxyError> {
         let limit = self.rate_limit(ctx, &req).await?;
         if ctx.route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
             return self.forwarder.tunnel(ctx, self.proto, req).await;
@@ -127,7 +139,7 @@ impl ProxyState {
 /// connection (or the drain ran out). It is counted with status 499, as nginx logs it.
 struct Abandoned<'a> {
     state: &'a ProxyState,
-    ctx: &'a RequestCtx,
+    ctx: &'a RequestCtx<'a>,
 }
 
 impl Drop for Abandoned<'_> {
@@ -135,7 +147,7 @@ impl Drop for Abandoned<'_> {
         let Ok(status) = StatusCode::from_u16(499) else {
             return;
         };
-        let arrival = &self.ctx.arrival;
+        let arrival = self.ctx.arrival;
         self.state
             .count(Some(&self.ctx.route), &arrival.method, status, arrival.start);
         if let Some(s) = &arrival.span {

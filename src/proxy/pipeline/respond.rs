@@ -21,7 +21,7 @@ use crate::proxy::headers::X_REQUEST_ID;
 impl ProxyState {
     /// The answer to a request that went no further than the route phase, counted; `path` is
     /// the one it was routed by.
-    pub(super) fn unrouted(&self, arrival: &Arrival, miss: RouteMiss<'_>, path: &str) -> Response<Body> {
+    pub(super) fn unrouted(&self, arrival: &Arrival<'_>, miss: RouteMiss<'_>, path: &str) -> Response<Body> {
         let (method, request_id) = (&arrival.method, &arrival.request_id);
         let resp = match miss {
             RouteMiss::Preflight {
@@ -65,38 +65,32 @@ impl ProxyState {
         resp
     }
 
-    /// The answer to a routed request: the upstream's response, or the error's; with the
-    /// route's CORS headers and the request id, counted, its span ended.
-    pub(super) fn respond(
-        &self,
-        ctx: RequestCtx,
-        result: Result<Response<Body>, ProxyError>,
-    ) -> Response<Body> {
-        let RequestCtx { arrival, route, .. } = ctx;
-        let mut resp = match result {
-            Ok(resp) => resp,
-            Err(err) => {
-                if matches!(
-                    err,
-                    ProxyError::BadGateway(_)
-                        | ProxyError::UpstreamTimeout(_)
-                        | ProxyError::Unauthorized(_)
-                        | ProxyError::Forbidden(_)
-                ) {
-                    tracing::debug!(route = %route.id, request_id = ?arrival.request_id, "{err}");
-                }
-                error_response(&err, &arrival.request_id)
-            }
-        };
-        if let Some(rules) = &route.cors {
-            cors::decorate(rules, arrival.client.origin.as_ref(), fields_mut(&mut resp));
+    /// The answer to a routed request that failed.
+    pub(super) fn error_answer(&self, ctx: &RequestCtx<'_>, err: &ProxyError) -> Response<Body> {
+        if matches!(
+            err,
+            ProxyError::BadGateway(_)
+                | ProxyError::UpstreamTimeout(_)
+                | ProxyError::Unauthorized(_)
+                | ProxyError::Forbidden(_)
+        ) {
+            tracing::debug!(route = %ctx.route.id, request_id = ?ctx.arrival.request_id, "{err}");
         }
-        set_request_id(&mut resp, arrival.request_id);
-        self.count(Some(&route), &arrival.method, resp.status(), arrival.start);
+        error_response(err, &ctx.arrival.request_id)
+    }
+
+    /// The finishing of a routed request's answer (the upstream's, or the error's): the
+    /// route's CORS headers, the count and the end of its span. (The request id goes on last,
+    /// moved out of the arrival once nothing reads it: `set_request_id`.)
+    pub(super) fn finish(&self, ctx: &RequestCtx<'_>, resp: &mut Response<Body>) {
+        let (arrival, route) = (ctx.arrival, &ctx.route);
+        if let Some(rules) = &route.cors {
+            cors::decorate(rules, arrival.client.origin.as_ref(), fields_mut(resp));
+        }
+        self.count(Some(route), &arrival.method, resp.status(), arrival.start);
         if let Some(s) = &arrival.span {
             s.finish(resp.status());
         }
-        resp
     }
 
     /// `/ready`: whether the first table is live (and the gateway is not draining).
@@ -136,7 +130,7 @@ pub(super) fn fields_mut(resp: &mut Response<Body>) -> &mut http::HeaderMap {
 
 /// Sets the response's `X-Request-ID`: beside its fields in wire form when it has them so (its
 /// map then stays empty), else in its map.
-fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
+pub(super) fn set_request_id(resp: &mut Response<Body>, id: HeaderValue) {
     if let Some(body) = pooled_mut(resp) {
         if let Some(wire) = body.wire_fields_mut() {
             wire.request_id = Some(id);

@@ -18,6 +18,7 @@ use crate::compile::{compile, CompileOptions, Snapshot};
 use crate::proxy::body::ClientBody;
 use crate::proxy::context::{Arrival, RequestCtx};
 use crate::proxy::error::ProxyError;
+use crate::proxy::headers::ClientFields;
 use crate::routing::{RoutingTable, TableHandle};
 use crate::telemetry::Metrics;
 
@@ -117,11 +118,15 @@ fn request(method: Method, path: &str, bearer: Option<&str>) -> Request<ClientBo
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
-/// The context of `req` as the pipeline makes it: the table loaded as the request arrives,
-/// the route found in it.
-fn routed(state: &ProxyState, req: &Request<ClientBody>) -> RequestCtx {
-    let arrival = Arrival::new(req, PEER, state.proto, &state.table);
-    let route = route(&arrival, req).ok().expect("a route");
+/// The arrival of `req` with its fields `client`, as the pipeline makes it: the table loaded
+/// as the request arrives.
+fn arrive<'c>(state: &ProxyState, req: &Request<ClientBody>, client: &'c ClientFields) -> Arrival<'c> {
+    Arrival::new(req, client, PEER, state.proto, &state.table)
+}
+
+/// The context of a request that arrived as `arrival`: the route found in its table.
+fn routed<'a>(arrival: &'a Arrival<'a>, req: &Request<ClientBody>) -> RequestCtx<'a> {
+    let route = route(arrival, req).ok().expect("a route");
     RequestCtx {
         arrival,
         route,
@@ -137,7 +142,9 @@ async fn a_request_reads_the_table_it_arrived_with_to_the_end() {
     handle.store(table(KEY_A));
     let state = state(&handle);
     let req = request(Method::GET, "/private", Some(&token(KEY_A)));
-    let ctx = routed(&state, &req);
+    let client = ClientFields::of(req.headers());
+    let arrival = arrive(&state, &req, &client);
+    let ctx = routed(&arrival, &req);
 
     // Table B, whose key set takes other keys, goes live before the request is authenticated.
     handle.store(table(KEY_B));
@@ -148,14 +155,16 @@ async fn a_request_reads_the_table_it_arrived_with_to_the_end() {
     assert_eq!(user.user_id, "user-1");
 
     // A request that arrives now reads table B.
-    let later = routed(&state, &req);
+    let later = arrive(&state, &req, &client);
     assert!(matches!(
-        state.authenticate(&later, &req),
+        state.authenticate(&routed(&later, &req), &req),
         Err(ProxyError::Unauthorized(_))
     ));
     let req_b = request(Method::GET, "/private", Some(&token(KEY_B)));
+    let client_b = ClientFields::of(req_b.headers());
+    let arrival_b = arrive(&state, &req_b, &client_b);
     assert!(state
-        .authenticate(&routed(&state, &req_b), &req_b)
+        .authenticate(&routed(&arrival_b, &req_b), &req_b)
         .is_ok_and(|u| u.is_some()));
 }
 
@@ -168,7 +177,8 @@ async fn the_route_phase_says_why_there_is_no_route() {
     let state = state(&handle);
     let miss = |method: Method, path: &str| {
         let req = request(method, path, None);
-        let arrival = Arrival::new(&req, PEER, state.proto, &state.table);
+        let client = ClientFields::of(req.headers());
+        let arrival = arrive(&state, &req, &client);
         match route(&arrival, &req) {
             Ok(r) => format!("found {}", r.id),
             Err(RouteMiss::NotFound) => "not found".to_string(),
@@ -185,7 +195,8 @@ async fn the_route_phase_says_why_there_is_no_route() {
     );
 
     let req = request(Method::DELETE, "/read", None);
-    let arrival = Arrival::new(&req, PEER, state.proto, &state.table);
+    let client = ClientFields::of(req.headers());
+    let arrival = arrive(&state, &req, &client);
     let Err(miss) = route(&arrival, &req) else {
         panic!("routed")
     };
