@@ -41,14 +41,19 @@ fn ident(s: &str) -> String {
         .collect()
 }
 
-/// The top-level modules a text names through `crate::x` or `crate::{x, y::z}` (a group may
-/// span lines), each with the offset where it is named.
-fn named_modules(text: &str) -> Vec<(usize, String)> {
+/// The first path segments a text names after `prefix`: `prefix::x` or `prefix::{x, y::{..}}`
+/// (a group may span lines), each with the offset where it is named. A `prefix` found inside a
+/// longer `super::super::` is skipped when `prefix` is `super::`.
+fn named_after(prefix: &str, text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut at = 0;
-    while let Some(i) = text[at..].find("crate::") {
-        at += i + "crate::".len();
+    while let Some(i) = text[at..].find(prefix) {
+        at += i + prefix.len();
         let rest = &text[at..];
+        if prefix == "super::" && rest.starts_with("super::") {
+            at += "super::".len();
+            continue;
+        }
         if let Some(group) = rest.strip_prefix('{') {
             // Top-level items of the group: split on commas outside nested braces.
             let (mut depth, mut start) = (0, 0);
@@ -73,6 +78,11 @@ fn named_modules(text: &str) -> Vec<(usize, String)> {
     }
     out.retain(|(_, m)| !m.is_empty());
     out
+}
+
+/// The top-level modules a text names through `crate::x` or `crate::{x, y::z}`.
+fn named_modules(text: &str) -> Vec<(usize, String)> {
+    named_after("crate::", text)
 }
 
 /// The text with comment lines blanked (kept as empty lines, so that line numbers hold).
@@ -194,30 +204,17 @@ fn rooms(root: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
 /// The sibling parts a file of `room` names: `crate::room::x`, or `super::x` from a file
 /// directly in the room (`super::super::x` one level down).
 fn siblings_named(room: &str, depth: usize, text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let own = format!("crate::{room}::");
     let sup = match depth {
-        0 => Some("super::".to_string()),
-        1 => Some("super::super::".to_string()),
+        0 => Some("super::"),
+        1 => Some("super::super::"),
         _ => None,
     };
-    for prefix in std::iter::once(own).chain(sup) {
-        let mut at = 0;
-        while let Some(i) = text[at..].find(&prefix) {
-            at += i + prefix.len();
-            let rest = &text[at..];
-            if prefix == "super::" && rest.starts_with("super::") {
-                continue;
-            }
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                out.extend(group[..end].split(',').map(ident));
-            } else {
-                out.push(ident(rest));
-            }
-        }
-    }
-    out
+    let own = format!("crate::{room}::");
+    std::iter::once(own.as_str())
+        .chain(sup)
+        .flat_map(|prefix| named_after(prefix, text))
+        .map(|(_, name)| name)
+        .collect()
 }
 
 #[test]
@@ -234,9 +231,12 @@ fn no_two_files_of_a_room_import_each_other() {
                 files.push(path.clone());
             }
             for f in files {
-                let depth = f
+                // How many `super::` lead from this file's module to the room: a `mod.rs`
+                // is its folder's module, one level up from the files beside it.
+                let in_room = f
                     .strip_prefix(root.join(&room))
-                    .map_or(0, |r| r.components().count() - 1);
+                    .map_or(1, |r| r.components().count());
+                let depth = in_room - 1 - usize::from(f.ends_with("mod.rs"));
                 let text = code_only(&std::fs::read_to_string(&f).expect("read source"));
                 for s in siblings_named(&room, depth, &text) {
                     if &s != part && parts.contains_key(&s) {
