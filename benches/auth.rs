@@ -30,6 +30,7 @@ fn settings(alg: Algorithm, inline: Option<&str>, secret_ref: bool) -> JwtSettin
         audience: Some("api-gateway".into()),
         leeway: 60,
         claims: ClaimNames::default(),
+        allow_weak_secret: false,
     }
 }
 

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "load-secret";
+const SECRET: &str = "load-secret-of-at-least-32-bytes!";
 const HOOK: &str = "load-hook";
 /// Client read buffer: a broadcast frame is about 200 bytes.
 const READ_BUFFER: usize = 1024;

@@ -22,6 +22,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// `GATEWAY_ADMIN_TOKEN`; without one, only `/health` and `/ready` answer.
     pub token: Option<String>,
+    /// `admin.allow_jwt`: a proxy JWT with the role `admin` is accepted too.
+    pub allow_jwt: bool,
     /// The WebSocket hub, when enabled (`/admin/websocket/...`).
     pub websocket: Option<Arc<crate::websocket::Hub>>,
 }
@@ -50,7 +52,11 @@ impl AdminState {
                 let mut resp = json_error(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
-                    "admin token or a JWT with the role admin required",
+                    if self.allow_jwt {
+                        "admin token or a JWT with the role admin required"
+                    } else {
+                        "admin token required"
+                    },
                     "",
                 );
                 resp.headers_mut()
@@ -81,7 +87,8 @@ impl AdminState {
         }
     }
 
-    /// `GATEWAY_ADMIN_TOKEN`, or a valid JWT (the proxy's key set) with the role `admin`.
+    /// `GATEWAY_ADMIN_TOKEN`; with `admin.allow_jwt`, also a valid JWT (the proxy's key set)
+    /// with the role `admin`.
     fn authorized<B>(&self, req: &Request<B>) -> Access {
         let Ok(given) = crate::auth::extract_token(req.headers(), None, false) else {
             return Access::Denied;
@@ -90,6 +97,9 @@ impl AdminState {
             if constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 return Access::Granted;
             }
+        }
+        if !self.allow_jwt {
+            return Access::Denied;
         }
         let table = self.table.load();
         match table.auth.as_deref().map(|v| v.verify(given)) {

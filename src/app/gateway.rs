@@ -409,6 +409,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         table: handle.clone(),
         ready: ready.clone(),
         token: cfg.admin.token.clone(),
+        allow_jwt: cfg.admin.allow_jwt,
         websocket: hub.clone(),
     });
     tasks.spawn(proxy::serve_simple(

@@ -12,8 +12,9 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::settings::{JwtSettings, SecretRef};
 
-/// HMAC secrets shorter than this get a warning (RFC 7518 §3.2 asks for at least the hash
-/// size); they are still used, since the issuer decides the secret.
+/// HMAC secrets shorter than this are refused (RFC 7518 §3.2 asks for at least the hash size of
+/// HS256): an inline one stops the start, one in a Secret is not used. `auth.jwt.allow_weak_secret`
+/// lets them through with a warning, for an issuer whose secret cannot change at once.
 pub const MIN_HMAC_SECRET_LEN: usize = 32;
 
 /// One verification key.
@@ -67,12 +68,13 @@ pub fn build(settings: &JwtSettings, secrets: &[Secret]) -> (Vec<Key>, Vec<Strin
             "secret",
             s.as_bytes(),
             "inline secret (auth.jwt.secret)",
+            settings.allow_weak_secret,
             &mut raw,
             &mut problems,
         );
     }
     if let Some(r) = &settings.secret_ref {
-        read_secret(r, secrets, &mut raw, &mut problems);
+        read_secret(r, secrets, settings.allow_weak_secret, &mut raw, &mut problems);
     }
     if settings.inline_secret.is_none() && settings.secret_ref.is_none() {
         problems.push("auth.jwt has no key: set auth.jwt.secret (JWT_SECRET) or auth.jwt.secret_ref".into());
@@ -131,7 +133,13 @@ fn validation_for(settings: &JwtSettings, family: AlgorithmFamily, alg: Option<A
     v
 }
 
-fn read_secret(r: &SecretRef, secrets: &[Secret], out: &mut Vec<Raw>, problems: &mut Vec<String>) {
+fn read_secret(
+    r: &SecretRef,
+    secrets: &[Secret],
+    allow_weak: bool,
+    out: &mut Vec<Raw>,
+    problems: &mut Vec<String>,
+) {
     let found = secrets.iter().find(|s| {
         s.metadata.name.as_deref() == Some(r.name.as_str())
             && s.metadata
@@ -152,14 +160,14 @@ fn read_secret(r: &SecretRef, secrets: &[Secret], out: &mut Vec<Raw>, problems: 
     let origin = format!("Secret {}/{}", r.namespace, r.name);
     match &r.key {
         Some(k) => match data.get(k) {
-            Some(v) => read_entry(k, &v.0, &format!("{origin} key `{k}`"), out, problems),
+            Some(v) => read_entry(k, &v.0, &format!("{origin} key `{k}`"), allow_weak, out, problems),
             None => problems.push(format!("{origin} has no key `{k}` (auth.jwt.secret_ref.key)")),
         },
         None => {
             let before = out.len();
             for (k, v) in data {
                 if k == "secret" || k == "jwks" || k == "jwks.json" || k.ends_with(".pem") {
-                    read_entry(k, &v.0, &format!("{origin} key `{k}`"), out, problems);
+                    read_entry(k, &v.0, &format!("{origin} key `{k}`"), allow_weak, out, problems);
                 }
             }
             if out.len() == before && !problems.iter().any(|p| p.starts_with(&origin)) {
@@ -173,7 +181,14 @@ fn read_secret(r: &SecretRef, secrets: &[Secret], out: &mut Vec<Raw>, problems: 
 
 /// Reads one entry: a JWKS (or one JWK) when it is JSON, a PEM public key when it is PEM,
 /// else an HMAC secret.
-fn read_entry(name: &str, bytes: &[u8], source: &str, out: &mut Vec<Raw>, problems: &mut Vec<String>) {
+fn read_entry(
+    name: &str,
+    bytes: &[u8],
+    source: &str,
+    allow_weak: bool,
+    out: &mut Vec<Raw>,
+    problems: &mut Vec<String>,
+) {
     let trimmed = bytes.trim_ascii();
     if trimmed.starts_with(b"{") {
         read_jwks(trimmed, source, out, problems);
@@ -195,8 +210,17 @@ fn read_entry(name: &str, bytes: &[u8], source: &str, out: &mut Vec<Raw>, proble
         problems.push(format!("{source}: empty"));
     } else {
         if trimmed.len() < MIN_HMAC_SECRET_LEN {
+            if !allow_weak {
+                problems.push(format!(
+                    "{source}: HMAC secret of {} bytes refused (at least {MIN_HMAC_SECRET_LEN}, \
+                     RFC 7518 §3.2; auth.jwt.allow_weak_secret accepts it)",
+                    trimmed.len()
+                ));
+                return;
+            }
             problems.push(format!(
-                "{source}: weak HMAC secret of {} bytes (use at least {MIN_HMAC_SECRET_LEN}); it is used",
+                "{source}: weak HMAC secret of {} bytes (use at least {MIN_HMAC_SECRET_LEN}); it is \
+                 used because auth.jwt.allow_weak_secret is set",
                 trimmed.len()
             ));
         }

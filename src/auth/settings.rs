@@ -29,6 +29,9 @@ pub struct JwtSettings {
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway: u64,
     pub claims: ClaimNames,
+    /// `auth.jwt.allow_weak_secret`: HMAC secrets shorter than 32 bytes are used (with a
+    /// warning) instead of refused.
+    pub allow_weak_secret: bool,
 }
 
 impl fmt::Debug for JwtSettings {
@@ -44,6 +47,7 @@ impl fmt::Debug for JwtSettings {
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
             .field("claims", &self.claims)
+            .field("allow_weak_secret", &self.allow_weak_secret)
             .finish()
     }
 }
@@ -62,6 +66,13 @@ pub enum SettingsError {
     SecretRefName,
     #[error("auth.jwt.claims.user_id may not name an empty claim")]
     EmptyClaim,
+    #[error(
+        "auth.jwt.secret (JWT_SECRET) is an HMAC secret of {0} bytes; at least {min} are needed \
+         (RFC 7518 §3.2): use a longer one, e.g. `openssl rand -base64 32`, or set \
+         auth.jwt.allow_weak_secret: true",
+        min = super::keys::MIN_HMAC_SECRET_LEN
+    )]
+    WeakSecret(usize),
 }
 
 impl JwtSettings {
@@ -155,16 +166,25 @@ impl JwtSettings {
         if claims.user_id.iter().any(|n| n.trim().is_empty()) {
             return Err(SettingsError::EmptyClaim);
         }
+        let inline_secret = jwt.secret.clone().filter(|s| !s.is_empty());
+        if let Some(s) = &inline_secret {
+            let key = s.trim();
+            let hmac = !key.starts_with("-----BEGIN") && !key.starts_with('{');
+            if hmac && key.len() < super::keys::MIN_HMAC_SECRET_LEN && !jwt.allow_weak_secret {
+                return Err(SettingsError::WeakSecret(key.len()));
+            }
+        }
         let nonempty =
             |s: &Option<String>| s.as_ref().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         Ok(Some(JwtSettings {
-            inline_secret: jwt.secret.clone().filter(|s| !s.is_empty()),
+            inline_secret,
             secret_ref,
             algorithm,
             issuer: nonempty(&jwt.issuer),
             audience: nonempty(&jwt.audience),
             leeway,
             claims,
+            allow_weak_secret: jwt.allow_weak_secret,
         }))
     }
 }

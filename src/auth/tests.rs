@@ -33,6 +33,7 @@ pub(crate) fn settings(alg: Option<Algorithm>) -> JwtSettings {
         audience: Some("api-gateway".into()),
         leeway: 60,
         claims: ClaimNames::default(),
+        allow_weak_secret: false,
     }
 }
 
@@ -532,9 +533,20 @@ fn secret_entries_and_problems() {
     assert!(!v.has_keys());
     assert!(v.problems()[0].contains("cannot verify"), "{:?}", v.problems());
 
-    // Weak secrets are used with a warning.
+    // Weak secrets are refused, unless auth.jwt.allow_weak_secret lets them through with a
+    // warning; in a Secret as well as inline.
     let mut s = hmac_settings();
     s.inline_secret = Some("bench-secret".into());
+    let v = Verifier::new(&s, &[]);
+    assert!(!v.has_keys());
+    assert!(v.problems()[0].contains("refused"), "{:?}", v.problems());
+    let v = Verifier::new(
+        &with_ref(settings(Some(Algorithm::HS256)), None),
+        &[secret(&[("secret", "short")])],
+    );
+    assert!(!v.has_keys());
+    assert!(v.problems()[0].contains("5 bytes refused"), "{:?}", v.problems());
+    s.allow_weak_secret = true;
     let v = Verifier::new(&s, &[]);
     assert!(v.has_keys());
     assert!(v.problems()[0].contains("weak"), "{:?}", v.problems());
@@ -571,6 +583,31 @@ fn settings_come_from_the_seed_section() {
     assert!(JwtSettings::from_config(&bad.auth).is_err());
     let none = crate::settings::GatewayConfig::default();
     assert_eq!(JwtSettings::from_config(&none.auth), Ok(None));
+}
+
+#[test]
+fn a_short_hmac_secret_stops_the_start_unless_allowed() {
+    let cfg = |extra: &str| {
+        crate::settings::GatewayConfig::from_yaml_str(
+            &format!("auth:\n  jwt:\n    secret: \"${{JWT_SECRET}}\"\n{extra}"),
+            &|k| (k == "JWT_SECRET").then(|| "change-me".to_string()),
+        )
+        .expect("config")
+    };
+    let err = JwtSettings::from_config(&cfg("").auth).expect_err("9 bytes");
+    assert_eq!(err, SettingsError::WeakSecret(9));
+    assert!(err.to_string().contains("at least 32"), "{err}");
+    let s = JwtSettings::from_config(&cfg("    allow_weak_secret: true\n").auth)
+        .expect("allowed")
+        .expect("present");
+    assert!(s.allow_weak_secret);
+    // A PEM public key inline is not an HMAC secret.
+    let pem = crate::settings::GatewayConfig::from_yaml_str(
+        "auth:\n  jwt:\n    secret: \"-----BEGIN PUBLIC KEY-----\"\n",
+        &|_| None,
+    )
+    .expect("config");
+    assert!(JwtSettings::from_config(&pem.auth).is_ok());
 }
 
 #[test]

@@ -133,6 +133,9 @@ pub struct SecretKeyRef {
 pub struct AdminConfig {
     /// Bearer token for the admin API (`GATEWAY_ADMIN_TOKEN`).
     pub token: Option<String>,
+    /// Whether a proxy JWT with the role `admin` also opens the admin API; off by default, so
+    /// that a token issued to users never reaches the gateway's controls.
+    pub allow_jwt: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -151,6 +154,8 @@ pub struct JwtConfig {
     pub audience: Option<String>,
     pub leeway: Option<u64>,
     pub claims: Option<ClaimMapping>,
+    /// Accept an HMAC secret shorter than 32 bytes (RFC 7518 §3.2); off by default.
+    pub allow_weak_secret: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

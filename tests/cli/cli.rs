@@ -10,7 +10,7 @@ fn gatehouse(args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_remove("KUBECONFIG")
         .env_remove("GATEWAY_CONFIG")
-        .env("JWT_SECRET", "test")
+        .env("JWT_SECRET", "a-cli-test-secret-of-at-least-32-bytes")
         .output()
         .unwrap();
     (
@@ -136,7 +136,7 @@ async fn run_serves_the_seed_config_with_inline_routes() {
     let config = std::fs::read_to_string(micro).unwrap();
     let gw = Gateway::builder()
         .config(&config)
-        .env("JWT_SECRET", "s")
+        .env("JWT_SECRET", "a-seed-test-secret-of-at-least-32-bytes")
         .start()
         .await;
     let req = http::Request::get(format!("http://127.0.0.1:{}/admin/routes", gw.admin))
@@ -210,4 +210,54 @@ fn a_timeout_that_does_not_parse_is_named() {
         assert_eq!(code, 1, "{key}: {out}");
         assert!(out.contains(&format!("server.timeouts.{key}")), "{out}");
     }
+}
+
+#[test]
+fn the_example_refuses_to_start_with_a_short_hmac_secret() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["run", "--config", &format!("{root}/examples/gateway.yaml")])
+        .args(["--resources", &format!("{root}/examples/resources")])
+        .env_remove("KUBECONFIG")
+        .env_remove("GATEWAY_CONFIG")
+        .env("JWT_SECRET", "change-me")
+        // Ports of its own, so that a gateway that did start would not clash with anything.
+        .env("GATEWAY_SERVER_HTTP_PORT", "0")
+        .env("GATEWAY_SERVER_HTTPS_PORT", "0")
+        .env("GATEWAY_ADMIN_PORT", "0")
+        .env("GATEWAY_METRICS_PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must exit by itself; one that started serving is stopped after 20 s and fails.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while out.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if out.try_wait().unwrap().is_none() {
+        out.kill().unwrap();
+    }
+    let out = out.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("JWT_SECRET") && err.contains("9 bytes") && err.contains("at least 32"),
+        "{err}"
+    );
+    // `check` says the same.
+    let (code, out, _) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["check", "--config", &format!("{root}/examples/gateway.yaml")])
+            .env("JWT_SECRET", "change-me")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            (),
+        )
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("at least 32"), "{out}");
 }

@@ -375,17 +375,36 @@ async fn default_release(client: &Client) {
         c["image"]
     );
 
-    // Service: LoadBalancer with the four ports, selecting the Deployment's pods.
+    // Services: the edge one (LoadBalancer) with the proxy ports only; the admin API and the
+    // metrics on a ClusterIP one. Both select the Deployment's pods.
     let svc = must(client, "Service", Some(RELEASE_NS), RELEASE).await;
     assert_eq!(svc["spec"]["type"], "LoadBalancer");
     assert_eq!(
         ports(&svc["spec"]["ports"], "port"),
-        [("http", 80), ("https", 443), ("admin", 8081), ("metrics", 9090)].map(|(n, p)| (n.to_string(), p))
+        [("http", 80), ("https", 443)].map(|(n, p)| (n.to_string(), p))
     );
-    for p in svc["spec"]["ports"].as_array().unwrap() {
+    let internal = must(
+        client,
+        "Service",
+        Some(RELEASE_NS),
+        &format!("{RELEASE}-internal"),
+    )
+    .await;
+    assert_eq!(internal["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        ports(&internal["spec"]["ports"], "port"),
+        [("admin", 8081), ("metrics", 9090)].map(|(n, p)| (n.to_string(), p))
+    );
+    for p in svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(internal["spec"]["ports"].as_array().unwrap())
+    {
         assert_eq!(p["targetPort"], p["name"], "{p}");
     }
     assert_eq!(svc["spec"]["selector"], *selector);
+    assert_eq!(internal["spec"]["selector"], *selector);
     assert!(labels_contain(
         &deploy["spec"]["template"]["metadata"]["labels"],
         selector
@@ -726,22 +745,31 @@ async fn full_release(client: &Client) {
     assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
     assert_eq!(svc["metadata"]["annotations"]["example.com/lb"], "internal");
 
-    // ServiceMonitor: selects this Service by its labels and scrapes a port it has.
+    // ServiceMonitor: selects the internal Service (only) by its labels and scrapes a port it
+    // has; the edge Service has no metrics port.
+    let internal = must(client, "Service", Some(FULL_NS), &format!("{FULL_NAME}-internal")).await;
     let sm = must(client, "ServiceMonitor", Some(FULL_NS), FULL_NAME).await;
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    let selects =
+        |svc: &Value| labels_contain(&svc["metadata"]["labels"], &sm["spec"]["selector"]["matchLabels"]);
     assert!(
-        labels_contain(&svc["metadata"]["labels"], &sm["spec"]["selector"]["matchLabels"]),
-        "ServiceMonitor selector {} does not match Service labels {}",
+        selects(&internal) && !selects(&svc),
+        "ServiceMonitor selector {} must match only the internal Service's labels {}",
         sm["spec"]["selector"],
-        svc["metadata"]["labels"]
+        internal["metadata"]["labels"]
     );
     assert_eq!(sm["spec"]["namespaceSelector"]["matchNames"], json!([FULL_NS]));
     let ep = &sm["spec"]["endpoints"][0];
-    assert!(svc["spec"]["ports"]
+    assert!(internal["spec"]["ports"]
         .as_array()
         .unwrap()
         .iter()
         .any(|p| p["name"] == ep["port"]));
+    assert!(!svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "admin" || p["name"] == "metrics"));
     assert_eq!(
         (
             ep["interval"].as_str(),
@@ -804,9 +832,17 @@ async fn full_release(client: &Client) {
     assert_eq!(json["uid"], "gatehouse");
 
     // Namespaced RBAC: RoleBindings in the watched namespace and the release's, no
-    // ClusterRoleBinding.
+    // ClusterRoleBinding; Secrets only through a Role in each of those namespaces, not through
+    // the ClusterRole.
     let cr = must(client, "ClusterRole", None, FULL_NAME).await;
-    assert_eq!(cr["rules"], manifest_rules("ClusterRole"));
+    let mut without_secrets = manifest_rules("ClusterRole");
+    for rule in without_secrets.as_array_mut().unwrap() {
+        if let Some(res) = rule["resources"].as_array_mut() {
+            res.retain(|r| r != "secrets");
+        }
+    }
+    assert_ne!(without_secrets, manifest_rules("ClusterRole"));
+    assert_eq!(cr["rules"], without_secrets);
     assert!(object(client, "ClusterRoleBinding", None, FULL_NAME)
         .await
         .is_none());
@@ -816,7 +852,24 @@ async fn full_release(client: &Client) {
             rb["roleRef"],
             json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULL_NAME})
         );
+        let secrets_role = format!("{FULL_NAME}-secrets");
+        let role = must(client, "Role", Some(ns), &secrets_role).await;
+        assert_eq!(
+            role["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}])
+        );
+        let rb = must(client, "RoleBinding", Some(ns), &secrets_role).await;
+        assert_eq!(
+            rb["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": secrets_role})
+        );
     }
+    // No Secrets role anywhere else.
+    assert!(
+        object(client, "Role", Some("default"), &format!("{FULL_NAME}-secrets"))
+            .await
+            .is_none()
+    );
 
     // The release's configuration is one the gateway accepts, examples included.
     let dir = tempfile::tempdir().unwrap();

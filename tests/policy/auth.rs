@@ -352,7 +352,7 @@ async fn a_token_in_the_query_string_is_refused_except_on_websocket_upgrades() {
 }
 
 #[tokio::test]
-async fn the_admin_api_takes_the_static_token_or_a_jwt_with_role_admin() {
+async fn the_admin_api_takes_only_the_static_token_by_default() {
     let s = setup(HS_CONFIG, &[]).await;
     let admin = s.gw.admin;
     let token = format!("Bearer {}", support::ADMIN_TOKEN);
@@ -360,6 +360,21 @@ async fn the_admin_api_takes_the_static_token_or_a_jwt_with_role_admin() {
         get_port(admin, "/admin/routes", &[]).await.status,
         StatusCode::UNAUTHORIZED
     );
+    let a = get_port(admin, "/admin/routes", &[("authorization", &token)]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    // A user-facing token with the role admin does not open the gateway's controls.
+    let jwt = hs256(&claims(&["admin"]));
+    let a = get_port(admin, "/admin/routes", &[("authorization", &bearer(&jwt))]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(a.body["error"]["message"], "admin token required", "{}", a.body);
+}
+
+#[tokio::test]
+async fn with_allow_jwt_the_admin_api_takes_a_jwt_with_role_admin() {
+    let config = format!("{HS_CONFIG}admin:\n  allow_jwt: true\n");
+    let s = setup(&config, &[]).await;
+    let admin = s.gw.admin;
+    let token = format!("Bearer {}", support::ADMIN_TOKEN);
     let a = get_port(admin, "/admin/routes", &[("authorization", &token)]).await;
     assert_eq!(a.status, StatusCode::OK);
     let jwt = hs256(&claims(&["admin"]));

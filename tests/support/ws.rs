@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const SECRET: &str = "hub-test-secret";
+pub const SECRET: &str = "hub-test-secret-of-at-least-32-bytes";
 pub const WEBHOOK_TOKEN: &str = "hub-test-webhook";
 
 /// A hub config: JWT secret, webhook token, and `extra` YAML under `websocket:` (indented 2).

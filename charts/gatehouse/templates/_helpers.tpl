@@ -80,3 +80,18 @@ autoscaling/v2beta2
 {{- $all := append .Values.watchNamespaces .Release.Namespace | uniq -}}
 {{- toJson $all -}}
 {{- end -}}
+
+{{/*
+Namespaces where the gateway reads Secrets through namespaced Roles: rbac.secretNamespaces (plus
+the release's), else the bound namespaces when watchNamespaces is set; `[]` means cluster-wide
+through the ClusterRole.
+*/}}
+{{- define "gatehouse.secretNamespaces" -}}
+{{- if .Values.rbac.secretNamespaces -}}
+{{- toJson (append .Values.rbac.secretNamespaces .Release.Namespace | uniq) -}}
+{{- else if .Values.watchNamespaces -}}
+{{- include "gatehouse.boundNamespaces" . -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}

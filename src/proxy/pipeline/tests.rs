@@ -74,6 +74,7 @@ fn table(key: &str) -> Arc<RoutingTable> {
             audience: None,
             leeway: 60,
             claims: ClaimNames::default(),
+            allow_weak_secret: false,
         }),
         ..CompileOptions::default()
     };
