@@ -310,6 +310,7 @@ pub struct WebSocketConfig {
     pub redis_url: Option<String>,
     /// The seed's `security` block; accepted.
     pub security: Option<yaml_serde::Value>,
+    pub limits: super::hub_limits::WebSocketLimits,
 }
 
 #[derive(Clone, Debug, Deserialize)]

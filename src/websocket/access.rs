@@ -79,7 +79,7 @@ pub(crate) fn may_broadcast(
     Ok(())
 }
 
-/// Token bucket for one connection on one channel.
+/// Token bucket for one connection on one channel, or for all the frames of a connection.
 pub(crate) struct Bucket {
     tokens: f64,
     last: std::time::Instant,
@@ -95,16 +95,26 @@ impl Bucket {
 
     /// Takes one token if there is one (the policy may have changed since the bucket was made).
     pub(crate) fn take(&mut self, rate: &RatePolicy) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(rate.per_minute) / 60.0;
-        self.tokens = (self.tokens + refill).min(f64::from(rate.burst));
-        self.last = now;
+        self.refill(rate);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket holds its whole burst again: as good as a new one.
+    pub(crate) fn is_full(&mut self, rate: &RatePolicy) -> bool {
+        self.refill(rate);
+        self.tokens >= f64::from(rate.burst)
+    }
+
+    fn refill(&mut self, rate: &RatePolicy) {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(rate.per_minute) / 60.0;
+        self.tokens = (self.tokens + refill).min(f64::from(rate.burst));
+        self.last = now;
     }
 }
 

@@ -92,6 +92,11 @@ impl ClientConnection {
         lock(&self.subscriptions).iter().cloned().collect()
     }
 
+    /// Channels this connection is subscribed to.
+    pub fn subscription_count(&self) -> usize {
+        lock(&self.subscriptions).len()
+    }
+
     pub fn is_subscribed(&self, channel: &str) -> bool {
         lock(&self.subscriptions).contains(channel)
     }

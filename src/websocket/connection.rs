@@ -2,8 +2,9 @@
 //! decodes frames (tungstenite) and answers the protocol; what it and tungstenite send (pongs,
 //! close replies) goes through the connection's outbox like everything else, so frames never
 //! interleave. The writer drains the outbox when the socket is full and owns pings, the pong
-//! deadline, the idle timeout and the close handshake. Every wait also watches the
-//! connection's cancel token, so a dropped connection never leaves a task behind.
+//! deadline, the idle timeout, the deadline to authenticate and the close handshake. Every
+//! wait also watches the connection's cancel token, so a dropped connection never leaves a
+//! task behind. The reader holds each connection to `websocket.limits.messages_per_second`.
 
 use std::collections::HashMap;
 use std::io;
@@ -31,6 +32,7 @@ use super::delivery::Delivery;
 use super::hub::Hub;
 use super::outbox::{self, Pushed, WriterEvent};
 use super::protocol::{self, ClientMessage, ProtocolError};
+use crate::routing::channels::RatePolicy;
 
 type Ws = WebSocketStream<ReadSide>;
 /// How long a close handshake may take before the connection is dropped.
@@ -94,6 +96,15 @@ pub(super) async fn run(hub: &Arc<Hub>, conn: &Arc<ClientConnection>, upgraded: 
 
 async fn read_loop(hub: &Hub, conn: &Arc<ClientConnection>, mut stream: Ws) {
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
+    // `websocket.limits.messages_per_second`: every data frame takes a token.
+    let mut frames = hub.settings.limits.message_rate.map(|(per_second, burst)| {
+        let rate = RatePolicy {
+            per_minute: per_second.saturating_mul(60),
+            burst,
+        };
+        (Bucket::new(&rate), rate)
+    });
+    let mut within_rate = move || frames.as_mut().is_none_or(|(b, rate)| b.take(rate));
     loop {
         let next = tokio::select! {
             biased;
@@ -104,6 +115,11 @@ async fn read_loop(hub: &Hub, conn: &Arc<ClientConnection>, mut stream: Ws) {
             Some(Ok(msg)) => {
                 conn.touch_rx();
                 match msg {
+                    Message::Text(_) | Message::Binary(_) if !within_rate() => {
+                        conn.touch_activity();
+                        hub.count_received(conn, msg.len());
+                        hub.error_to(conn, &too_fast(hub));
+                    }
                     Message::Text(text) => {
                         conn.touch_activity();
                         hub.count_received(conn, text.len());
@@ -182,6 +198,7 @@ async fn handle_text(
         ClientMessage::Subscribe { channel } => hub.subscribe(conn, &channel).await,
         ClientMessage::Unsubscribe { channel } => {
             hub.unsubscribe(conn, &channel);
+            forget_buckets(hub, conn, buckets);
             Ok(())
         }
         ClientMessage::Broadcast { channel, message } => hub
@@ -198,6 +215,34 @@ async fn handle_text(
     }
 }
 
+/// The answer to a frame beyond `websocket.limits.messages_per_second`.
+fn too_fast(hub: &Hub) -> ProtocolError {
+    let (per_second, burst) = hub.settings.limits.message_rate.unwrap_or_default();
+    ProtocolError::new(
+        "rate_limited",
+        format!("more than {per_second} messages per second (burst {burst}) on this connection"),
+    )
+}
+
+/// Forgets the Broadcast buckets that no longer hold anything back: those of channels the
+/// connection left whose bucket is full again (a fresh one would be the same). A bucket that
+/// is not yet full stays, so that leaving and joining again does not refill it. Runs only
+/// once there are more buckets than subscriptions allowed.
+fn forget_buckets(hub: &Hub, conn: &ClientConnection, buckets: &mut HashMap<String, Bucket>) {
+    let allowed = hub.settings.limits.max_subscriptions.unwrap_or(100);
+    if buckets.len() <= allowed {
+        return;
+    }
+    buckets.retain(|channel, bucket| {
+        conn.is_subscribed(channel)
+            || hub
+                .policy(channel)
+                .rate_limit
+                .as_ref()
+                .is_some_and(|rate| !bucket.is_full(rate))
+    });
+}
+
 async fn write_loop(hub: &Hub, conn: &Arc<ClientConnection>) {
     let s = &hub.settings;
     let ping_every = (!s.ping_interval.is_zero()).then_some(s.ping_interval);
@@ -209,11 +254,20 @@ async fn write_loop(hub: &Hub, conn: &Arc<ClientConnection>) {
     // The idle deadline only moves later with activity, so it is re-read when the timer fires
     // rather than re-arming the timer on every message.
     let mut idle_at = idle.map_or(Instant::now() + far, |d| Instant::now() + d);
+    // A connection without a token on a hub that admits no anonymous clients has until then
+    // to authenticate.
+    let mut auth_due = s
+        .auth_deadline()
+        .filter(|_| conn.identity().is_none())
+        .map(|d| Instant::now() + d);
     let timer = tokio::time::sleep(far);
     tokio::pin!(timer);
     loop {
         let mut wake = next_ping.min(idle_at);
         if let Some((d, _)) = pong_due {
+            wake = wake.min(d);
+        }
+        if let Some(d) = auth_due {
             wake = wake.min(d);
         }
         if timer.deadline() != wake {
@@ -240,6 +294,13 @@ async fn write_loop(hub: &Hub, conn: &Arc<ClientConnection>) {
             },
             _ = &mut timer => {
                 let now = Instant::now();
+                if auth_due.is_some_and(|d| now >= d) {
+                    auth_due = None;
+                    if conn.identity().is_none() {
+                        conn.close(CloseCode::Policy, "authentication timeout");
+                        continue;
+                    }
+                }
                 if let Some((deadline, sent_ms)) = pong_due {
                     if now >= deadline {
                         pong_due = None;

@@ -11,6 +11,12 @@ pub enum Error {
         key: &'static str,
         reason: crate::settings::DurationError,
     },
+    /// A duration under `websocket.limits` does not parse.
+    #[error("websocket.limits.{key}: {reason}")]
+    LimitDuration {
+        key: &'static str,
+        reason: crate::settings::DurationError,
+    },
     #[error("websocket.server.path `{0}` must start with '/'")]
     HubPath(String),
     #[error("websocket.integration.webhook.path `{0}` must start with '/' and differ from the hub path")]

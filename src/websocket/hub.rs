@@ -17,6 +17,7 @@ use super::channels::Channels;
 use super::client::{ClientConnection, Opened};
 use super::delivery::{Courier, Delivery};
 use super::fanout::Fanout;
+use super::history::HistoryBounds;
 use super::protocol::{self, ProtocolError};
 use super::registry::ConnectionRegistry;
 use super::settings::HubSettings;
@@ -67,7 +68,15 @@ impl Hub {
                 node_id.clone(),
                 metrics.ws.clone(),
             ),
-            channels: Channels::new(metrics.ws.clone()),
+            channels: Channels::new(
+                metrics.ws.clone(),
+                settings.limits.max_channels,
+                HistoryBounds {
+                    max_bytes: settings.limits.history_max_bytes.unwrap_or(usize::MAX),
+                    max_total_bytes: settings.limits.history_max_total_bytes.unwrap_or(usize::MAX),
+                    max_age: settings.limits.history_max_age,
+                },
+            ),
             courier: Courier::new(metrics.ws.clone()),
             settings,
             table,
@@ -171,7 +180,12 @@ impl Hub {
         let target: Option<Arc<str>> = target.map(Arc::from);
         let n = self.deliver(channel, &frame, target.as_ref(), policy.message_history);
         if let Some(f) = self.fanout.get().filter(|_| share) {
-            let persist = policy.persistence.map(|ttl| (policy.message_history, ttl));
+            // What no channel's history may keep in memory is not kept in Redis either.
+            let fits = frame.len() <= self.settings.limits.history_max_bytes.unwrap_or(usize::MAX);
+            let persist = policy
+                .persistence
+                .filter(|_| fits)
+                .map(|ttl| (policy.message_history, ttl));
             f.publish(channel, &frame, target.as_deref(), persist);
         }
         n
@@ -213,6 +227,17 @@ impl Hub {
             self.send(conn, Delivery::Frame(protocol::subscribed(channel)));
             return Ok(());
         }
+        if let Some(max) = self
+            .settings
+            .limits
+            .max_subscriptions
+            .filter(|m| conn.subscription_count() >= *m)
+        {
+            return Err(ProtocolError::new(
+                "too_many_subscriptions",
+                format!("a connection may subscribe to at most {max} channels; unsubscribe from one first"),
+            ));
+        }
         let stored = match (policy.persistence, policy.message_history, self.fanout.get()) {
             (Some(_), n, Some(f)) if n > 0 => f.history(channel, n).await,
             _ => None,
@@ -220,6 +245,23 @@ impl Hub {
         let user = identity.as_ref().map(|i| i.user_id.as_str());
         self.channels
             .subscribe(&self.courier, conn, channel, &policy, user, stored)
+    }
+
+    /// Drops expired history and the channels left with nothing, as of `now`; returns how many
+    /// channels went. [`Hub::start`] runs it every [`Hub::sweep_interval`].
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        self.channels.sweep(now)
+    }
+
+    /// How often expired history is looked for: a quarter of `history_max_age`, within 1 s
+    /// and 1 min (channels without history go with their last subscriber anyway).
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        let age = self
+            .settings
+            .limits
+            .history_max_age
+            .unwrap_or(Duration::from_secs(240));
+        (age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     pub(crate) fn unsubscribe(&self, conn: &ClientConnection, channel: &str) {

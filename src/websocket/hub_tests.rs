@@ -17,9 +17,10 @@ use super::client::{ClientConnection, Opened};
 use super::error::Error;
 use super::hub::Hub;
 use super::protocol;
-use super::settings::{HubSettings, QUEUE_CAPACITY};
+use super::settings::{HubLimits, HubSettings, QUEUE_CAPACITY};
 use crate::routing::channels::{ChannelDefaults, ChannelPolicy, ChannelTable, RatePolicy};
 use crate::routing::{RoutingTable, TableHandle};
+use crate::settings::WebSocketLimits;
 use crate::telemetry::Metrics;
 
 /// A socket that takes every write at once and keeps the bytes.
@@ -131,6 +132,7 @@ fn settings() -> HubSettings {
         queue_capacity: QUEUE_CAPACITY,
         redis_url: None,
         pubsub_channels: Vec::new(),
+        limits: HubLimits::from_config(&WebSocketLimits::default()).expect("the default limits"),
     }
 }
 
@@ -719,4 +721,233 @@ fn the_admin_api_sends_to_and_closes_connections_by_id() {
         hub.connection_json(a.id()).expect("still open")["state"],
         "closing"
     );
+}
+
+/// Settings with `websocket.limits` changed by `f`.
+fn limited(f: impl FnOnce(&mut HubLimits)) -> HubSettings {
+    let mut s = settings();
+    f(&mut s.limits);
+    s
+}
+
+/// The channels of `websocket_channel_subscribers` and their values.
+fn subscriber_series(hub: &Hub) -> Vec<(String, i64)> {
+    use prometheus::core::Collector;
+    let mut v: Vec<(String, i64)> = hub.metrics.ws.channel_subscribers.collect()[0]
+        .get_metric()
+        .iter()
+        .map(|m| {
+            (
+                m.get_label()[0].value().to_string(),
+                m.get_gauge().get_value() as i64,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The channels the hub holds now (configured ones without subscribers or history aside).
+fn channel_names(hub: &Hub) -> Vec<String> {
+    let mut v: Vec<String> = hub.channels.summaries().into_iter().map(|c| c.name).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_connection_holds_at_most_max_subscriptions_channels() {
+    let hub = hub_with(limited(|l| l.max_subscriptions = Some(2)), &[], &[]);
+    let mut a = connect(&hub, None);
+    subscribe(&hub, &a.conn, "one").expect("first");
+    subscribe(&hub, &a.conn, "two").expect("second");
+    assert_eq!(subscribe(&hub, &a.conn, "three"), Err("too_many_subscriptions"));
+    subscribe(&hub, &a.conn, "one").expect("one it holds is answered again");
+    assert_eq!(
+        channel_names(&hub),
+        ["one", "two"],
+        "the refusal created no channel"
+    );
+    // The cap is per connection.
+    let b = connect(&hub, None);
+    subscribe(&hub, &b.conn, "three").expect("another connection");
+    hub.unsubscribe(&a.conn, "one");
+    subscribe(&hub, &a.conn, "three").expect("room again");
+    assert_eq!(
+        a.received(),
+        [
+            "subscribed one",
+            "subscribed two",
+            "subscribed one",
+            "unsubscribed one",
+            "subscribed three"
+        ]
+    );
+}
+
+#[test]
+fn the_hub_keeps_at_most_max_channels() {
+    let hub = hub_with(
+        limited(|l| l.max_channels = Some(2)),
+        &[("kept", with_history(10))],
+        &[],
+    );
+    let mut a = connect(&hub, None);
+    subscribe(&hub, &a.conn, "one").expect("first channel");
+    assert_eq!(hub.publish("kept", &json!("x"), "system", None), 0);
+    assert_eq!(channel_names(&hub), ["kept", "one"]);
+    // A third channel neither by Subscribe nor by history.
+    assert_eq!(subscribe(&hub, &a.conn, "two"), Err("too_many_channels"));
+    let mut kept_too = ChannelPolicy {
+        message_history: 10,
+        ..open()
+    };
+    kept_too.max_subscribers = 5;
+    let hub2 = hub_with(
+        limited(|l| l.max_channels = Some(1)),
+        &[("a", kept_too.clone()), ("b", kept_too)],
+        &[],
+    );
+    assert_eq!(hub2.publish("a", &json!(1), "system", None), 0);
+    assert_eq!(hub2.publish("b", &json!(2), "system", None), 0);
+    assert_eq!(channel_names(&hub2), ["a"], "`b` was delivered, not kept");
+    // Existing channels go on; one that goes makes room.
+    let mut b = connect(&hub, None);
+    subscribe(&hub, &b.conn, "one").expect("an existing channel");
+    assert_eq!(hub.publish("one", &json!("hi"), "system", None), 2);
+    hub.unsubscribe(&a.conn, "one");
+    hub.unregister(&b.conn);
+    assert_eq!(channel_names(&hub), ["kept"]);
+    subscribe(&hub, &a.conn, "two").expect("room again");
+    assert_eq!(
+        a.received(),
+        [
+            "subscribed one",
+            r#"one: "hi" from system"#,
+            "unsubscribed one",
+            "subscribed two"
+        ]
+    );
+    assert_eq!(b.received(), ["subscribed one", r#"one: "hi" from system"#]);
+}
+
+#[test]
+fn subscriber_series_exist_only_for_channels_with_subscribers() {
+    let hub = hub(&[("kept", with_history(10))]);
+    let a = connect(&hub, None);
+    let b = connect(&hub, None);
+    for c in ["room", "kept"] {
+        subscribe(&hub, &a.conn, c).expect("subscribed");
+    }
+    subscribe(&hub, &b.conn, "room").expect("subscribed");
+    hub.publish("kept", &json!(1), "system", None);
+    assert_eq!(
+        subscriber_series(&hub),
+        [("kept".to_string(), 1), ("room".to_string(), 2)]
+    );
+    hub.unsubscribe(&b.conn, "room");
+    hub.unsubscribe(&b.conn, "room");
+    assert_eq!(
+        subscriber_series(&hub),
+        [("kept".to_string(), 1), ("room".to_string(), 1)]
+    );
+    hub.unregister(&a.conn);
+    assert!(subscriber_series(&hub).is_empty());
+    // `kept` stays for its history, without a series.
+    assert_eq!(channel_names(&hub), ["kept"]);
+}
+
+#[test]
+fn history_is_kept_within_its_bytes_and_its_age() {
+    let frame = |n: usize| {
+        protocol::broadcast(
+            "feed",
+            &json!("x".repeat(n)),
+            "system",
+            "2025-01-01T00:00:00.000Z",
+        )
+        .len()
+    };
+    // Room for two messages of 100 characters, not three.
+    let max = 2 * frame(100) + 10;
+    let hub = hub_with(
+        limited(|l| {
+            l.history_max_bytes = Some(max);
+            l.history_max_age = Some(std::time::Duration::from_secs(60));
+        }),
+        &[("feed", with_history(100))],
+        &[],
+    );
+    for i in 0..3 {
+        hub.publish("feed", &json!(format!("{i}{}", "x".repeat(99))), "system", None);
+    }
+    hub.publish("feed", &json!("y".repeat(max)), "system", None);
+    let mut a = connect(&hub, None);
+    subscribe(&hub, &a.conn, "feed").expect("subscribed");
+    let got = a.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[1].starts_with(r#"feed: "1x"#) && got[2].starts_with(r#"feed: "2x"#),
+        "{got:?}"
+    );
+    let stats = hub.statistics_json();
+    assert_eq!(stats["retained"]["channels"], 1);
+    assert!(stats["retained"]["history_bytes"].as_u64().expect("bytes") <= max as u64);
+    // Once the history is older than its age, the channel goes with its last subscriber.
+    hub.unregister(&a.conn);
+    let now = std::time::Instant::now();
+    assert_eq!(hub.sweep(now), 0, "the history is young");
+    assert_eq!(hub.sweep(now + std::time::Duration::from_secs(61)), 1);
+    assert!(channel_names(&hub).is_empty());
+    assert_eq!(hub.statistics_json()["retained"]["history_bytes"], 0);
+    let mut b = connect(&hub, None);
+    subscribe(&hub, &b.conn, "feed").expect("subscribed");
+    assert_eq!(b.received(), ["subscribed feed"]);
+}
+
+/// The issue's recipe: subscribe to `c{i}`, send large broadcasts, unsubscribe, repeat.
+/// What the hub keeps stays within `max_channels` and `history_max_total_bytes`.
+#[test]
+fn subscribing_publishing_and_leaving_in_a_loop_keeps_the_hub_bounded() {
+    let kept = ChannelPolicy {
+        message_history: 100,
+        ..open()
+    };
+    let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let named: Vec<(&str, ChannelPolicy)> = names.iter().map(|n| (n.as_str(), kept.clone())).collect();
+    let (per_channel, total) = (32 * 1024, 1024 * 1024);
+    let hub = hub_with(
+        limited(|l| {
+            l.max_channels = Some(20);
+            l.history_max_bytes = Some(per_channel);
+            l.history_max_total_bytes = Some(total);
+        }),
+        &named,
+        &[],
+    );
+    let mut a = connect(&hub, user("mallory", &[]));
+    let big = json!("z".repeat(8 * 1024));
+    let mut refused = 0;
+    for i in 0..100 {
+        let c = format!("c{i}");
+        match subscribe(&hub, &a.conn, &c) {
+            Ok(()) => {
+                for _ in 0..10 {
+                    client_broadcast(&hub, &a, &c, big.clone(), true).expect("published");
+                }
+                hub.unsubscribe(&a.conn, &c);
+            }
+            Err(code) => {
+                assert_eq!(code, "too_many_channels");
+                refused += 1;
+            }
+        }
+        a.received();
+    }
+    let held = hub.statistics_json()["retained"].clone();
+    assert!(held["channels"].as_u64().expect("channels") <= 20, "{held}");
+    assert!(
+        held["history_bytes"].as_u64().expect("bytes") <= total as u64,
+        "{held}"
+    );
+    assert!(refused >= 80, "{refused}");
 }

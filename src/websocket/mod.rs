@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Channel policies are compiled with the routing table (`RoutingTable::channels`), so a
-//! changed resource applies through the same swap as routes.
+//! changed resource applies through the same swap as routes. What clients can make the hub
+//! keep is bounded by `websocket.limits` (`HubLimits`): subscriptions per connection, channels,
+//! history bytes and age, the time to authenticate, and frames per second.
 //!
 //! # The order of the files
 //!
@@ -25,20 +27,20 @@
 //! | `auth` | `Identity` and the `TokenVerifier` seam |
 //! | `access` | a channel policy's checks for Subscribe and Broadcast, the rate bucket |
 //! | `outbox` | one connection's queue of encoded frames and its socket |
-//! | `history` | a channel's kept messages and what a user is replayed |
+//! | `history` | a channel's kept messages, their bounds (count, bytes, age), what a user is replayed |
 //! | `fanout` | Redis: fan-out between replicas, persistent history, backend channels |
-//! | `settings` | `HubSettings`, read from `gateway.yaml` |
+//! | `settings` | `HubSettings` and `HubLimits`, read from `gateway.yaml` |
 //! | `client` | `ClientConnection`: one connection's identity, subscriptions, clocks |
 //! | `delivery` | `Delivery` and the `Courier`: queue, write, drop slow consumers |
 //! | `registry` | the open connections, their slots and gauges |
-//! | `channels` | the live channels: subscribe with replay, deliver to subscribers |
+//! | `channels` | the live channels (at most `max_channels`): subscribe with replay, deliver, sweep |
 //! | `hub` | `Hub`: joins the above and carries out what is asked of it |
 //! | `views` | the admin API's JSON of connections, channels and statistics |
 //! | `webhook` | `POST` from backends, and their Redis pub/sub messages |
-//! | `connection` | the life of one upgraded connection (reader, writer) |
+//! | `connection` | the life of one upgraded connection (reader, writer, its deadlines and rate) |
 //! | `upgrade` | the upgrade request: checks, refusals, `101` |
-//! | `service` | `Hub::start`, the paths the hub claims, serving a claimed request |
-//! | `hub_tests` | the hub in-process: clients, channels, delivery, history, policies |
+//! | `service` | `Hub::start` (and its sweeper), the paths the hub claims, serving a claimed request |
+//! | `hub_tests` | the hub in-process: clients, channels, delivery, history, policies, bounds |
 
 mod access;
 pub mod auth;
@@ -69,7 +71,7 @@ pub use client::ClientConnection;
 pub use error::{Error, Result};
 pub use hub::Hub;
 pub use request::{is_websocket_upgrade, query_param};
-pub use settings::{HubSettings, QUEUE_CAPACITY};
+pub use settings::{HubLimits, HubSettings, QUEUE_CAPACITY};
 
 #[cfg(test)]
 mod order {

@@ -1,5 +1,5 @@
-//! The hub as the gateway uses it: started with its Redis fan-out, claiming its paths, and
-//! serving a request on them (the webhook or an upgrade).
+//! The hub as the gateway uses it: started with its Redis fan-out and the sweeper of expired
+//! history, claiming its paths, and serving a request on them (the webhook or an upgrade).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -34,6 +34,7 @@ impl Hub {
         if unheard {
             tracing::warn!("websocket.integration.redis_pubsub.channels are set but no Redis URL is: nothing will be heard on them");
         }
+        tokio::spawn(sweeper(Arc::downgrade(&hub)));
         Ok(hub)
     }
 
@@ -52,6 +53,26 @@ impl Hub {
             self.webhook(req).await
         } else {
             self.upgrade(peer, req)
+        }
+    }
+}
+
+/// Drops expired history and idle channels now and then, until the hub is gone.
+async fn sweeper(hub: Weak<Hub>) {
+    let Some(every) = hub.upgrade().map(|h| h.sweep_interval()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let removed = hub.sweep(std::time::Instant::now());
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                "removed WebSocket channels left without subscribers or history"
+            );
         }
     }
 }

@@ -1,11 +1,11 @@
-//! The hub's static settings: `websocket.server`, the webhook and Redis, read from
-//! `gateway.yaml`.
+//! The hub's static settings: `websocket.server`, `websocket.limits`, the webhook and Redis,
+//! read from `gateway.yaml`.
 
 use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::fanout::FANOUT_CHANNEL;
-use crate::settings::{parse_duration, GatewayConfig};
+use crate::settings::{parse_duration, GatewayConfig, WebSocketLimits};
 
 /// Messages a connection may have queued before it counts as a slow consumer.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -33,6 +33,43 @@ pub struct HubSettings {
     /// Redis pub/sub channels that backend services publish to
     /// (`integration.redis_pubsub.channels`); each feeds the hub channel of the same name.
     pub pubsub_channels: Vec<String>,
+    pub limits: HubLimits,
+}
+
+/// `websocket.limits`: what the hub keeps for its clients. `None` turns a bound off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubLimits {
+    pub max_subscriptions: Option<usize>,
+    pub max_channels: Option<usize>,
+    pub history_max_bytes: Option<usize>,
+    pub history_max_total_bytes: Option<usize>,
+    pub history_max_age: Option<Duration>,
+    /// Applies only when the hub admits no anonymous clients.
+    pub auth_timeout: Option<Duration>,
+    /// Client frames per connection: `(per second, burst)`.
+    pub message_rate: Option<(u32, u32)>,
+}
+
+impl HubLimits {
+    /// Reads `websocket.limits`; `0` and `0s` turn a bound off.
+    pub fn from_config(l: &WebSocketLimits) -> Result<Self> {
+        let dur = |key: &'static str, v: &str| {
+            parse_duration(v)
+                .map(|d| (!d.is_zero()).then_some(d))
+                .map_err(|reason| Error::LimitDuration { key, reason })
+        };
+        let some = |n: usize| (n > 0).then_some(n);
+        Ok(HubLimits {
+            max_subscriptions: some(l.max_subscriptions_per_connection),
+            max_channels: some(l.max_channels),
+            history_max_bytes: some(l.history_max_bytes),
+            history_max_total_bytes: some(l.history_max_total_bytes),
+            history_max_age: dur("history_max_age", &l.history_max_age)?,
+            auth_timeout: dur("auth_timeout", &l.auth_timeout)?,
+            message_rate: (l.messages_per_second > 0)
+                .then(|| (l.messages_per_second, l.message_burst.max(1))),
+        })
+    }
 }
 
 impl HubSettings {
@@ -92,12 +129,19 @@ impl HubSettings {
             queue_capacity: QUEUE_CAPACITY,
             redis_url,
             pubsub_channels,
+            limits: HubLimits::from_config(&ws.limits)?,
         })
     }
 
     /// Whether a connection without a token may use channels that do not require auth.
     pub fn anonymous_allowed(&self) -> bool {
         !self.require_auth || self.allow_anonymous
+    }
+
+    /// How long a connection without a token has to send `Auth`: `None` when the hub admits
+    /// anonymous clients or `auth_timeout` is `0s`.
+    pub fn auth_deadline(&self) -> Option<Duration> {
+        self.limits.auth_timeout.filter(|_| !self.anonymous_allowed())
     }
 
     /// Paths the hub answers (the hub, the webhook), reserved from routes.
@@ -126,5 +170,39 @@ mod tests {
         assert_eq!(s.redis_url.as_deref(), Some("redis://redis:6379/1"));
         assert_eq!(s.pubsub_channels, ["events", "notifications", "alerts"]);
         assert!(!s.anonymous_allowed());
+        // The seed has no `websocket.limits`: every bound has its default.
+        assert_eq!(
+            s.limits,
+            HubLimits {
+                max_subscriptions: Some(100),
+                max_channels: Some(10_000),
+                history_max_bytes: Some(1024 * 1024),
+                history_max_total_bytes: Some(64 * 1024 * 1024),
+                history_max_age: Some(Duration::from_secs(300)),
+                auth_timeout: Some(Duration::from_secs(10)),
+                message_rate: Some((20, 100)),
+            }
+        );
+        assert_eq!(s.auth_deadline(), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn limits_are_read_and_zero_turns_one_off() {
+        let yaml = "websocket:\n  server: {allow_anonymous: true}\n  limits:\n    max_channels: 0\n    history_max_age: 0s\n    auth_timeout: 3s\n    messages_per_second: 5\n    message_burst: 0\n";
+        let cfg = GatewayConfig::from_yaml_str(yaml, &|_| None).expect("loads");
+        let s = HubSettings::from_config(&cfg).expect("valid");
+        assert_eq!(s.limits.max_channels, None);
+        assert_eq!(s.limits.history_max_age, None);
+        assert_eq!(s.limits.max_subscriptions, Some(100));
+        assert_eq!(s.limits.auth_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(s.auth_deadline(), None, "anonymous clients need no deadline");
+        assert_eq!(s.limits.message_rate, Some((5, 1)));
+        let bad = GatewayConfig::from_yaml_str("websocket:\n  limits: {auth_timeout: soon}\n", &|_| None)
+            .expect("loads");
+        let e = HubSettings::from_config(&bad).expect_err("a bad duration");
+        assert!(
+            e.to_string().starts_with("websocket.limits.auth_timeout: "),
+            "{e}"
+        );
     }
 }

@@ -41,6 +41,8 @@ impl Hub {
         let m = &self.messages;
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (channels, subscriptions) = self.channels.activity();
+        let (held_channels, history_bytes) = self.channels.held();
+        let limits = &self.settings.limits;
         let conns = self.connections();
         let authenticated = conns.iter().filter(|c| c.identity().is_some()).count();
         let totals = self.connections.totals();
@@ -58,6 +60,12 @@ impl Hub {
                 "slow_consumers_disconnected_total": self.courier.slow_total(),
             },
             "channels": {"active": channels, "subscriptions": subscriptions},
+            "retained": {
+                "channels": held_channels,
+                "max_channels": limits.max_channels,
+                "history_bytes": history_bytes,
+                "history_max_total_bytes": limits.history_max_total_bytes,
+            },
             "messages": {
                 "received_total": ld(&m.received),
                 "published_total": ld(&m.published),

@@ -185,18 +185,28 @@ impl RateLimiter {
 
     /// Counts the request against the limit that applies to it.
     pub async fn check(&self, route: &Route, path: &str, caller: &Caller<'_>) -> Admission {
-        let (requests, window, scope, key): (u64, Duration, &str, ClientKey<'_>) = match &route.rate_limit {
-            Some(p) => (
-                p.requests,
-                p.window,
-                route.id.as_str(),
-                ClientKey::of(&p.key, caller),
-            ),
-            None => match self.static_limit(path) {
-                Some(l) if l.requests > 0 => (l.requests, l.window, &*l.scope, ClientKey::Ip(caller.ip)),
-                _ => return Admission::Unlimited,
-            },
-        };
+        match &route.rate_limit {
+            Some(p) => {
+                let key = ClientKey::of(&p.key, caller);
+                self.decide(p.requests, p.window, route.id.as_str(), key).await
+            }
+            None => self.check_path(path, caller.ip).await,
+        }
+    }
+
+    /// Counts a request that no route serves (the WebSocket hub's paths) against the static
+    /// limit for its path: `route_limits`, else `default_limit`, per client IP.
+    pub async fn check_path(&self, path: &str, ip: IpAddr) -> Admission {
+        match self.static_limit(path) {
+            Some(l) if l.requests > 0 => {
+                self.decide(l.requests, l.window, &l.scope, ClientKey::Ip(ip))
+                    .await
+            }
+            _ => Admission::Unlimited,
+        }
+    }
+
+    async fn decide(&self, requests: u64, window: Duration, scope: &str, key: ClientKey<'_>) -> Admission {
         let result = match &self.store {
             Store::Memory(m) => {
                 let h = self.hasher.hash_one((scope, &key));

@@ -1,6 +1,7 @@
 //! The admission phase: who calls (JWT on protected routes), whether the rate limit lets them,
 //! and whether the body they declare may be sent.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{header, Request};
@@ -66,6 +67,25 @@ impl ProxyState {
                     .rate_limited_total
                     .with_label_values(&[route.id.as_str()])
                     .inc();
+                Err(ProxyError::RateLimited {
+                    limit: d.limit,
+                    reset_secs: d.retry_after_secs(),
+                })
+            }
+            Admission::Unavailable => Err(ProxyError::RateLimitUnavailable),
+        }
+    }
+
+    /// A request on the WebSocket hub's paths (an upgrade or the webhook), which no route
+    /// serves: counted against the static limit for its path, per client IP.
+    pub(super) async fn rate_limit_hub(&self, peer: IpAddr, path: &str) -> Result<(), ProxyError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        match limiter.check_path(path, peer).await {
+            Admission::Unlimited | Admission::Allowed(_) => Ok(()),
+            Admission::Limited(d) => {
+                self.metrics.rate_limited_total.with_label_values(&[""]).inc();
                 Err(ProxyError::RateLimited {
                     limit: d.limit,
                     reset_secs: d.retry_after_secs(),

@@ -1,6 +1,7 @@
 //! One request, top to bottom, phase by phase: the gateway's own answers (refusals, the
-//! redirect to https, probes, the hub's paths), the route, admission (who calls, the rate
-//! limit), the forward to the upstream (or the WebSocket tunnel), and the response.
+//! redirect to https, probes, the hub's paths once the rate limit lets them), the route,
+//! admission (who calls, the rate limit), the forward to the upstream (or the WebSocket
+//! tunnel), and the response.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ impl ProxyState {
             "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
             "/ready" => return Ok(self.readiness()),
             p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                if let Err(err) = self.rate_limit_hub(peer.ip(), p).await {
+                    return Ok(self.refuse(&err, &arrival.request_id));
+                }
                 if let Some(hub) = &self.hub {
                     return Ok(hub.handle(peer, req).await.map(Either::Right));
                 }
