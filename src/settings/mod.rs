@@ -5,9 +5,11 @@
 
 mod inline;
 mod model;
+mod requests;
 
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
+pub use requests::*;
 
 use std::path::Path;
 
