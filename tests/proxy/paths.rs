@@ -1,6 +1,7 @@
 //! Other spellings of a path, on the wire: a path that common upstreams read as a guarded one
 //! (nginx merges `//`, Tomcat and Spring drop `;` parameters, many frameworks decode `%2F`) is
-//! routed and authorised as that path and sent so, or refused.
+//! routed and authorised as that path and sent so, or refused; and a static `route_limits`
+//! entry counts the spellings of its path that reach an upstream.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,6 +60,9 @@ async fn send_raw(gw: &Gateway, method: &str, target: &str, fields: &[&str]) -> 
     for f in fields {
         head.push_str(f);
         head.push_str("\r\n");
+    }
+    if method == "POST" {
+        head.push_str("content-length: 0\r\n");
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
@@ -186,5 +190,32 @@ async fn path_settings_strip_unescape_or_redirect() {
         get_raw(&gw, "/api/admin/users?x=1", &[]).await.status,
         401,
         "where it leads"
+    );
+}
+
+/// The seed's login limit: `/auth/login/` and `//auth/login` are `/auth/login` to the auth
+/// service behind `/auth/*`, and count against its limit.
+#[tokio::test]
+async fn a_route_limit_counts_the_spellings_of_its_path() {
+    let up = Upstream::start("auth").await;
+    let cfg = "middleware:\n  rate_limiting:\n    default_limit: 0\n    window: 60s\n    \
+               route_limits: {\"/auth/login\": 2}\n";
+    let res = format!(
+        "{}---\n{}",
+        upstream_yaml("auth", &[up.url()]),
+        route_yaml("auth", "/auth/*", "auth", "methods: [POST]")
+    );
+    let gw = Gateway::start(cfg, &[("r.yaml", &res)]).await;
+    assert_eq!(send_raw(&gw, "POST", "/auth/login", &[]).await.status, 200);
+    assert_eq!(send_raw(&gw, "POST", "/auth/login/", &[]).await.status, 200);
+    for path in ["/auth/login/", "//auth/login", "/auth//login/", "/auth/login"] {
+        let a = send_raw(&gw, "POST", path, &[]).await;
+        assert_eq!(a.status, 429, "{path}: {}", a.body);
+    }
+    assert_eq!(up.hits(), 2);
+    assert_eq!(
+        send_raw(&gw, "POST", "/auth/register", &[]).await.status,
+        200,
+        "other paths are not counted"
     );
 }
