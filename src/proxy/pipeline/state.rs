@@ -12,7 +12,7 @@ use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::tls::UpstreamConnector;
 use crate::routing::{Route, TableHandle};
-use crate::settings::PathsConfig;
+use crate::settings::{HeadersConfig, PathsConfig};
 use crate::telemetry::{method_label, Metrics, Tracing};
 use crate::websocket::Hub;
 
@@ -101,6 +101,13 @@ impl ProxyState {
     /// Reads request paths as `paths` says (`server.paths`; the default is the safe reading).
     pub fn with_paths(mut self, paths: PathsConfig) -> Self {
         self.paths = paths;
+        self
+    }
+
+    /// Passes on the client's fields as `headers` says (`server.headers`; the default drops
+    /// underscore names and method overrides).
+    pub fn with_headers(mut self, headers: HeadersConfig) -> Self {
+        self.forwarder.headers = headers;
         self
     }
 
