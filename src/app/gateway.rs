@@ -354,7 +354,9 @@ async fn serve(core: Core) -> Result<(), Error> {
     .with_rate_limiter(limiter)
     .with_tracing(tracer.clone())
     .with_upstream_timeout(upstream_timeout)
-    .with_read_timeout(read_timeout);
+    .with_read_timeout(read_timeout)
+    .with_paths(cfg.server.paths)
+    .with_headers(cfg.server.headers);
     // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
     if redirect_http {
         state = state.with_https_redirect(cfg.server.https_port);

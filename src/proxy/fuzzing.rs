@@ -10,7 +10,9 @@ use http::Method;
 use super::body::ClientBody;
 use super::client::{self, Chunk, State, Step};
 use super::fields::MAX_FIELDS;
+use super::path::{read_path, PathReading};
 use super::server::h1::{self, Next};
+use crate::settings::{EscapedSlashes, PathParameters, PathsConfig};
 
 /// The head limit the request entry point parses with.
 const MAX_HEAD: usize = 4096;
@@ -130,9 +132,11 @@ pub fn chunked_body(data: &[u8]) {
     assert!(whole.0.len() <= data.len());
 }
 
-/// Request paths, as routing reads them. Whatever the bytes, the normal form of the path of a
-/// target that `http` takes is one it takes too, starts with `/`, has no dot-segments, and is its own normal
-/// form.
+/// Request paths, as routing reads them, under every `server.paths` setting. Whatever the
+/// bytes, the path of a target that `http` takes is refused only for what the setting refuses;
+/// otherwise its normal form is one `http` takes too, starts with `/`, has no dot-segments,
+/// nothing the setting unescapes or strips, no `//` when slashes are merged, and is its own
+/// normal form; a redirect's path is no network-path reference (`//host`).
 pub fn paths(data: &[u8]) {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
@@ -145,19 +149,63 @@ pub fn paths(data: &[u8]) {
     if !path.starts_with('/') {
         return;
     }
-    let Some(normal) = super::path::normalized(path) else {
-        return;
-    };
-    assert!(normal.starts_with('/'), "{path:?} -> {normal:?}");
-    assert!(
-        http::uri::PathAndQuery::try_from(normal.as_str()).is_ok(),
-        "{path:?} -> {normal:?}"
-    );
-    assert!(
-        normal.split('/').all(|s| s != "." && s != ".."),
-        "{path:?} -> {normal:?}"
-    );
-    assert_eq!(super::path::normalized(&normal), None, "{path:?} -> {normal:?}");
+    for cfg in all_path_settings() {
+        let normal = match read_path(path, &cfg) {
+            PathReading::Normal => continue,
+            PathReading::Refused(_) => {
+                let refusable = (cfg.parameters == PathParameters::Reject && path.contains(';'))
+                    || (cfg.escaped_slashes != EscapedSlashes::Keep
+                        && ["%2f", "%5c", "\\"]
+                            .iter()
+                            .any(|s| path.to_ascii_lowercase().contains(s)));
+                assert!(refusable, "{path:?} refused ({cfg:?})");
+                continue;
+            }
+            PathReading::Rewritten(normal) => normal,
+            PathReading::Redirect(normal) => {
+                assert_eq!(cfg.escaped_slashes, EscapedSlashes::UnescapeAndRedirect);
+                assert!(!normal.starts_with("//"), "{path:?} -> {normal:?} ({cfg:?})");
+                normal
+            }
+        };
+        let said = format!("{path:?} -> {normal:?} ({cfg:?})");
+        assert!(normal.starts_with('/'), "{said}");
+        assert!(
+            http::uri::PathAndQuery::try_from(normal.as_str()).is_ok(),
+            "{said}"
+        );
+        assert!(normal.split('/').all(|s| s != "." && s != ".."), "{said}");
+        assert!(!cfg.merge_slashes || !normal.contains("//"), "{said}");
+        assert!(
+            cfg.parameters == PathParameters::Keep || !normal.contains(';'),
+            "{said}"
+        );
+        assert_eq!(read_path(&normal, &cfg), PathReading::Normal, "{said}");
+    }
+}
+
+/// Every combination of the `server.paths` settings.
+fn all_path_settings() -> impl Iterator<Item = PathsConfig> {
+    let escaped = [
+        EscapedSlashes::Keep,
+        EscapedSlashes::Reject,
+        EscapedSlashes::UnescapeAndForward,
+        EscapedSlashes::UnescapeAndRedirect,
+    ];
+    let parameters = [
+        PathParameters::Keep,
+        PathParameters::Reject,
+        PathParameters::Strip,
+    ];
+    [false, true].into_iter().flat_map(move |merge_slashes| {
+        escaped.into_iter().flat_map(move |escaped_slashes| {
+            parameters.into_iter().map(move |parameters| PathsConfig {
+                merge_slashes,
+                escaped_slashes,
+                parameters,
+            })
+        })
+    })
 }
 
 /// The body decoded from `reads` fed one after another: its data, and how it ended (`Some`
@@ -227,6 +275,9 @@ mod tests {
     #[test]
     fn paths_keep_their_properties() {
         for v in variants(b"/a/%2e%2E/b/./%61%2Fc/..") {
+            paths(&v);
+        }
+        for v in variants(b"//a;b/..;/%5c\\c//%2F%2e./d;") {
             paths(&v);
         }
     }

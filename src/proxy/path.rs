@@ -5,6 +5,12 @@
 //! route that requires a token could be reached through one that does not. So both are done
 //! before routing, and the upstream gets the normal path: both read the same one.
 //!
+//! Other spellings that common upstreams read as another path are settled by `server.paths`
+//! ([`PathsConfig`]): `//` (nginx merges slashes), `%2F`, `%5C` and `\` (many frameworks
+//! decode them, some read a backslash as a slash) and `;` (Tomcat and Spring drop a segment's
+//! parameters, so `/x/..;/admin` is `/admin` to them). Each is made the one reading, or
+//! refused: never routed one way and served another.
+//!
 //! Also the small URI surgery the pipeline does: a path and query put together, a URI with
 //! another path.
 
@@ -12,6 +18,8 @@ use std::borrow::Cow;
 
 use http::uri::{InvalidUri, PathAndQuery};
 use http::Uri;
+
+use crate::settings::{EscapedSlashes, PathParameters, PathsConfig};
 
 /// `path`, then `query` if there is one.
 pub fn path_and_query(mut path: String, query: Option<&str>) -> Result<PathAndQuery, InvalidUri> {
@@ -29,19 +37,145 @@ pub fn with_path(uri: &Uri, path: String) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-/// `path` in normal form: percent-encoded unreserved characters decoded (`%61` is `a`, `%2e`
-/// is `.`), then dot-segments removed; `None` when that changes nothing, which for a path with
-/// no `%` or `.` is found without looking further.
-pub fn normalized(path: &str) -> Option<String> {
-    if !path.bytes().any(|b| b == b'.' || b == b'%') {
-        return None;
+/// What the gateway makes of a request's path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathReading {
+    /// Already in normal form: routed and forwarded as it is.
+    Normal,
+    /// Routed, authorised and forwarded as this path.
+    Rewritten(String),
+    /// Escaped slashes under `unescape_and_redirect`: the client is sent to this path.
+    Redirect(String),
+    /// Refused with 400, for this reason.
+    Refused(&'static str),
+}
+
+/// `path` read as `cfg` says: percent-encoded unreserved characters decoded (`%61` is `a`,
+/// `%2e` is `.`), path parameters, escaped slashes and `//` dealt with, then dot-segments
+/// removed. A path with none of `.`, `%`, `;`, `\` or `//` is [`PathReading::Normal`] after one
+/// look at each byte.
+pub fn read_path(path: &str, cfg: &PathsConfig) -> PathReading {
+    if is_plain(path.as_bytes()) {
+        return PathReading::Normal;
     }
-    let decoded = decode_unreserved(path);
-    match (without_dot_segments(&decoded), decoded) {
-        (Some(resolved), _) => Some(resolved),
-        (None, Cow::Owned(decoded)) => Some(decoded),
-        (None, Cow::Borrowed(_)) => None,
+    let mut p = Cow::Borrowed(path);
+    if path.contains(';') {
+        match cfg.parameters {
+            PathParameters::Keep => {}
+            PathParameters::Reject => return PathReading::Refused("path parameters (`;`) are not accepted"),
+            PathParameters::Strip => p = Cow::Owned(without_parameters(path)),
+        }
     }
+    let mut redirect = false;
+    if has_escaped_slash(p.as_bytes()) {
+        match cfg.escaped_slashes {
+            EscapedSlashes::Keep => {}
+            EscapedSlashes::Reject => {
+                return PathReading::Refused(
+                    "escaped slashes (`%2F`, `%5C`) and backslashes are not accepted in a path",
+                )
+            }
+            EscapedSlashes::UnescapeAndForward => p = Cow::Owned(unescape_slashes(&p)),
+            EscapedSlashes::UnescapeAndRedirect => {
+                p = Cow::Owned(unescape_slashes(&p));
+                redirect = true;
+            }
+        }
+    }
+    if let Cow::Owned(decoded) = decode_unreserved(&p) {
+        p = Cow::Owned(decoded);
+    }
+    if cfg.merge_slashes && p.contains("//") {
+        p = Cow::Owned(merged_slashes(&p));
+    }
+    if let Some(resolved) = without_dot_segments(&p) {
+        p = Cow::Owned(resolved);
+    }
+    match p {
+        Cow::Borrowed(_) => PathReading::Normal,
+        // A `Location` of `//host/...` would name another host.
+        Cow::Owned(normal) if redirect && normal.starts_with("//") => {
+            PathReading::Refused("escaped slashes at the start of a path are not accepted")
+        }
+        Cow::Owned(normal) if redirect => PathReading::Redirect(normal),
+        Cow::Owned(normal) => PathReading::Rewritten(normal),
+    }
+}
+
+/// No byte that any step of [`read_path`] looks for: `.`, `%`, `;`, `\`, or `/` after `/`.
+fn is_plain(b: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &c in b {
+        match c {
+            b'.' | b'%' | b';' | b'\\' => return false,
+            b'/' if prev == b'/' => return false,
+            _ => {}
+        }
+        prev = c;
+    }
+    true
+}
+
+/// Each segment of `path` without its parameters: from a `;` to the segment's end.
+fn without_parameters(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or_default());
+    }
+    out
+}
+
+/// Whether `path` has `%2F`, `%5C` (either case) or a `\`.
+fn has_escaped_slash(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\\' || escaped_slash_at(b, i))
+}
+
+fn escaped_slash_at(b: &[u8], i: usize) -> bool {
+    b[i] == b'%'
+        && matches!(
+            (b.get(i + 1), b.get(i + 2).map(u8::to_ascii_uppercase)),
+            (Some(b'2'), Some(b'F')) | (Some(b'5'), Some(b'C'))
+        )
+}
+
+/// `path` with `%2F`, `%5C` and `\` made `/`.
+fn unescape_slashes(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    let mut from = 0;
+    while i < b.len() {
+        let skip = if b[i] == b'\\' {
+            1
+        } else if escaped_slash_at(b, i) {
+            3
+        } else {
+            i += 1;
+            continue;
+        };
+        out.push_str(&path[from..i]);
+        out.push('/');
+        i += skip;
+        from = i;
+    }
+    out.push_str(&path[from..]);
+    out
+}
+
+/// `path` with each run of slashes made one.
+fn merged_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c != '/' || !out.ends_with('/') {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `path` with each `%XX` that stands for an unreserved character (letters, digits, `-`, `.`,
@@ -135,6 +269,22 @@ fn dots(segment: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// RFC 3986 alone: slashes, escaped slashes and parameters as they come.
+    const RFC_ONLY: PathsConfig = PathsConfig {
+        merge_slashes: false,
+        escaped_slashes: EscapedSlashes::Keep,
+        parameters: PathParameters::Keep,
+    };
+
+    /// The normal form under `RFC_ONLY`; `None` when the path is in it already.
+    fn normalized(path: &str) -> Option<String> {
+        match read_path(path, &RFC_ONLY) {
+            PathReading::Normal => None,
+            PathReading::Rewritten(p) => Some(p),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
     #[test]
     fn dot_segments_are_resolved_as_rfc_3986_says() {
         for (path, want) in [
@@ -194,6 +344,166 @@ mod tests {
         ] {
             let got = normalized(path).unwrap_or_else(|| path.to_string());
             assert_eq!(got, want, "{path}");
+        }
+    }
+
+    fn read(path: &str, cfg: &PathsConfig) -> String {
+        match read_path(path, cfg) {
+            PathReading::Normal => path.to_string(),
+            PathReading::Rewritten(p) => p,
+            PathReading::Redirect(p) => format!("redirect {p}"),
+            PathReading::Refused(_) => "400".to_string(),
+        }
+    }
+
+    #[test]
+    fn by_default_the_spellings_of_a_protected_path_are_one_path_or_refused() {
+        let cfg = PathsConfig::default();
+        for (path, want) in [
+            // nginx's merge_slashes: one path, as every backend behind nginx reads it.
+            ("/api//admin/users", "/api/admin/users"),
+            ("//api///admin/users//", "/api/admin/users/"),
+            ("/a//../b", "/b"),
+            ("/a/.//./b", "/a/b"),
+            // Path parameters and escaped slashes: refused.
+            ("/api/admin;x/users", "400"),
+            ("/api/x/..;/admin/users", "400"),
+            ("/api/admin;/users", "400"),
+            ("/;/api", "400"),
+            ("/api/admin%2Fusers", "400"),
+            ("/api/admin%2fusers", "400"),
+            ("/api/admin%5Cusers", "400"),
+            ("/api/admin%5cusers", "400"),
+            ("/api/admin\\users", "400"),
+            // What was normal stays normal.
+            ("/api/admin/users", "/api/admin/users"),
+            ("/files/100%25", "/files/100%25"),
+            ("/a%3Bb/%252F", "/a%3Bb/%252F"),
+            ("/%61pi/./admin/%75sers", "/api/admin/users"),
+        ] {
+            assert_eq!(read(path, &cfg), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn parameters_can_be_stripped_as_tomcat_reads_them() {
+        let cfg = PathsConfig {
+            parameters: PathParameters::Strip,
+            ..PathsConfig::default()
+        };
+        for (path, want) in [
+            ("/api/admin;x/users", "/api/admin/users"),
+            ("/api/x/..;/admin/users", "/api/admin/users"),
+            ("/api/x/%2e%2e;a=b/admin", "/api/admin"),
+            ("/a;jsessionid=1", "/a"),
+            ("/;x/a", "/a"),
+            ("/a;x%2Fy/b", "/a/b"),
+            ("/a/b;", "/a/b"),
+        ] {
+            assert_eq!(read(path, &cfg), want, "{path}");
+        }
+        let keep = PathsConfig {
+            parameters: PathParameters::Keep,
+            ..PathsConfig::default()
+        };
+        assert_eq!(read("/api/x/..;/admin", &keep), "/api/x/..;/admin");
+    }
+
+    #[test]
+    fn escaped_slashes_are_kept_unescaped_or_redirected_as_set() {
+        let with = |escaped_slashes| PathsConfig {
+            escaped_slashes,
+            ..PathsConfig::default()
+        };
+        let keep = with(EscapedSlashes::Keep);
+        assert_eq!(read("/api/admin%2Fusers", &keep), "/api/admin%2Fusers");
+        assert_eq!(read("/a\\b", &keep), "/a\\b");
+        let forward = with(EscapedSlashes::UnescapeAndForward);
+        for (path, want) in [
+            ("/api/admin%2Fusers", "/api/admin/users"),
+            ("/api/admin%2fusers", "/api/admin/users"),
+            ("/api/admin%5Cusers", "/api/admin/users"),
+            ("/api\\admin\\users", "/api/admin/users"),
+            ("/x%2F..%2Fadmin", "/admin"),
+            ("/%2F%2Fevil.example/x", "/evil.example/x"),
+            ("/a%%2F41", "/a%/41"),
+            ("/a%2", "/a%2"),
+        ] {
+            assert_eq!(read(path, &forward), want, "{path}");
+        }
+        let redirect = with(EscapedSlashes::UnescapeAndRedirect);
+        assert_eq!(read("/api/admin%2Fusers", &redirect), "redirect /api/admin/users");
+        assert_eq!(
+            read("/api//admin/users", &redirect),
+            "/api/admin/users",
+            "only escapes redirect"
+        );
+        // Unmerged, the Location would name another host.
+        let unmerged = PathsConfig {
+            merge_slashes: false,
+            ..redirect
+        };
+        assert_eq!(read("/%2Fevil.example/x", &unmerged), "400");
+        assert_eq!(read("/a%2Fb", &unmerged), "redirect /a/b");
+    }
+
+    #[test]
+    fn slashes_stay_as_they_are_without_merge_slashes() {
+        let cfg = PathsConfig {
+            merge_slashes: false,
+            ..PathsConfig::default()
+        };
+        assert_eq!(read_path("/a//b", &cfg), PathReading::Normal);
+        assert_eq!(read("/a//../b", &cfg), "/a/b");
+    }
+
+    #[test]
+    fn the_normal_form_is_its_own_normal_form_under_every_setting() {
+        let paths = [
+            "/api//admin;x/..;/u%2F%2e%2E/%5c\\v",
+            "//a;b//c%2f..%2F;d/./%61",
+            "/%%2F41/%2%2F/%2%46/a%3B;x",
+            "/x/..;/%2e%2e%2fy//z/",
+        ];
+        for merge_slashes in [false, true] {
+            for escaped_slashes in [
+                EscapedSlashes::Keep,
+                EscapedSlashes::Reject,
+                EscapedSlashes::UnescapeAndForward,
+                EscapedSlashes::UnescapeAndRedirect,
+            ] {
+                for parameters in [
+                    PathParameters::Keep,
+                    PathParameters::Reject,
+                    PathParameters::Strip,
+                ] {
+                    let cfg = PathsConfig {
+                        merge_slashes,
+                        escaped_slashes,
+                        parameters,
+                    };
+                    for path in paths {
+                        if let PathReading::Rewritten(p) | PathReading::Redirect(p) = read_path(path, &cfg) {
+                            assert_eq!(
+                                read_path(&p, &cfg),
+                                PathReading::Normal,
+                                "{path} -> {p} ({cfg:?})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_path_is_normal_at_a_glance() {
+        for path in ["/", "/api/users/42", "/a-b_c~d/e", "*"] {
+            assert!(is_plain(path.as_bytes()), "{path}");
+            assert_eq!(read_path(path, &PathsConfig::default()), PathReading::Normal);
+        }
+        for path in ["/a//b", "/a;b", "/a%41", "/a.b", "/a\\b", "//"] {
+            assert!(!is_plain(path.as_bytes()), "{path}");
         }
     }
 }

@@ -6,10 +6,12 @@
 mod hub_limits;
 mod inline;
 mod model;
+mod requests;
 
 pub use hub_limits::WebSocketLimits;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
+pub use requests::*;
 
 use std::path::Path;
 

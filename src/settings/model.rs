@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub tls: Option<ServerTls>,
+    /// `server.paths`: how other spellings of a path are read (see `requests`).
+    pub paths: super::requests::PathsConfig,
+    /// `server.headers`: the client's fields that are not passed on (see `requests`).
+    pub headers: super::requests::HeadersConfig,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +50,8 @@ impl Default for ServerConfig {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             tls: None,
+            paths: Default::default(),
+            headers: Default::default(),
         }
     }
 }

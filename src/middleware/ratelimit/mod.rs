@@ -4,7 +4,8 @@
 //! One limit applies per request, the most specific one: the route's own `rateLimit`, else the
 //! static `route_limits` entry matching the request path (exact over `/*` glob, longest glob
 //! first; a limit of 0 exempts the path), else `default_limit` per client IP across all
-//! routes. A glob is one budget for everything under it.
+//! routes. A glob is one budget for everything under it. The path is the one the route was
+//! chosen by (in normal form), and an exact key counts it with or without a trailing `/`.
 
 pub mod gcra;
 pub mod memory;
@@ -136,7 +137,12 @@ impl RateLimiter {
             match pattern.strip_suffix("/*") {
                 Some(prefix) if !prefix.contains('*') => globs.push((prefix.to_string(), l)),
                 None if !pattern.contains('*') => {
-                    exact.insert(pattern.clone(), l);
+                    if let Some(other) = exact.insert(without_trailing_slash(pattern).to_string(), l) {
+                        return Err(ConfigError(format!(
+                            "route_limits keys `{}` and `{pattern}` name the same path (a trailing `/` makes no difference)",
+                            other.scope.trim_start_matches("path:")
+                        )));
+                    }
                 }
                 _ => {
                     return Err(ConfigError(format!(
@@ -233,8 +239,12 @@ impl RateLimiter {
         }
     }
 
+    /// The static limit of `path`, which is in normal form (`server.paths`): the path the
+    /// route was chosen by. An exact key counts its path with or without a trailing `/`, as
+    /// most upstreams serve both alike; a glob covers its prefix and what is below it, by
+    /// whole segments, as a route's `/*` does.
     fn static_limit(&self, path: &str) -> Option<&Limit> {
-        if let Some(l) = self.exact.get(path) {
+        if let Some(l) = self.exact.get(without_trailing_slash(path)) {
             return Some(l);
         }
         for (prefix, l) in &self.globs {
@@ -266,6 +276,14 @@ impl RateLimiter {
             };
             tracing::warn!("rate-limit store unavailable ({e}); failure_mode {mode} requests");
         }
+    }
+}
+
+/// `path` without one trailing `/`, unless it is `/`.
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
     }
 }
 

@@ -205,11 +205,44 @@ async fn decisions_carry_what_the_headers_need() {
     assert_eq!(headers["ratelimit-remaining"], "0");
 }
 
+#[tokio::test]
+async fn a_trailing_slash_does_not_lead_around_an_exact_limit() {
+    let l = RateLimiter::from_config(&config(
+        0,
+        &[("/auth/login", 3), ("/docs/", 1), ("/", 1), ("/api/*", 1)],
+    ))
+    .expect("valid");
+    let h = HeaderMap::new();
+    let c = Caller {
+        ip: ip(1),
+        user: None,
+        headers: &h,
+    };
+    let plain = route("default/plain", None);
+    // One budget for `/auth/login` and `/auth/login/`.
+    assert_eq!(passes(&l, &plain, "/auth/login", &c, 2).await, 2);
+    assert_eq!(passes(&l, &plain, "/auth/login/", &c, 5).await, 1);
+    assert_eq!(passes(&l, &plain, "/auth/login", &c, 5).await, 0);
+    // Nor a key written with one.
+    assert_eq!(passes(&l, &plain, "/docs", &c, 5).await, 1);
+    assert_eq!(passes(&l, &plain, "/docs/", &c, 5).await, 0);
+    // `/` is `/`, not every path.
+    assert_eq!(passes(&l, &plain, "/", &c, 5).await, 1);
+    assert_eq!(passes(&l, &plain, "/other/", &c, 5).await, 5);
+    // A glob covers its prefix with and without the slash, as a route's `/*` does.
+    assert_eq!(passes(&l, &plain, "/api/", &c, 5).await, 1);
+    assert_eq!(passes(&l, &plain, "/api", &c, 5).await, 0);
+}
+
 #[test]
 fn bad_configuration_is_explained() {
     for (cfg, needle) in [
         (config(1, &[("auth/login", 1)]), "must start with '/'"),
         (config(1, &[("/a/*/b", 1)]), "trailing"),
+        (
+            config(1, &[("/auth/login", 1), ("/auth/login/", 2)]),
+            "name the same path",
+        ),
         (
             RateLimitingConfig {
                 failure_mode: "maybe".into(),

@@ -8,6 +8,7 @@ use http::HeaderMap;
 use super::general::{general_client, GeneralClient};
 use crate::proxy::client::OwnClient;
 use crate::proxy::tls::UpstreamConnector;
+use crate::settings::HeadersConfig;
 use crate::telemetry::Metrics;
 
 /// How long an upstream connection may wait idle in a pool before it is closed.
@@ -29,6 +30,8 @@ pub struct Forwarder {
     /// `server.timeouts.read_timeout`: the longest an upstream's response body may send
     /// nothing.
     pub read_timeout: Option<Duration>,
+    /// `server.headers`: the client's fields that are not passed on.
+    pub headers: HeadersConfig,
 }
 
 impl Forwarder {
@@ -42,6 +45,7 @@ impl Forwarder {
             empty_headers: HeaderMap::new(),
             upstream_timeout: None,
             read_timeout: None,
+            headers: HeadersConfig::default(),
         }
     }
 

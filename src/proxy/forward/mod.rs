@@ -60,7 +60,7 @@ impl Forwarder {
         let mut chosen = rewrite::first_choice(ctx, &parts.headers)?;
         let mut fwd = rewrite::forwarding(ctx, &parts.uri);
         let h2c = upstream.protocol == Protocol::H2c;
-        rewrite::rewrite_head(ctx, &mut parts, h2c);
+        rewrite::rewrite_head(ctx, &mut parts, h2c, &self.headers);
         // The head of the tries: each but the last gets a copy, the last takes it.
         let mut template = Some(parts);
         let mut body = match ForwardBody::take(body, ctx.arrival.content_length()) {

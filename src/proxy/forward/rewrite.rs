@@ -14,6 +14,7 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::path::path_and_query;
 use crate::routing::Route;
+use crate::settings::HeadersConfig;
 use crate::upstream::{ClaimLookup, PickContext};
 
 /// What the head of every try shares besides the client's fields: where it goes, the fields
@@ -86,16 +87,17 @@ pub(super) fn forwarding(ctx: &RequestCtx<'_>, uri: &Uri) -> Forwarding {
     )
 }
 
-/// The client's head made the upstream's: hop-by-hop and identity fields out (`TE: trailers`
-/// kept for h2c), the caller's identity in, the version the upstream speaks.
+/// The client's head made the upstream's: hop-by-hop fields out (`TE: trailers` kept for h2c),
+/// the fields that may not go upstream as sent out (`server.headers`: identity fields in any
+/// spelling, method overrides), the caller's identity in, the version the upstream speaks.
 #[inline]
-pub(super) fn rewrite_head(ctx: &RequestCtx<'_>, parts: &mut Parts, h2c: bool) {
+pub(super) fn rewrite_head(ctx: &RequestCtx<'_>, parts: &mut Parts, h2c: bool, fields: &HeadersConfig) {
     let h = &mut parts.headers;
     // `TE` is hop-by-hop, but HTTP/2 keeps its one value, `trailers`, end to end: gRPC
     // clients send it and servers look for it.
     let te_trailers = h2c && headers::accepts_trailers(h);
     headers::strip_hop_by_hop(h);
-    headers::strip_user_headers(h);
+    headers::strip_client_fields(h, ctx.arrival.client.marks, fields);
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }

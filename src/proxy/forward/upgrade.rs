@@ -56,7 +56,7 @@ impl Forwarder {
         *h = req.headers().clone();
         let client = headers::ClientFields::of(h);
         headers::strip_hop_by_hop(h);
-        headers::strip_user_headers(h);
+        headers::strip_client_fields(h, client.marks, &self.headers);
         if let Some(u) = &ctx.user {
             u.apply_headers(h);
         }

@@ -1,9 +1,9 @@
-//! The client's fields: the few the pipeline reads, read in one pass; whether its `Host`
-//! names one host; and the identity fields it may not set.
+//! The client's fields: the few the pipeline reads, read in one pass (which also marks the
+//! names that may not go upstream as sent, see `owned`); whether its `Host` names one host.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 
-use crate::auth::USER_HEADERS;
+use super::owned;
 
 /// The client's fields the pipeline reads, found in one pass over the request's fields rather
 /// than by a hashed lookup each (the first value of each).
@@ -17,6 +17,9 @@ pub struct ClientFields {
     pub request_id: Option<HeaderValue>,
     pub forwarded_for: Option<HeaderValue>,
     pub traceparent: Option<HeaderValue>,
+    /// The marks of the other names ([`owned::marks`]): 0 when none of the client's fields
+    /// needs a second look before the request goes upstream.
+    pub marks: u8,
 }
 
 impl ClientFields {
@@ -33,7 +36,10 @@ impl ClientFields {
                 "x-request-id" => &mut f.request_id,
                 "x-forwarded-for" => &mut f.forwarded_for,
                 "traceparent" => &mut f.traceparent,
-                _ => continue,
+                other => {
+                    f.marks |= owned::marks(other);
+                    continue;
+                }
             };
             if slot.is_none() {
                 *slot = Some(value.clone());
@@ -111,15 +117,3 @@ const HOST_BYTE: [bool; 256] = {
     }
     table
 };
-
-/// Removes the identity headers a client may not set (the auth step sets them for real).
-pub fn strip_user_headers(headers: &mut HeaderMap) {
-    let is_user_header =
-        |k: &HeaderName| matches!(k.as_str(), "x-user-id" | "x-user-roles" | "x-user-permissions");
-    if !headers.keys().any(is_user_header) {
-        return;
-    }
-    for name in &USER_HEADERS {
-        headers.remove(name);
-    }
-}

@@ -1,4 +1,5 @@
-//! Tests of the header work: hop-by-hop removal, client fields, ids, forwarding.
+//! Tests of the header work: hop-by-hop removal, client fields and those that do not go
+//! upstream, ids, forwarding.
 
 use http::header::{self, HeaderMap, HeaderValue};
 
@@ -6,8 +7,16 @@ use super::client::*;
 use super::forwarding::*;
 use super::hop::*;
 use super::ids::*;
+use super::owned::*;
 use crate::auth::USER_HEADERS;
+use crate::settings::{HeadersConfig, MethodOverride, Underscores};
 use crate::telemetry::valid_traceparent;
+
+/// The client's fields that do not go upstream by default, gone from `h`.
+fn strip_user_headers(h: &mut HeaderMap) {
+    let marks = ClientFields::of(h).marks;
+    strip_client_fields(h, marks, &HeadersConfig::default());
+}
 
 #[test]
 fn hop_by_hop_names_are_found_by_their_text() {
@@ -259,4 +268,107 @@ fn one_host_field_is_needed_in_http_1_1_and_two_are_refused() {
         .host_problem(Version::HTTP_2)
         .is_some());
     assert!(fields(&["a/b"]).host_problem(Version::HTTP_10).is_some());
+}
+
+/// The names of `h` that are left after `strip_client_fields` under `cfg`, sorted.
+fn left_after(h: &HeaderMap, cfg: HeadersConfig) -> Vec<String> {
+    let mut h = h.clone();
+    let marks = ClientFields::of(&h).marks;
+    strip_client_fields(&mut h, marks, &cfg);
+    let mut names: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+    names.sort();
+    names
+}
+
+fn client_headers(names: &[&str]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for n in names {
+        h.append(
+            header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_static("admin"),
+        );
+    }
+    h
+}
+
+#[test]
+fn names_are_marked_as_they_are_first_read() {
+    for (name, want) in [
+        ("accept", 0),
+        ("x-user-id", IDENTITY),
+        ("x-user-email", IDENTITY),
+        ("x_user_id", UNDERSCORE),
+        ("x-http-method-override", METHOD_OVERRIDE),
+        ("x-http-method", METHOD_OVERRIDE),
+        ("x-method-override", METHOD_OVERRIDE),
+        ("x_http_method_override", UNDERSCORE),
+        ("x-user_id", UNDERSCORE),
+        ("x_user-id", UNDERSCORE),
+        ("x-users", 0),
+    ] {
+        assert_eq!(marks(name), want, "{name}");
+    }
+    let h = client_headers(&["accept", "host", "x_forwarded_for"]);
+    assert_eq!(ClientFields::of(&h).marks, UNDERSCORE);
+    assert_eq!(
+        ClientFields::of(&client_headers(&["accept", "x-request-id"])).marks,
+        0
+    );
+}
+
+#[test]
+fn underscore_names_go_all_or_the_gateways_own_or_none() {
+    let h = client_headers(&[
+        "accept",
+        "x_user_id",
+        "X_User_Roles",
+        "x-user_permissions",
+        "x_forwarded_for",
+        "x_forwarded_proto",
+        "x_request_id",
+        "x_http_method_override",
+        "my_field",
+        "x-user-email",
+        "x-http-method-override",
+        "x-method-override",
+        "x-http-method",
+    ]);
+    let with = |underscores, method_override| HeadersConfig {
+        underscores,
+        method_override,
+    };
+    assert_eq!(
+        left_after(&h, HeadersConfig::default()),
+        ["accept"],
+        "by default: every underscore name, every X-User-*, every method override"
+    );
+    assert_eq!(
+        left_after(&h, with(Underscores::StripOwned, MethodOverride::Strip)),
+        ["accept", "my_field"]
+    );
+    assert_eq!(
+        left_after(&h, with(Underscores::StripOwned, MethodOverride::Keep)),
+        [
+            "accept",
+            "my_field",
+            "x-http-method",
+            "x-http-method-override",
+            "x-method-override",
+            "x_http_method_override"
+        ]
+    );
+    assert_eq!(
+        left_after(&h, with(Underscores::Keep, MethodOverride::Strip)),
+        [
+            "accept",
+            "my_field",
+            "x-user_permissions",
+            "x_forwarded_for",
+            "x_forwarded_proto",
+            "x_request_id",
+            "x_user_id",
+            "x_user_roles"
+        ],
+        "kept underscore names; X-User-* and method overrides still go"
+    );
 }

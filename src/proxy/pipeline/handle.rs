@@ -17,7 +17,7 @@ use crate::proxy::body::{Body, ClientBody};
 use crate::proxy::context::{Arrival, RequestCtx};
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::ClientFields;
-use crate::proxy::path::{normalized, with_path};
+use crate::proxy::path::{path_and_query, read_path, with_path, PathReading};
 use crate::proxy::tls::{https_redirect, TlsConn};
 
 impl ProxyState {
@@ -88,9 +88,10 @@ impl ProxyState {
     }
 
     /// The answers the gateway gives before routing: requests it refuses, and the redirect of
-    /// plain HTTP to https. Before anything reads the path, it is put in normal form: the route
-    /// chosen and the path the upstream gets are the same (`/public/../admin` and `/%61dmin`
-    /// are `/admin` to both).
+    /// plain HTTP to https. Before anything reads the path, it is put in normal form as
+    /// `server.paths` says: the route chosen and the path the upstream gets are the same
+    /// (`/public/../admin`, `/%61dmin` and `//admin` are `/admin` to both), and a spelling the
+    /// gateway does not make normal (`;`, `%2F` by default) is refused, or redirected.
     fn screen(&self, arrival: &Arrival, req: &mut Request<ClientBody>) -> Option<Response<Body>> {
         let refused = if req.method() == Method::CONNECT {
             Some("CONNECT is not served: the gateway is no forward proxy")
@@ -107,16 +108,22 @@ impl ProxyState {
                 }
             }
         }
-        if let Some(clean) = normalized(req.uri().path()) {
-            match with_path(req.uri(), clean) {
-                Some(uri) => *req.uri_mut() = uri,
-                None => {
-                    let err = ProxyError::BadRequest("invalid request path".into());
-                    return Some(self.refuse(&err, &arrival.request_id));
+        let refused = match read_path(req.uri().path(), &self.paths) {
+            PathReading::Normal => return None,
+            PathReading::Rewritten(normal) => match with_path(req.uri(), normal) {
+                Some(uri) => {
+                    *req.uri_mut() = uri;
+                    return None;
                 }
-            }
-        }
-        None
+                None => "invalid request path",
+            },
+            PathReading::Redirect(normal) => match path_and_query(normal, req.uri().query()) {
+                Ok(location) => return Some(self.redirect(location.as_str(), &arrival.request_id)),
+                Err(_) => "invalid request path",
+            },
+            PathReading::Refused(why) => why,
+        };
+        Some(self.refuse(&ProxyError::BadRequest(refused.into()), &arrival.request_id))
     }
 
     /// An admitted request: counted against the rate limit, then tunnelled (a WebSocket

@@ -107,6 +107,20 @@ impl ProxyState {
         self.count_refused(err.status());
         error_response(err, request_id)
     }
+
+    /// A 307 to `location` (a path and query) for a request sent to another spelling of its
+    /// path (`server.paths.escaped_slashes: unescape_and_redirect`), counted without a route.
+    /// 307 keeps the method and body, and is not remembered as 308 would be.
+    pub(super) fn redirect(&self, location: &str, request_id: &HeaderValue) -> Response<Body> {
+        let status = StatusCode::TEMPORARY_REDIRECT;
+        self.count_refused(status);
+        let mut resp = plain(status, "");
+        if let Ok(v) = HeaderValue::from_str(location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+        resp
+    }
 }
 
 /// The body of `resp` when the own client reads it.

@@ -12,6 +12,7 @@ use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::tls::UpstreamConnector;
 use crate::routing::{Route, TableHandle};
+use crate::settings::{HeadersConfig, PathsConfig};
 use crate::telemetry::{method_label, Metrics, Tracing};
 use crate::websocket::Hub;
 
@@ -32,6 +33,8 @@ pub struct ProxyState {
     pub(super) hub: Option<Arc<Hub>>,
     /// `server.tls.redirect_http`: the https port plain requests are sent to.
     pub(super) https_redirect: Option<u16>,
+    /// `server.paths`: how other spellings of a path are read.
+    pub(super) paths: PathsConfig,
 }
 
 impl ProxyState {
@@ -61,6 +64,7 @@ impl ProxyState {
             limiter: None,
             hub: None,
             https_redirect: None,
+            paths: PathsConfig::default(),
         }
     }
 
@@ -91,6 +95,19 @@ impl ProxyState {
     /// Answers plain-HTTP requests (probes aside) with a 308 to https on `port`.
     pub fn with_https_redirect(mut self, port: u16) -> Self {
         self.https_redirect = Some(port);
+        self
+    }
+
+    /// Reads request paths as `paths` says (`server.paths`; the default is the safe reading).
+    pub fn with_paths(mut self, paths: PathsConfig) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    /// Passes on the client's fields as `headers` says (`server.headers`; the default drops
+    /// underscore names and method overrides).
+    pub fn with_headers(mut self, headers: HeadersConfig) -> Self {
+        self.forwarder.headers = headers;
         self
     }
 
