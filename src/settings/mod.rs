@@ -5,9 +5,11 @@
 
 mod inline;
 mod model;
+mod tenancy;
 
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
+pub use tenancy::{StaticEndpoints, TenancyConfig, TenancyError};
 
 use std::path::Path;
 
@@ -149,6 +151,9 @@ impl GatewayConfig {
                 jwt.secret = Some(v);
             }
         }
+        self.tenancy
+            .apply_env(env)
+            .map_err(|(var, message)| Error::Env { var, message })?;
         Ok(())
     }
 }
