@@ -1,6 +1,8 @@
 //! The upstream connector: plain TCP for `http://` endpoints, TCP + rustls for `https://` ones.
 //! The TLS settings of an endpoint (CA from a Secret, server name) come from the live table
-//! at connect time; without any, the system roots verify the endpoint's host name, sent as SNI.
+//! at connect time, by the upstream its pool key names; without any, the system roots verify
+//! the endpoint's host name, sent as SNI. Every new connection is held to the table's
+//! `Egress` once it reached an address (the gateway's own ports, loopback in a cluster, ...).
 
 use std::future::Future;
 use std::io;
@@ -44,7 +46,7 @@ fn connect_timeout_of(table: &crate::routing::RoutingTable, uri: &Uri) -> Option
             let t = u.connect_timeout?;
             u.endpoints
                 .iter()
-                .any(|e| e.authority == *authority && Some(&e.scheme) == uri.scheme())
+                .any(|e| e.pool_key == *authority && Some(&e.scheme) == uri.scheme())
                 .then_some(t)
         })
         .min()
@@ -101,16 +103,20 @@ impl tower_service::Service<Uri> for UpstreamConnector {
         let table = self.table.load();
         let settings = if https {
             uri.authority()
-                .and_then(|a| table.tls.upstream(a.as_str()).cloned())
+                .and_then(|a| crate::upstream::upstream_of_pool_key(a.as_str()))
+                .and_then(|key| table.tls.upstream(&key).cloned())
         } else {
             None
         };
         let timeout = connect_timeout_of(&table, &uri).unwrap_or(self.connect_timeout);
+        let egress = table.egress.clone();
+        let by_name = crate::upstream::egress::is_name(uri.host().unwrap_or_default());
         drop(table);
         let system = self.system.clone();
         let connecting = self.http.call(uri.clone());
         let connect = async move {
             let tcp = connecting.await?;
+            egress.check_stream(by_name, tcp.inner())?;
             if !https {
                 return Ok(UpstreamStream::Plain(tcp));
             }
