@@ -204,3 +204,67 @@ impl Write for UpstreamStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::routing::RoutingTable;
+    use crate::upstream::Egress;
+
+    /// A connector over a table with `egress`, and a listener on loopback.
+    async fn setup(egress: Egress) -> (UpstreamConnector, tokio::net::TcpListener) {
+        let mut table = RoutingTable::default();
+        table.egress = Arc::new(egress);
+        let handle = TableHandle::default();
+        handle.store(Arc::new(table));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        (
+            UpstreamConnector::new(HttpConnector::new(), handle, Duration::from_secs(2)),
+            listener,
+        )
+    }
+
+    async fn dial(c: &mut UpstreamConnector, url: &str) -> Result<(), String> {
+        use tower_service::Service;
+        let uri: Uri = url.parse().expect("uri");
+        c.call(uri).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn connections_are_held_to_the_tables_egress_rules_where_they_arrive() {
+        // A name the endpoint check cannot judge: only the connection shows where it went.
+        let (mut c, l) = setup(Egress {
+            allow_loopback: false,
+            ..Egress::default()
+        })
+        .await;
+        let port = l.local_addr().expect("addr").port();
+        let e = dial(&mut c, &format!("http://localhost:{port}"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+
+        let (mut c, l) = setup(Egress {
+            own_ports: vec![(9, "discard")],
+            ..Egress::default()
+        })
+        .await;
+        let port = l.local_addr().expect("addr").port();
+        dial(&mut c, &format!("http://localhost:{port}"))
+            .await
+            .expect("loopback is fine here");
+        // The listener stands for the gateway's own metrics port.
+        let (mut c, _other) = setup(Egress {
+            own_ports: vec![(port, "metrics")],
+            ..Egress::default()
+        })
+        .await;
+        let e = dial(&mut c, &format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("gateway's own metrics port"), "{e}");
+        drop(l);
+    }
+}
