@@ -38,6 +38,8 @@ pub mod reasons {
     pub const ACCEPTED: &str = "Accepted";
     pub const INVALID_PATH: &str = "InvalidPath";
     pub const CONFLICTED: &str = "Conflicted";
+    /// The gateway's tenancy rules do not let the resource's namespace do what it asks.
+    pub const NOT_PERMITTED: &str = "NotPermitted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     pub const UPSTREAM_NOT_FOUND: &str = "UpstreamNotFound";

@@ -33,14 +33,15 @@ pub fn run(
     resources: Option<&std::path::Path>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let options =
-        match super::gateway::server_timeouts(cfg).and_then(|_| super::gateway::compile_options(cfg)) {
-            Ok(o) => o,
-            Err(e) => {
-                writeln!(out, "rejected gateway configuration: {e}")?;
-                return Ok(false);
-            }
-        };
+    let options = match super::gateway::server_timeouts(cfg)
+        .and_then(|_| super::gateway::compile_options(cfg, super::gateway::Mode::Standalone))
+    {
+        Ok(o) => o,
+        Err(e) => {
+            writeln!(out, "rejected gateway configuration: {e}")?;
+            return Ok(false);
+        }
+    };
     let loaded = folder::load_all(cfg, resources);
     let compiled = compile(&loaded.snapshot, &options);
     for note in &loaded.notes {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::{metrics_response, AdminState};
-use crate::compile::CompileOptions;
+use crate::compile::{CompileOptions, Tenancy};
 use crate::middleware::ratelimit::RateLimiter;
 use crate::proxy::{self, ConnLimits, ProxyState, Shutdown};
 use crate::routing::ChannelDefaults;
@@ -55,6 +55,8 @@ pub enum Error {
     Hub(#[from] crate::websocket::Error),
     #[error("invalid configuration: {0}")]
     Tls(#[from] crate::proxy::tls::ServerConfigError),
+    #[error("invalid configuration: {0}")]
+    Tenancy(#[from] crate::settings::TenancyError),
     /// Neither in-cluster config nor a kubeconfig was found.
     #[error("no Kubernetes configuration: {0}")]
     NoCluster(String),
@@ -90,8 +92,31 @@ pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
     })
 }
 
+/// How far the gateway trusts the namespaces of its resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A folder or inline resources: the operator's own.
+    Standalone,
+    /// A cluster: every namespace is a tenant.
+    Kubernetes,
+}
+
+/// The gateway's own listening ports and what each is: never an upstream.
+fn own_ports(cfg: &GatewayConfig) -> Vec<(u16, &'static str)> {
+    let s = &cfg.server;
+    let mut ports = vec![
+        (s.http_port, "proxy"),
+        (s.https_port, "HTTPS"),
+        (s.admin_port, "admin"),
+    ];
+    if cfg.observability.metrics.prometheus_enabled {
+        ports.push((s.metrics_port, "metrics"));
+    }
+    ports
+}
+
 /// Compile options that come from the static configuration.
-pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
+pub fn compile_options(cfg: &GatewayConfig, mode: Mode) -> Result<CompileOptions, Error> {
     let default_timeout =
         parse_duration(&cfg.server.timeouts.request_timeout).map_err(|source| Error::Duration {
             key: "server.timeouts.request_timeout".into(),
@@ -105,7 +130,13 @@ pub fn compile_options(cfg: &GatewayConfig) -> Result<CompileOptions, Error> {
     if cfg.websocket.enabled {
         reserved_paths.extend(HubSettings::from_config(cfg)?.paths());
     }
+    cfg.tenancy.check()?;
+    let tenancy = match mode {
+        Mode::Standalone => Tenancy::standalone(&cfg.tenancy, own_ports(cfg)),
+        Mode::Kubernetes => Tenancy::kubernetes(&cfg.tenancy, own_ports(cfg)),
+    };
     Ok(CompileOptions {
+        tenancy,
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
         reserved_paths,
@@ -150,14 +181,14 @@ struct Core {
 
 impl Core {
     /// Parses the shared settings and binds the listeners (before any source starts).
-    async fn bind(cfg: GatewayConfig) -> Result<Self, Error> {
+    async fn bind(cfg: GatewayConfig, mode: Mode) -> Result<Self, Error> {
         let cfg = Arc::new(cfg);
         let metrics = Metrics::new()?;
         let handle = TableHandle::default();
         let limiter = Arc::new(RateLimiter::from_config(&cfg.middleware.rate_limiting)?);
         let upstreams = Registry::new(Some(metrics.clone()));
         let publisher = Arc::new(
-            Publisher::new(handle.clone(), compile_options(&cfg)?, metrics.clone()).before_swap({
+            Publisher::new(handle.clone(), compile_options(&cfg, mode)?, metrics.clone()).before_swap({
                 let upstreams = upstreams.clone();
                 Box::new(move |table| upstreams.bind(&table.upstreams))
             }),
@@ -212,7 +243,7 @@ impl Core {
 
 /// Runs standalone mode until SIGTERM/SIGINT, then drains and returns.
 pub async fn run_standalone(cfg: GatewayConfig, resources: Option<PathBuf>) -> Result<(), Error> {
-    let core = Core::bind(cfg).await?;
+    let core = Core::bind(cfg, Mode::Standalone).await?;
     let _watch = folder::watch(core.cfg.clone(), resources, core.publisher.clone()).await?;
     serve(core).await
 }
@@ -246,7 +277,7 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
     // watcher and for compile alike.
     let mut cfg = cfg;
     default_secret_namespaces(&mut cfg, &home);
-    let core = Core::bind(cfg).await?;
+    let core = Core::bind(cfg, Mode::Kubernetes).await?;
     let source = crate::sources::kube::start(
         client.clone(),
         &core.cfg,

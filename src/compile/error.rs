@@ -20,6 +20,20 @@ pub enum Invalid {
     /// A field whose value breaks a rule of the resource's schema (the text names the field).
     #[error("{0}")]
     Field(String),
+    /// Valid, but the tenancy rules do not let the resource's namespace have it (reason
+    /// `NotPermitted`).
+    #[error("{0}")]
+    NotPermitted(String),
+}
+
+impl Invalid {
+    /// The reason of the condition this becomes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Invalid::NotPermitted(_) => crate::api::reasons::NOT_PERMITTED,
+            _ => crate::api::reasons::INVALID_SPEC,
+        }
+    }
 }
 
 impl From<String> for Invalid {

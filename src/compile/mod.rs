@@ -4,6 +4,7 @@
 //! error, and never a reason to drop the rest. The same verdicts feed `gatehouse check`, the
 //! logs of the folder provider and the status writer of the controller.
 
+mod channels;
 mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -11,14 +12,16 @@ pub mod fuzzing;
 mod fuzzing;
 mod snapshot;
 mod status;
+mod tenancy;
 mod tls;
 mod upstreams;
 
 pub use error::Invalid;
 pub use snapshot::{Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
 pub use status::{satisfies, StatusLookup, StatusView};
+pub use tenancy::Tenancy;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +50,8 @@ pub struct CompileOptions {
     pub default_certificate: Option<(String, String)>,
     /// `websocket.channels` and friends: what undeclared channels and resources inherit.
     pub channels: crate::routing::ChannelDefaults,
+    /// Who may claim hosts, channels and static endpoints, and where endpoints may point.
+    pub tenancy: Tenancy,
 }
 
 impl Default for CompileOptions {
@@ -58,6 +63,7 @@ impl Default for CompileOptions {
             jwt: None,
             default_certificate: None,
             channels: Default::default(),
+            tenancy: Tenancy::default(),
         }
     }
 }
@@ -74,7 +80,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut verdicts = Vec::new();
     let mut builder = TableBuilder::default();
 
-    let upstreams = upstreams::compile_upstreams(snapshot, &mut verdicts);
+    let upstreams = upstreams::compile_upstreams(snapshot, &options.tenancy, &mut verdicts);
     for u in upstreams.values().flatten() {
         builder.add_upstream(u.clone());
     }
@@ -105,6 +111,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     // (host or "", normalized path) -> claims of accepted routes: methods and who holds them.
     let mut claims: HashMap<(String, String), Vec<(MethodSet, String)>> = HashMap::new();
+    // Hosts: which namespaces hold them.
+    let mut hosts_held = tenancy::HostClaims::new(&options.tenancy.hosts);
     for r in routes {
         let ns = r.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let name = r.metadata.name.clone().unwrap_or_default();
@@ -125,6 +133,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
                 continue;
             }
         };
+        // Hosts belong to a namespace (or the ones tenancy.hosts lists).
+        let host_claims = tenancy::claims_of(&r.spec.hosts);
+        if let Err((reason, msg)) = hosts_held.check(&ns, &host_claims) {
+            v.reject(reason, msg);
+            verdicts.push(v);
+            continue;
+        }
         // Conflicts: same host, same path shape, overlapping methods; the older one stays.
         let hosts: Vec<String> = if r.spec.hosts.is_empty() {
             vec![String::new()]
@@ -159,6 +174,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
                 .entry((h, pattern.normalized.clone()))
                 .or_default()
                 .push((spec.methods, id.clone()));
+        }
+        hosts_held.record(&ns, &id, &host_claims);
+        for h in r.spec.hosts.iter().map(|h| h.to_ascii_lowercase()) {
+            builder.claim_host(&h, &ns);
+            certs.claim_host(&h, &ns);
         }
         v.set(Condition::new(
             types::ACCEPTED,
@@ -235,8 +255,9 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         verdicts.push(v);
     }
 
-    let declared = compile_channels(snapshot, &options.channels, &mut verdicts);
+    let declared = channels::compile_channels(snapshot, &options.channels, &options.tenancy, &mut verdicts);
     let mut table = builder.build();
+    table.egress = options.tenancy.egress.clone();
     table.channels = Arc::new(crate::routing::ChannelTable::build(&options.channels, &declared));
     table.auth = options
         .jwt
@@ -410,79 +431,6 @@ pub fn compile_cors(c: &CorsPolicy) -> Result<CorsRules, Invalid> {
         max_age: c.max_age.map(HeaderValue::from),
         allow_credentials: c.allow_credentials,
     })
-}
-
-/// Verdicts for `WebSocketChannel`s; returns the accepted ones (oldest first).
-fn compile_channels<'s>(
-    snapshot: &'s Snapshot,
-    defaults: &crate::routing::ChannelDefaults,
-    verdicts: &mut Vec<Verdict>,
-) -> Vec<crate::routing::channels::Declared<'s>> {
-    let mut declared = Vec::new();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut channels: Vec<_> = snapshot.channels.iter().collect();
-    channels.sort_by(|a, b| {
-        (
-            &a.metadata.creation_timestamp,
-            &a.metadata.namespace,
-            &a.metadata.name,
-        )
-            .cmp(&(
-                &b.metadata.creation_timestamp,
-                &b.metadata.namespace,
-                &b.metadata.name,
-            ))
-    });
-    for c in channels {
-        let ns = c.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let name = c.metadata.name.clone().unwrap_or_default();
-        let mut v = Verdict::new(Kind::WebSocketChannel, &ns, &name, c.metadata.generation);
-        let channel = c.spec.channel.clone().unwrap_or_else(|| name.clone());
-        let check = || -> Result<(), Invalid> {
-            if channel.is_empty() || channel.len() > 128 || channel.chars().any(|ch| ch.is_control()) {
-                return Err(Invalid::Field(format!(
-                    "channel name `{channel}` must be 1-128 printable characters"
-                )));
-            }
-            if let Some(ttl) = c.spec.persistence.as_ref().and_then(|p| p.ttl.as_deref()) {
-                parse_duration(ttl).map_err(|e| format!("persistence.ttl: {e}"))?;
-            }
-            if c.spec
-                .rate_limit
-                .as_ref()
-                .is_some_and(|r| r.messages_per_minute == 0)
-            {
-                return Err("rateLimit.messagesPerMinute must be > 0".into());
-            }
-            defaults.base(&channel).clone().overlay_resource(&c.spec)?;
-            Ok(())
-        };
-        match check() {
-            Err(msg) => v.reject(reasons::INVALID_SPEC, msg),
-            Ok(()) => match seen.get(&channel) {
-                Some(holder) => v.reject(
-                    reasons::CONFLICTED,
-                    format!("channel `{channel}` is already declared by the older WebSocketChannel {holder}"),
-                ),
-                None => {
-                    seen.insert(channel.clone(), format!("{ns}/{name}"));
-                    declared.push(crate::routing::channels::Declared {
-                        channel: channel.clone(),
-                        resource: format!("{ns}/{name}"),
-                        spec: &c.spec,
-                    });
-                    v.set(Condition::new(
-                        types::ACCEPTED,
-                        true,
-                        reasons::ACCEPTED,
-                        format!("channel `{channel}`"),
-                    ));
-                }
-            },
-        }
-        verdicts.push(v);
-    }
-    declared
 }
 
 #[cfg(test)]

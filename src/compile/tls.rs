@@ -23,7 +23,8 @@ pub(super) fn route_certificate(certs: &mut StoreBuilder<'_>, r: &GatewayRoute, 
     }
 }
 
-/// Registers the TLS settings of accepted `https` upstreams by endpoint authority.
+/// Registers the TLS settings of accepted `https` upstreams, each under its own name: two
+/// upstreams listing one endpoint each connect to it with their own CA and server name.
 pub(super) fn upstream_settings(
     snapshot: &Snapshot,
     upstreams: &BTreeMap<String, Option<Arc<Upstream>>>,
@@ -42,12 +43,11 @@ pub(super) fn upstream_settings(
             continue;
         }
         let tls = u.spec.tls.clone().unwrap_or_default();
-        let authorities = up.endpoints.iter().map(|e| e.authority.as_str().to_string());
         let result = certs.add_upstream(
             ns,
             tls.ca_secret_name.as_deref(),
             tls.server_name.as_deref(),
-            authorities,
+            &up.key,
         );
         if let Err((reason, msg)) = result {
             if let Some(v) = verdicts

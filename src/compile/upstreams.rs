@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Invalid, Kind, Snapshot, Verdict};
+use super::{Invalid, Kind, Snapshot, Tenancy, Verdict};
 use crate::api::{reasons, types, Condition, EndpointCounts, GatewayUpstream};
 use crate::settings::parse_duration;
 use crate::upstream::{
@@ -15,6 +15,7 @@ use crate::upstream::{
 /// Compiles every upstream: `Some` when accepted, `None` when rejected (routes say so).
 pub(super) fn compile_upstreams(
     snapshot: &Snapshot,
+    tenancy: &Tenancy,
     verdicts: &mut Vec<Verdict>,
 ) -> BTreeMap<String, Option<Arc<Upstream>>> {
     let mut out = BTreeMap::new();
@@ -23,8 +24,9 @@ pub(super) fn compile_upstreams(
         let name = u.metadata.name.clone().unwrap_or_default();
         let key = format!("{ns}/{name}");
         let mut v = Verdict::new(Kind::GatewayUpstream, &ns, &name, u.metadata.generation);
-        match compile_one(u, &key, &ns, snapshot, &mut v) {
-            Ok(up) => {
+        match compile_one(u, &key, &ns, snapshot, tenancy, &mut v) {
+            Ok(mut up) => {
+                up.egress = tenancy.egress.clone();
                 let n = up.endpoints.len() as u32;
                 v.endpoints = Some(EndpointCounts { total: n, healthy: n });
                 v.set(if n > 0 {
@@ -44,8 +46,8 @@ pub(super) fn compile_upstreams(
                 });
                 out.insert(key, Some(Arc::new(up)));
             }
-            Err(msg) => {
-                v.reject(reasons::INVALID_SPEC, msg);
+            Err(e) => {
+                v.reject(e.reason(), e);
                 out.insert(key, None);
             }
         }
@@ -59,6 +61,7 @@ fn compile_one(
     key: &str,
     ns: &str,
     snapshot: &Snapshot,
+    tenancy: &Tenancy,
     v: &mut Verdict,
 ) -> Result<Upstream, Invalid> {
     let s = &u.spec;
@@ -143,16 +146,30 @@ fn compile_one(
         (Some(_), false) => return Err("set exactly one of service and endpoints, not both".into()),
         (None, true) => return Err("set exactly one of service and endpoints".into()),
         (None, false) => {
+            let endpoints = s
+                .endpoints
+                .iter()
+                .map(|e| Endpoint::parse(e, protocol))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !tenancy.static_endpoints_allowed(ns) {
+                return Err(Invalid::NotPermitted(format!(
+                    "static endpoints are not allowed in namespace {ns}: use service, or list the namespace under tenancy.static_endpoints.namespaces"
+                )));
+            }
+            for e in &endpoints {
+                let (host, port) = e.host_port();
+                tenancy
+                    .egress
+                    .check_endpoint(host, port)
+                    .map_err(|r| Invalid::NotPermitted(format!("endpoint `{}`: {r}", e.url)))?;
+            }
             v.set(Condition::new(
                 types::RESOLVED_REFS,
                 true,
                 reasons::RESOLVED_REFS,
                 "static endpoints",
             ));
-            s.endpoints
-                .iter()
-                .map(|e| Endpoint::parse(e, protocol))
-                .collect::<Result<Vec<_>, _>>()?
+            endpoints
         }
         (Some(svc), true) => {
             if svc.name.is_empty() {

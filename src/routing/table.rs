@@ -6,6 +6,10 @@
 //! templated over prefix, and among prefixes the longest. When a path matches but the method
 //! does not, the search goes on to the next match; only when no match takes the method is the
 //! answer 405 with the union of their methods.
+//!
+//! A host belongs to the namespaces that claimed it (compile decides who may): a request for a
+//! claimed host that none of their routes takes goes on to wildcard and host-less routes of
+//! those namespaces only, never to another namespace's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +40,9 @@ pub struct RoutingTable {
     exact_hosts: Map<Box<str>, PathIndex>,
     /// `(".example.com", index)` for `*.example.com`, longest suffix first.
     wildcard_hosts: Vec<(Box<str>, PathIndex)>,
+    /// The namespace (an index into `namespaces`) of each route.
+    route_ns: Vec<u32>,
+    namespaces: Vec<Box<str>>,
     /// Accepted upstreams by `namespace/name`.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The JWT verifier built with this table (`None` without `auth.jwt`).
@@ -44,12 +51,16 @@ pub struct RoutingTable {
     pub tls: crate::tls::CertStore,
     /// WebSocket channel policies compiled with this table.
     pub channels: Arc<super::ChannelTable>,
+    /// Where upstream connections may go (checked when one is opened).
+    pub egress: Arc<crate::upstream::Egress>,
 }
 
 #[derive(Debug, Default)]
 struct PathIndex {
     exact: Map<Box<str>, Vec<u32>>,
     nodes: Vec<Node>,
+    /// The namespaces that claimed this host (sorted).
+    owners: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +81,9 @@ const MAX_PREFIX_CANDIDATES: usize = 16;
 
 struct Search<'t> {
     routes: &'t [Arc<Route>],
+    route_ns: &'t [u32],
+    /// When the host is claimed: its owners, the only namespaces whose routes may answer.
+    allowed: Option<&'t [u32]>,
     method: MethodSet,
     allow: MethodSet,
     matched: bool,
@@ -79,6 +93,11 @@ impl Search<'_> {
     /// First route in `ids` (oldest first) that takes the method.
     fn pick(&mut self, ids: &[u32]) -> Option<u32> {
         for &id in ids {
+            if let Some(owners) = self.allowed {
+                if !owners.contains(&self.route_ns[id as usize]) {
+                    continue;
+                }
+            }
             let r = &self.routes[id as usize];
             if r.methods.contains(self.method) {
                 return Some(id);
@@ -230,11 +249,15 @@ impl RoutingTable {
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Lookup<'_> {
         let mut s = Search {
             routes: &self.routes,
+            route_ns: &self.route_ns,
+            allowed: None,
             method: MethodSet::of(method),
             allow: MethodSet::EMPTY,
             matched: false,
         };
         let host = host.map(strip_port).map(|h| h.strip_suffix('.').unwrap_or(h));
+        // The owners of the most specific claim of the host, once its own routes are searched.
+        let mut owners: Option<&[u32]> = None;
         if let Some(host) = host.filter(|h| !h.is_empty()) {
             if !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty() {
                 let host = lowercase_host(host);
@@ -243,16 +266,20 @@ impl RoutingTable {
                     if let Some(id) = idx.find(path, &mut s) {
                         return Lookup::Found(&self.routes[id as usize]);
                     }
+                    owners = Some(&idx.owners);
                 }
                 for (suffix, idx) in &self.wildcard_hosts {
                     if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                        s.allowed = owners;
                         if let Some(id) = idx.find(path, &mut s) {
                             return Lookup::Found(&self.routes[id as usize]);
                         }
+                        owners = owners.or(Some(&idx.owners));
                     }
                 }
             }
         }
+        s.allowed = owners;
         if let Some(id) = self.any_host.find(path, &mut s) {
             return Lookup::Found(&self.routes[id as usize]);
         }
@@ -279,35 +306,60 @@ impl RoutingTable {
 #[derive(Default)]
 pub struct TableBuilder {
     table: RoutingTable,
+    ns_ids: HashMap<Box<str>, u32>,
 }
 
 impl TableBuilder {
     pub fn add(&mut self, route: Arc<Route>, pattern: &PathPattern) {
         let id = self.table.routes.len() as u32;
+        let ns = self.ns_id(&route.namespace);
         if route.hosts.is_empty() {
             self.table.any_host.insert(pattern, id);
         }
         for host in &route.hosts {
-            let host = host.to_ascii_lowercase();
-            if let Some(suffix) = host.strip_prefix('*') {
-                let t = &mut self.table.wildcard_hosts;
-                let idx = match t.iter().position(|(s, _)| **s == *suffix) {
-                    Some(i) => i,
-                    None => {
-                        t.push((suffix.into(), PathIndex::default()));
-                        t.len() - 1
-                    }
-                };
-                t[idx].1.insert(pattern, id);
-            } else {
-                self.table
-                    .exact_hosts
-                    .entry(host.into())
-                    .or_default()
-                    .insert(pattern, id);
-            }
+            self.host_index(host, ns).insert(pattern, id);
         }
+        self.table.route_ns.push(ns);
         self.table.routes.push(route);
+    }
+
+    /// Records that `namespace` owns `host` (`*.` wildcards allowed), whether or not a route
+    /// of it is programmed: requests for the host never go on to another namespace's routes.
+    pub fn claim_host(&mut self, host: &str, namespace: &str) {
+        let ns = self.ns_id(namespace);
+        self.host_index(host, ns);
+    }
+
+    fn ns_id(&mut self, namespace: &str) -> u32 {
+        if let Some(id) = self.ns_ids.get(namespace) {
+            return *id;
+        }
+        let id = self.table.namespaces.len() as u32;
+        self.table.namespaces.push(namespace.into());
+        self.ns_ids.insert(namespace.into(), id);
+        id
+    }
+
+    /// The index of `host`, made if new, with `ns` among its owners.
+    fn host_index(&mut self, host: &str, ns: u32) -> &mut PathIndex {
+        let host = host.to_ascii_lowercase();
+        let idx = if let Some(suffix) = host.strip_prefix('*') {
+            let t = &mut self.table.wildcard_hosts;
+            let i = match t.iter().position(|(s, _)| **s == *suffix) {
+                Some(i) => i,
+                None => {
+                    t.push((suffix.into(), PathIndex::default()));
+                    t.len() - 1
+                }
+            };
+            &mut t[i].1
+        } else {
+            self.table.exact_hosts.entry(host.into()).or_default()
+        };
+        if let Err(at) = idx.owners.binary_search(&ns) {
+            idx.owners.insert(at, ns);
+        }
+        idx
     }
 
     pub fn add_upstream(&mut self, upstream: Arc<Upstream>) {

@@ -7,11 +7,13 @@ mod hub_limits;
 mod inline;
 mod model;
 mod requests;
+mod tenancy;
 
 pub use hub_limits::WebSocketLimits;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
 pub use requests::*;
+pub use tenancy::{StaticEndpoints, TenancyConfig, TenancyError};
 
 use std::path::Path;
 
@@ -153,6 +155,9 @@ impl GatewayConfig {
                 jwt.secret = Some(v);
             }
         }
+        self.tenancy
+            .apply_env(env)
+            .map_err(|(var, message)| Error::Env { var, message })?;
         Ok(())
     }
 }

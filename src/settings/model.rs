@@ -16,6 +16,7 @@ pub struct GatewayConfig {
     pub middleware: MiddlewareConfig,
     pub observability: ObservabilityConfig,
     pub websocket: WebSocketConfig,
+    pub tenancy: super::tenancy::TenancyConfig,
     /// Standalone: the seed's inline routes.
     pub routes: Vec<InlineRoute>,
     /// Standalone: the seed's inline upstreams, by name.

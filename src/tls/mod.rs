@@ -22,18 +22,22 @@ use rustls::ClientConfig;
 use crate::api::reasons;
 use crate::telemetry::Metrics;
 
+/// A host's certificate; `None`: the default one (a host whose owner serves none of its own
+/// is kept from the wildcard certificate of another namespace).
+type Served = Option<Arc<CertifiedKey>>;
+
 /// Certificates to serve, by host, plus the upstream TLS settings; immutable once built.
 #[derive(Debug, Default)]
 pub struct CertStore {
-    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+    exact: HashMap<Box<str>, Served>,
     /// `(".example.com", cert)` for `*.example.com`, longest suffix first.
-    wildcard: Vec<(Box<str>, Arc<CertifiedKey>)>,
+    wildcard: Vec<(Box<str>, Served)>,
     default: Option<Arc<CertifiedKey>>,
     /// `namespace/name` of each Secret in use -> the leaf's notAfter (Unix seconds).
     pub expiry: BTreeMap<String, i64>,
     /// Why `server.tls.default_certificate` is not served, when it is configured.
     pub default_problem: Option<String>,
-    /// TLS towards `protocol: https` endpoints, by endpoint authority (`host:port`).
+    /// TLS towards the endpoints of `protocol: https` upstreams, by upstream `namespace/name`.
     upstream: HashMap<String, Arc<EndpointTls>>,
 }
 
@@ -54,20 +58,20 @@ impl CertStore {
             let host = crate::wire::lowercase_host(host);
             let host = host.as_ref();
             if let Some(c) = self.exact.get(host) {
-                return Some(c.clone());
+                return c.clone().or_else(|| self.default.clone());
             }
             for (suffix, c) in &self.wildcard {
                 if host.len() > suffix.len() && host.ends_with(&**suffix) {
-                    return Some(c.clone());
+                    return c.clone().or_else(|| self.default.clone());
                 }
             }
         }
         self.default.clone()
     }
 
-    /// The TLS settings for the endpoint `authority`, when its upstream has any.
-    pub fn upstream(&self, authority: &str) -> Option<&Arc<EndpointTls>> {
-        self.upstream.get(authority)
+    /// The TLS settings of the endpoints of upstream `namespace/name`, when it has any.
+    pub fn upstream(&self, upstream: &str) -> Option<&Arc<EndpointTls>> {
+        self.upstream.get(upstream)
     }
 
     /// True when no certificate at all is configured.
@@ -107,6 +111,10 @@ pub struct StoreBuilder<'s> {
     secrets: &'s [Secret],
     parsed: HashMap<(String, String), Result<ServerCert, CertError>>,
     store: CertStore,
+    /// Host (or `*.` wildcard) -> the namespace whose certificate it serves.
+    served_by: HashMap<Box<str>, String>,
+    /// Host (or `*.` wildcard) -> the namespaces that own it.
+    owners: BTreeMap<Box<str>, Vec<String>>,
 }
 
 impl<'s> StoreBuilder<'s> {
@@ -115,6 +123,17 @@ impl<'s> StoreBuilder<'s> {
             secrets,
             parsed: HashMap::new(),
             store: CertStore::default(),
+            served_by: HashMap::new(),
+            owners: BTreeMap::new(),
+        }
+    }
+
+    /// Records that `namespace` owns `host` (lowercase; `*.` wildcards): its clients never get
+    /// another namespace's certificate, even where a wildcard of that namespace covers it.
+    pub fn claim_host(&mut self, host: &str, namespace: &str) {
+        let owners = self.owners.entry(host.into()).or_default();
+        if !owners.iter().any(|o| o == namespace) {
+            owners.push(namespace.to_string());
         }
     }
 
@@ -158,18 +177,24 @@ impl<'s> StoreBuilder<'s> {
     ) -> Result<(), (&'static str, String)> {
         let cert = self.cert(namespace, secret)?;
         for host in hosts {
-            match host.strip_prefix('*') {
+            let added = match host.strip_prefix('*') {
                 Some(suffix) => {
-                    if !self.store.wildcard.iter().any(|(s, _)| **s == *suffix) {
-                        self.store.wildcard.push((suffix.into(), cert.key.clone()));
+                    let new = !self.store.wildcard.iter().any(|(s, _)| **s == *suffix);
+                    if new {
+                        self.store.wildcard.push((suffix.into(), Some(cert.key.clone())));
                     }
+                    new
                 }
-                None => {
-                    self.store
-                        .exact
-                        .entry(host.as_str().into())
-                        .or_insert_with(|| cert.key.clone());
-                }
+                None => match self.store.exact.entry(host.as_str().into()) {
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(Some(cert.key.clone()));
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                },
+            };
+            if added {
+                self.served_by.insert(host.as_str().into(), namespace.to_string());
             }
         }
         Ok(())
@@ -186,14 +211,15 @@ impl<'s> StoreBuilder<'s> {
         }
     }
 
-    /// Connects to `authorities` with the roots of CA Secret `namespace/ca_secret` (or the
-    /// system roots) and `server_name` as SNI (or each endpoint's host).
+    /// Connects to the endpoints of upstream `upstream` (`namespace/name`) with the roots of
+    /// CA Secret `namespace/ca_secret` (or the system roots) and `server_name` as SNI (or each
+    /// endpoint's host). Another upstream listing the same endpoints keeps its own settings.
     pub fn add_upstream(
         &mut self,
         namespace: &str,
         ca_secret: Option<&str>,
         server_name: Option<&str>,
-        authorities: impl IntoIterator<Item = String>,
+        upstream: &str,
     ) -> Result<(), (&'static str, String)> {
         let server_name = match server_name {
             None => None,
@@ -226,13 +252,48 @@ impl<'s> StoreBuilder<'s> {
             }
         };
         let tls = Arc::new(EndpointTls { config, server_name });
-        for a in authorities {
-            self.store.upstream.entry(a).or_insert_with(|| tls.clone());
-        }
+        self.store.upstream.insert(upstream.to_string(), tls);
         Ok(())
     }
 
     pub fn build(mut self) -> CertStore {
+        self.store.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        // A claimed host without a certificate of its own would fall to the longest wildcard
+        // covering it: when another namespace serves that one, it gets the default instead.
+        let mut pinned = Vec::new();
+        for (host, owners) in &self.owners {
+            let own = match host.strip_prefix('*') {
+                Some(suffix) => self.store.wildcard.iter().any(|(s, _)| **s == *suffix),
+                None => self.store.exact.contains_key(host),
+            };
+            if own {
+                continue;
+            }
+            let name = host.strip_prefix('*').unwrap_or(host);
+            let covering = self
+                .store
+                .wildcard
+                .iter()
+                .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(&**suffix));
+            if let Some((suffix, _)) = covering {
+                let wildcard = format!("*{suffix}");
+                let foreign = self
+                    .served_by
+                    .get(wildcard.as_str())
+                    .is_some_and(|ns| !owners.contains(ns));
+                if foreign {
+                    pinned.push(host.clone());
+                }
+            }
+        }
+        for host in pinned {
+            match host.strip_prefix('*') {
+                Some(suffix) => self.store.wildcard.push((suffix.into(), None)),
+                None => {
+                    self.store.exact.insert(host, None);
+                }
+            }
+        }
         self.store.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         self.store
     }

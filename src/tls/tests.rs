@@ -179,26 +179,62 @@ fn upstream_ca_secrets_are_checked() {
         secret("default", "bad-ca", &[("ca.crt", b"nope")]),
     ];
     let mut b = StoreBuilder::new(&secrets);
-    b.add_upstream(
-        "default",
-        Some("ca"),
-        Some("svc.local"),
-        ["10.0.0.1:443".to_string()],
-    )
-    .unwrap();
+    b.add_upstream("default", Some("ca"), Some("svc.local"), "default/u")
+        .unwrap();
     assert_eq!(
-        b.add_upstream("default", Some("nope"), None, []).unwrap_err().0,
+        b.add_upstream("default", Some("nope"), None, "default/v")
+            .unwrap_err()
+            .0,
         reasons::SECRET_NOT_FOUND
     );
     assert_eq!(
-        b.add_upstream("default", Some("bad-ca"), None, []).unwrap_err().0,
+        b.add_upstream("default", Some("bad-ca"), None, "default/w")
+            .unwrap_err()
+            .0,
         reasons::INVALID_CERTIFICATE
     );
     let store = b.build();
-    let u = store.upstream("10.0.0.1:443").unwrap();
+    assert!(store.upstream("default/v").is_none());
+    let u = store.upstream("default/u").unwrap();
     assert!(u.config.is_some());
     assert_eq!(
         u.server_name.as_ref().map(|n| n.to_str().to_string()),
         Some("svc.local".to_string())
     );
+}
+
+#[test]
+fn a_claimed_host_never_gets_another_namespaces_wildcard_certificate() {
+    let (c1, k1) = self_signed(&["*.example.com"]);
+    let (c2, k2) = self_signed(&["default.local"]);
+    let (c3, k3) = self_signed(&["*.shop.example.com"]);
+    let mut wild = tls_secret("wild", &c1, &k1);
+    wild.metadata.namespace = Some("team-b".into());
+    let secrets = vec![
+        wild,
+        tls_secret("fallback", &c2, &k2),
+        tls_secret("shop", &c3, &k3),
+    ];
+    let mut b = StoreBuilder::new(&secrets);
+    // team-a owns shop.example.com and *.api.example.com, relying on the default certificate;
+    // team-b serves *.example.com with its own; default owns *.shop.example.com with one.
+    b.claim_host("shop.example.com", "team-a");
+    b.claim_host("*.api.example.com", "team-a");
+    b.claim_host("*.example.com", "team-b");
+    b.add_route("team-b", "wild", &["*.example.com".into()]).unwrap();
+    b.claim_host("*.shop.example.com", "default");
+    b.add_route("default", "shop", &["*.shop.example.com".into()])
+        .unwrap();
+    // team-b also claims www.example.com: its own wildcard is fine there.
+    b.claim_host("www.example.com", "team-b");
+    b.set_default("default", "fallback");
+    let store = b.build();
+    let fp = |sni: &str| fingerprint(&store.resolve(Some(sni)).unwrap());
+    let def = fingerprint(&store.resolve(None).unwrap());
+    let wild = fp("other.example.com");
+    assert_ne!(wild, def);
+    assert_eq!(fp("shop.example.com"), def, "team-a's host keeps the default");
+    assert_eq!(fp("x.api.example.com"), def, "so does its wildcard");
+    assert_eq!(fp("www.example.com"), wild);
+    assert_ne!(fp("a.shop.example.com"), wild);
 }

@@ -2,97 +2,115 @@
 //! `unhealthyThreshold` consecutive failures take the endpoint out, `healthyThreshold`
 //! consecutive successes (2xx or 3xx) bring it back. Endpoints start healthy, so traffic flows
 //! before the first check. `https` endpoints are checked by a TCP connect (the proxy's client
-//! speaks plain HTTP and h2c).
+//! speaks plain HTTP and h2c). Each check opens a fresh connection (a check tests connecting
+//! too), and one that reaches an address the upstream's `Egress` refuses fails without a
+//! request being sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Uri, Version};
+use http::{header, Request, Uri};
 use http_body_util::Empty;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
+use super::egress::{self, Egress};
 use super::state::EndpointState;
 use super::{Endpoint, HealthCheckPolicy, Protocol};
 
-type CheckClient = Client<HttpConnector, Empty<Bytes>>;
-
-/// The HTTP clients checks use: fresh connections each time (a check tests connecting too).
-#[derive(Clone)]
-pub struct Checker {
-    http1: CheckClient,
-    h2c: CheckClient,
-}
+/// Runs health checks: each one on a connection of its own.
+#[derive(Clone, Default)]
+pub struct Checker;
 
 impl Checker {
     pub fn new() -> Checker {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Checker {
-            http1: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .build(connector.clone()),
-            h2c: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .http2_only(true)
-                .build(connector),
-        }
+        Checker
     }
 
     /// One check: true when the endpoint answered 2xx/3xx (or accepted TCP, for https).
-    pub async fn probe(&self, ep: &Endpoint, protocol: Protocol, policy: &HealthCheckPolicy) -> bool {
-        let attempt = async {
-            if ep.scheme == http::uri::Scheme::HTTPS {
-                let port = ep.authority.port_u16().unwrap_or(443);
-                return tokio::net::TcpStream::connect((ep.authority.host(), port))
-                    .await
-                    .is_ok();
-            }
-            let Ok(uri) = Uri::builder()
-                .scheme(ep.scheme.clone())
-                .authority(ep.authority.clone())
-                .path_and_query(policy.path.as_str())
-                .build()
-            else {
-                return false;
-            };
-            let (client, version) = match protocol {
-                Protocol::H2c => (&self.h2c, Version::HTTP_2),
-                _ => (&self.http1, Version::HTTP_11),
-            };
-            let Ok(req) = Request::get(uri)
-                .version(version)
-                .header(http::header::USER_AGENT, "gatehouse-health-check")
-                .body(Empty::new())
-            else {
-                return false;
-            };
-            match client.request(req).await {
-                Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
-                Err(_) => false,
-            }
-        };
-        tokio::time::timeout(policy.timeout, attempt)
+    pub async fn probe(
+        &self,
+        ep: &Endpoint,
+        protocol: Protocol,
+        policy: &HealthCheckPolicy,
+        rules: &Egress,
+    ) -> bool {
+        tokio::time::timeout(policy.timeout, attempt(ep, protocol, policy, rules))
             .await
             .unwrap_or(false)
     }
 }
 
-impl Default for Checker {
-    fn default() -> Self {
-        Self::new()
+async fn attempt(ep: &Endpoint, protocol: Protocol, policy: &HealthCheckPolicy, rules: &Egress) -> bool {
+    let (host, port) = ep.host_port();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(stream) = TcpStream::connect((bare, port)).await else {
+        return false;
+    };
+    if rules.check_stream(egress::is_name(host), &stream).is_err() {
+        return false;
     }
+    if ep.scheme == http::uri::Scheme::HTTPS {
+        return true;
+    }
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    let answered = if protocol == Protocol::H2c {
+        let Ok(uri) = Uri::builder()
+            .scheme(ep.scheme.clone())
+            .authority(ep.authority.clone())
+            .path_and_query(policy.path.as_str())
+            .build()
+        else {
+            return false;
+        };
+        let Ok((mut send, conn)) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await
+        else {
+            return false;
+        };
+        tokio::spawn(conn);
+        let Ok(req) = request(uri, ep, http::Version::HTTP_2) else {
+            return false;
+        };
+        send.send_request(req).await
+    } else {
+        let Ok(uri) = policy.path.parse::<Uri>() else {
+            return false;
+        };
+        let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(io).await else {
+            return false;
+        };
+        tokio::spawn(conn);
+        let Ok(req) = request(uri, ep, http::Version::HTTP_11) else {
+            return false;
+        };
+        send.send_request(req).await
+    };
+    match answered {
+        Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
+        Err(_) => false,
+    }
+}
+
+fn request(uri: Uri, ep: &Endpoint, version: http::Version) -> http::Result<Request<Empty<Bytes>>> {
+    let mut b = Request::get(uri)
+        .version(version)
+        .header(header::USER_AGENT, "gatehouse-health-check");
+    if version == http::Version::HTTP_11 {
+        b = b.header(header::HOST, ep.host_header.clone());
+    }
+    b.body(Empty::new())
 }
 
 /// The check loop of one endpoint; ends when aborted or when `changed` (told the upstream
 /// whose endpoint changed state) answers false.
 pub(super) async fn run(
-    checker: Checker,
     state: Arc<EndpointState>,
     endpoint: Endpoint,
     protocol: Protocol,
     policy: HealthCheckPolicy,
+    rules: Arc<Egress>,
     upstream: String,
     changed: impl Fn(&str) -> bool,
 ) {
@@ -101,7 +119,7 @@ pub(super) async fn run(
     let (mut oks, mut fails) = (0u32, 0u32);
     loop {
         ticker.tick().await;
-        let ok = checker.probe(&endpoint, protocol, &policy).await;
+        let ok = Checker.probe(&endpoint, protocol, &policy, &rules).await;
         if ok {
             oks += 1;
             fails = 0;

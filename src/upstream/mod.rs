@@ -3,6 +3,7 @@
 //! runtime state they are bound to (`runtime`), which outlives any one routing table.
 
 pub mod breaker;
+pub mod egress;
 pub mod health;
 pub mod ring;
 pub mod runtime;
@@ -17,6 +18,7 @@ use http::uri::{Authority, Scheme};
 use http::HeaderMap;
 
 pub use breaker::{Breaker, Phase, Ticket};
+pub use egress::{Egress, Refusal};
 pub use runtime::{Binding, Registry};
 pub use state::{EndpointState, InFlight};
 
@@ -52,6 +54,10 @@ pub struct Endpoint {
     pub url: String,
     pub scheme: Scheme,
     pub authority: Authority,
+    /// What the general client dials and pools connections by: `authority`, and for `https`
+    /// endpoints the upstream's `namespace/name` before it as user info, so that two upstreams
+    /// with different TLS settings never share a connection (`Upstream::new` sets it).
+    pub pool_key: Authority,
     /// `Host` sent to this endpoint.
     pub host_header: http::HeaderValue,
 }
@@ -88,10 +94,54 @@ impl Endpoint {
         Ok(Endpoint {
             url: url.to_string(),
             scheme,
+            pool_key: authority.clone(),
             authority,
             host_header,
         })
     }
+
+    /// The host as written in the URL (IPv6 in brackets) and the port (default by scheme).
+    pub fn host_port(&self) -> (&str, u16) {
+        let default = if self.scheme == Scheme::HTTPS { 443 } else { 80 };
+        (
+            self.authority.host(),
+            self.authority.port_u16().unwrap_or(default),
+        )
+    }
+}
+
+/// `authority` with the upstream `key` percent-encoded before it as user info.
+fn tagged(key: &str, authority: &Authority) -> Option<Authority> {
+    let mut s = String::with_capacity(key.len() + authority.as_str().len() + 8);
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s.push('@');
+    s.push_str(authority.as_str());
+    s.parse().ok()
+}
+
+/// The upstream `namespace/name` a pool key names (its user info), if it names one.
+pub fn upstream_of_pool_key(authority: &str) -> Option<String> {
+    let (info, _) = authority.rsplit_once('@')?;
+    let bytes = info.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = info.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// An endpoint URL the gateway cannot dial.
@@ -161,6 +211,8 @@ pub struct Upstream {
     pub series: crate::telemetry::SeriesCache<u16, prometheus::IntCounter>,
     /// Set by `Registry::bind` before the table goes live; private state otherwise.
     binding: OnceLock<Binding>,
+    /// Where its endpoints may be dialled (health checks read it; the proxy the table's).
+    pub egress: std::sync::Arc<Egress>,
 }
 
 /// Looks a claim of the authenticated user up by name.
@@ -194,6 +246,12 @@ impl Upstream {
         circuit_breaker: Option<BreakerPolicy>,
         retries: Option<RetryPolicy>,
     ) -> Self {
+        let mut endpoints = endpoints;
+        for e in endpoints.iter_mut().filter(|e| e.scheme == Scheme::HTTPS) {
+            if let Some(k) = tagged(&key, &e.authority) {
+                e.pool_key = k;
+            }
+        }
         Upstream {
             key,
             protocol,
@@ -206,6 +264,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             series: Default::default(),
             binding: OnceLock::new(),
+            egress: Default::default(),
         }
     }
 
@@ -319,6 +378,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("path"));
+    }
+
+    #[test]
+    fn https_endpoints_are_pooled_per_upstream() {
+        let eps = ["https://api.example.com:443", "http://10.0.0.1:80"]
+            .iter()
+            .map(|u| Endpoint::parse(u, Protocol::Http).expect("ok"))
+            .collect();
+        let u = Upstream::new(
+            "team-a/pay ments".into(),
+            Protocol::Http,
+            eps,
+            Balancer::RoundRobin,
+            None,
+            None,
+            None,
+            None,
+        );
+        let key = u.endpoints[0].pool_key.as_str();
+        assert_eq!(key, "team-a%2Fpay%20ments@api.example.com:443");
+        assert_eq!(u.endpoints[0].pool_key.host(), "api.example.com");
+        assert_eq!(upstream_of_pool_key(key).as_deref(), Some("team-a/pay ments"));
+        assert_eq!(
+            u.endpoints[1].pool_key, u.endpoints[1].authority,
+            "plain http: shared"
+        );
+        assert_eq!(upstream_of_pool_key("10.0.0.1:80"), None);
     }
 
     #[test]

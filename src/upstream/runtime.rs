@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::breaker::Breaker;
-use super::health::{self, Checker};
+use super::health;
 use super::ring::Ring;
 use super::state::EndpointState;
 use super::{Balancer, HealthCheckPolicy, Upstream};
@@ -66,7 +66,6 @@ pub struct Registry {
     /// Bumped whenever a health check moves an endpoint in or out.
     health_version: tokio::sync::watch::Sender<u64>,
     metrics: Option<Metrics>,
-    checker: Checker,
     runtime: Option<tokio::runtime::Handle>,
     me: Weak<Registry>,
 }
@@ -78,7 +77,6 @@ impl Registry {
             entries: Mutex::new(HashMap::new()),
             health_version: tokio::sync::watch::Sender::new(0),
             metrics,
-            checker: Checker::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             me: me.clone(),
         })
@@ -126,11 +124,11 @@ impl Registry {
                     match (wanted, &self.runtime) {
                         (Some(policy), Some(rt)) => {
                             let task = rt.spawn(health::run(
-                                self.checker.clone(),
                                 e.state.clone(),
                                 ep.clone(),
                                 up.protocol,
                                 policy.clone(),
+                                up.egress.clone(),
                                 key.clone(),
                                 Self::on_health_change(self.me.clone()),
                             ));

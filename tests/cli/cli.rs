@@ -58,9 +58,7 @@ fn check_prints_one_verdict_per_resource_and_exits_1_on_rejection() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains(
-            "ok       GatewayRoute default/echo-health: Accepted=True ResolvedRefs=True Programmed=True"
-        ),
+        out.contains("ok       GatewayRoute default/demo: Accepted=True ResolvedRefs=True Programmed=True"),
         "{out}"
     );
 

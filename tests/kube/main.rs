@@ -1,7 +1,8 @@
 //! Kubernetes mode against a real kube-apiserver (`.ci/kube-apiserver.sh`, which
 //! scripts/test.sh starts): the controller and its status (kube_controller), the status
 //! writer's Lease (kube_lease), the API server going away (kube_outage), Secrets (kube_secrets),
-//! the Helm chart installed for real (helm_chart), and figures run by hand (kube_bench, ignored).
+//! namespaces as tenants (kube_tenancy), the Helm chart installed for real (helm_chart), and
+//! figures run by hand (kube_bench, ignored).
 //! Without the API server (or Helm) these tests skip, or fail where services are required
 //! (support/services.rs). Tests that change what the others rely on take the cluster alone
 //! (`support::cluster::cluster_alone`).
@@ -15,3 +16,4 @@ mod kube_controller;
 mod kube_lease;
 mod kube_outage;
 mod kube_secrets;
+mod kube_tenancy;

@@ -645,3 +645,61 @@ async fn a_large_response_reaches_a_slow_tls_reader_whole() {
     }
     assert_eq!(got.len(), want);
 }
+
+/// Two namespaces' upstreams on one https endpoint: each connects with its own CA and server
+/// name (the first namespace's settings used to apply to both), and never on a connection made
+/// for the other.
+#[tokio::test]
+async fn upstreams_sharing_an_endpoint_keep_their_own_tls_settings() {
+    let ca = Ca::new();
+    let (addr, seen) = tls_upstream(&ca, "backend.internal").await;
+    let ca_secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: backend-ca, namespace: team-a}}\nstringData:\n  ca.crt: |\n{}",
+        indent(&ca.pem)
+    );
+    let upstream = |ns: &str, tls: &str| {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\nmetadata: {{name: backend, namespace: {ns}}}\n\
+             spec:\n  protocol: https\n  endpoints: [\"https://{addr}\"]\n{tls}"
+        )
+    };
+    let route = |ns: &str| {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r, namespace: {ns}}}\n\
+             spec:\n  path: /{ns}/*\n  upstream: backend\n"
+        )
+    };
+    // team-b's files load first: its settings used to win the endpoint.
+    let files = [
+        (
+            "a-team-b.yaml",
+            upstream("team-b", "  tls: {serverName: evil.internal}\n"),
+        ),
+        ("a-team-b-route.yaml", route("team-b")),
+        ("b-ca.yaml", ca_secret),
+        (
+            "b-team-a.yaml",
+            upstream(
+                "team-a",
+                "  tls: {caSecretName: backend-ca, serverName: backend.internal}\n",
+            ),
+        ),
+        ("b-team-a-route.yaml", route("team-a")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let gw = Gateway::start(BASE_CONFIG, &files).await;
+    let r = get(&gw.url("/team-a/x")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["sni"], "backend.internal");
+    // team-b's settings are its own: the system roots do not trust the test CA. Nor does it
+    // get team-a's pooled, verified connection.
+    let r = get(&gw.url("/team-b/x")).await.unwrap();
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let r = get(&gw.url("/team-a/y")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|sni| sni.as_deref() == Some("backend.internal")),
+        "{seen:?}"
+    );
+}

@@ -133,9 +133,14 @@ impl GatewayBuilder {
                     .env("GATEWAY_WORKER_THREADS", "2");
             }
             Some(kubeconfig) => {
+                // The tests' upstreams listen on loopback (the API server refuses loopback in
+                // Endpoints, and network namespaces need root): static endpoints, loopback
+                // included, in every namespace. A test of the tenancy rules sets its own.
                 cmd.current_dir(dir.path())
                     .env("KUBECONFIG", kubeconfig)
-                    .env("RUST_LOG", KUBE_RUST_LOG);
+                    .env("RUST_LOG", KUBE_RUST_LOG)
+                    .env("GATEWAY_STATIC_ENDPOINT_NAMESPACES", "*")
+                    .env("GATEWAY_STATIC_ENDPOINTS_ALLOW_LOOPBACK", "true");
             }
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));

@@ -7,6 +7,7 @@ use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 mod secrets;
+mod tenancy;
 
 fn upstream(name: &str, endpoints: &[&str]) -> GatewayUpstream {
     let mut u = GatewayUpstream::new(

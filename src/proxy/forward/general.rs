@@ -67,7 +67,7 @@ pub(super) async fn send(
     parts.uri = Uri::from_parts({
         let mut u = http::uri::Parts::default();
         u.scheme = Some(endpoint.scheme.clone());
-        u.authority = Some(endpoint.authority.clone());
+        u.authority = Some(endpoint.pool_key.clone());
         u.path_and_query = Some(target.clone());
         u
     })

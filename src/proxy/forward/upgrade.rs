@@ -80,8 +80,9 @@ impl Forwarder {
         let connect_timeout = upstream
             .connect_timeout
             .unwrap_or(std::time::Duration::from_secs(5));
+        let by_name = crate::upstream::egress::is_name(endpoint.authority.host());
         let stream = match tokio::time::timeout(connect_timeout, connect).await {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) if arrival.table.egress.check_stream(by_name, &s).is_ok() => s,
             _ => {
                 self.count_upstream(&upstream.key, "error");
                 return Err(ProxyError::BadGateway(format!(

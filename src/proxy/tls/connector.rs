@@ -1,6 +1,8 @@
 //! The upstream connector: plain TCP for `http://` endpoints, TCP + rustls for `https://` ones.
 //! The TLS settings of an endpoint (CA from a Secret, server name) come from the live table
-//! at connect time; without any, the system roots verify the endpoint's host name, sent as SNI.
+//! at connect time, by the upstream its pool key names; without any, the system roots verify
+//! the endpoint's host name, sent as SNI. Every new connection is held to the table's
+//! `Egress` once it reached an address (the gateway's own ports, loopback in a cluster, ...).
 
 use std::future::Future;
 use std::io;
@@ -44,7 +46,7 @@ fn connect_timeout_of(table: &crate::routing::RoutingTable, uri: &Uri) -> Option
             let t = u.connect_timeout?;
             u.endpoints
                 .iter()
-                .any(|e| e.authority == *authority && Some(&e.scheme) == uri.scheme())
+                .any(|e| e.pool_key == *authority && Some(&e.scheme) == uri.scheme())
                 .then_some(t)
         })
         .min()
@@ -101,16 +103,20 @@ impl tower_service::Service<Uri> for UpstreamConnector {
         let table = self.table.load();
         let settings = if https {
             uri.authority()
-                .and_then(|a| table.tls.upstream(a.as_str()).cloned())
+                .and_then(|a| crate::upstream::upstream_of_pool_key(a.as_str()))
+                .and_then(|key| table.tls.upstream(&key).cloned())
         } else {
             None
         };
         let timeout = connect_timeout_of(&table, &uri).unwrap_or(self.connect_timeout);
+        let egress = table.egress.clone();
+        let by_name = crate::upstream::egress::is_name(uri.host().unwrap_or_default());
         drop(table);
         let system = self.system.clone();
         let connecting = self.http.call(uri.clone());
         let connect = async move {
             let tcp = connecting.await?;
+            egress.check_stream(by_name, tcp.inner())?;
             if !https {
                 return Ok(UpstreamStream::Plain(tcp));
             }
@@ -196,5 +202,69 @@ impl Write for UpstreamStream {
             UpstreamStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamStream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::routing::RoutingTable;
+    use crate::upstream::Egress;
+
+    /// A connector over a table with `egress`, and a listener on loopback.
+    async fn setup(egress: Egress) -> (UpstreamConnector, tokio::net::TcpListener) {
+        let mut table = RoutingTable::default();
+        table.egress = Arc::new(egress);
+        let handle = TableHandle::default();
+        handle.store(Arc::new(table));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        (
+            UpstreamConnector::new(HttpConnector::new(), handle, Duration::from_secs(2)),
+            listener,
+        )
+    }
+
+    async fn dial(c: &mut UpstreamConnector, url: &str) -> Result<(), String> {
+        use tower_service::Service;
+        let uri: Uri = url.parse().expect("uri");
+        c.call(uri).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn connections_are_held_to_the_tables_egress_rules_where_they_arrive() {
+        // A name the endpoint check cannot judge: only the connection shows where it went.
+        let (mut c, l) = setup(Egress {
+            allow_loopback: false,
+            ..Egress::default()
+        })
+        .await;
+        let port = l.local_addr().expect("addr").port();
+        let e = dial(&mut c, &format!("http://localhost:{port}"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+
+        let (mut c, l) = setup(Egress {
+            own_ports: vec![(9, "discard")],
+            ..Egress::default()
+        })
+        .await;
+        let port = l.local_addr().expect("addr").port();
+        dial(&mut c, &format!("http://localhost:{port}"))
+            .await
+            .expect("loopback is fine here");
+        // The listener stands for the gateway's own metrics port.
+        let (mut c, _other) = setup(Egress {
+            own_ports: vec![(port, "metrics")],
+            ..Egress::default()
+        })
+        .await;
+        let e = dial(&mut c, &format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("gateway's own metrics port"), "{e}");
+        drop(l);
     }
 }
