@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod framing;
 mod proxy;
 mod reload;
 mod server_http1;

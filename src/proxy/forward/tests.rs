@@ -65,3 +65,74 @@ async fn the_general_client_closes_idle_connections() {
         server.abort();
     }
 }
+
+/// hyper's client decodes a chunked body but leaves a `Content-Length` beside it in the
+/// fields; `frame` holds its responses to the own client's rules: the length goes when the
+/// body is chunked, another coding and an unasked `101` are errors.
+#[tokio::test]
+async fn general_responses_are_framed_by_the_own_clients_rules() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&got).to_string();
+                    let answer: &[u8] = if head.starts_with("GET /both ") || head.starts_with("HEAD /both ") {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    } else if head.starts_with("GET /gzip-chunked ") {
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    } else if head.starts_with("HEAD /gzip ") {
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = general_client(HttpConnector::new(), Duration::from_secs(5), false);
+    let call = |method: &'static str, path: &'static str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(Either::Right(Full::new(Bytes::new())))
+            .unwrap();
+        client.request(req)
+    };
+
+    let mut resp = call("GET", "/both").await.unwrap();
+    assert!(resp.headers().contains_key(http::header::CONTENT_LENGTH));
+    assert!(resp.headers().contains_key(http::header::TRANSFER_ENCODING));
+    super::general::frame(&mut resp, false).unwrap();
+    assert!(!resp.headers().contains_key(http::header::CONTENT_LENGTH));
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "hello");
+
+    let mut resp = call("HEAD", "/both").await.unwrap();
+    super::general::frame(&mut resp, true).unwrap();
+    assert!(!resp.headers().contains_key(http::header::CONTENT_LENGTH));
+
+    let mut resp = call("GET", "/gzip-chunked").await.unwrap();
+    let err = super::general::frame(&mut resp, false).unwrap_err();
+    assert!(err.to_string().contains("Transfer-Encoding"), "{err}");
+    // No body, nothing coded.
+    let mut resp = call("HEAD", "/gzip").await.unwrap();
+    super::general::frame(&mut resp, true).unwrap();
+
+    let mut resp = call("GET", "/switch").await.unwrap();
+    assert_eq!(resp.status(), 101);
+    let err = super::general::frame(&mut resp, false).unwrap_err();
+    assert!(err.to_string().contains("switched protocols"), "{err}");
+}

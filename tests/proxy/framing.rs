@@ -1,0 +1,207 @@
+//! Request and response framing, and the clocks of long-lived connections, end to end: the
+//! real binary between raw clients and scripted upstreams. Responses of the general client
+//! (here from a TLS upstream) are framed by the same rule as the own client's; chunked uploads
+//! are held to `server.limits.max_body_size`; HTTP/2 connections and WebSocket tunnels close
+//! after their idle timeouts; an HTTP/2 client's cookie fragments reach an HTTP/1.1 upstream as
+//! one field; a WebSocket upstream without a port is reached on the scheme's port.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use crate::support::scripted::{gateway_for, Scripted, SMUGGLED};
+use crate::support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One response read off a raw connection.
+struct Raw {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn status(&self) -> u16 {
+        self.head[9..12].parse().unwrap()
+    }
+
+    /// Every value of the field `name`, in order.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.all(name).into_iter().next()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// A raw HTTP/1.1 client connection that keeps what it read past one response.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(port: u16) -> Conn {
+        Conn {
+            s: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    async fn get(&mut self, path: &str) -> Raw {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n").as_bytes())
+            .await;
+        self.response().await
+    }
+
+    /// Reads more; false at end of stream.
+    async fn fill(&mut self) -> bool {
+        let mut more = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut more))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&more[..n]);
+        n > 0
+    }
+
+    /// Reads one response, framed as its head says (by length, chunked, or to the end).
+    async fn response(&mut self) -> Raw {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.fill().await, "closed before a response head");
+        };
+        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
+        let mut raw = Raw {
+            head,
+            body: Vec::new(),
+        };
+        if matches!(raw.status(), 101 | 204 | 304) {
+            return raw;
+        }
+        if raw.header("transfer-encoding").as_deref() == Some("chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    assert!(self.fill().await, "closed in a chunk");
+                };
+                let line: Vec<u8> = self.buf.drain(..line_end + 2).collect();
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "closed in a chunk");
+                }
+                let chunk: Vec<u8> = self.buf.drain(..size + 2).collect();
+                raw.body.extend_from_slice(&chunk[..size]);
+                if size == 0 {
+                    return raw;
+                }
+            }
+        }
+        match raw.header("content-length") {
+            Some(len) => {
+                let len: usize = len.parse().unwrap();
+                while self.buf.len() < len {
+                    assert!(self.fill().await, "closed in the body");
+                }
+                raw.body = self.buf.drain(..len).collect();
+            }
+            None => {
+                while self.fill().await {}
+                raw.body = std::mem::take(&mut self.buf);
+            }
+        }
+        raw
+    }
+}
+
+/// An `https` upstream answering with both `Content-Length` and `Transfer-Encoding: chunked`
+/// and a second response hidden in its chunk: the client sees one response, the whole chunk
+/// its body, and its next request gets its own answer, on the fast path and on the general
+/// server alike.
+#[tokio::test]
+async fn a_tls_upstream_cannot_slip_a_second_response_to_a_kept_alive_client() {
+    let up = Scripted::start_tls().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(gw.http).await;
+    let r = c.get("/smuggle").await;
+    assert_eq!(r.status(), 200, "{}", r.head);
+    assert_eq!(r.text(), format!("hello{SMUGGLED}"), "{}", r.head);
+    assert!(r.header("content-length").is_none(), "{}", r.head);
+    let next = c.get("/next").await;
+    assert_eq!(next.status(), 200, "{}", next.head);
+    assert!(
+        next.text().starts_with("GET /next HTTP/1.1\r\n"),
+        "{}",
+        next.text()
+    );
+
+    // Through the general server (HTTP/1.0 is handed to it), and to an HTTP/2 client.
+    let mut c = Conn::open(gw.http).await;
+    c.send(b"GET /smuggle HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.text(), format!("hello{SMUGGLED}"), "{}", r.head);
+    let r = send(
+        &h2c_client(),
+        http::Request::get(gw.url("/smuggle"))
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.text()), (200, format!("hello{SMUGGLED}")));
+
+    // The same upstream over plain HTTP (the own client) answers the same.
+    let plain = Scripted::start().await;
+    let gw = gateway_for(&plain).await;
+    let mut c = Conn::open(gw.http).await;
+    let r = c.get("/smuggle").await;
+    assert_eq!(r.text(), format!("hello{SMUGGLED}"), "{}", r.head);
+    assert!(r.header("content-length").is_none(), "{}", r.head);
+}
+
+/// A TLS upstream's `101` to a request that asked for no upgrade, and a body in a transfer
+/// coding the gateway does not undo, are 502 `bad_gateway` as from a plain upstream; the
+/// upstream connection that switched is not used again, and the client's is.
+#[tokio::test]
+async fn a_tls_upstream_switching_protocols_unasked_or_coding_its_body_gets_502() {
+    let up = Scripted::start_tls().await;
+    let gw = gateway_for(&up).await;
+    let mut c = Conn::open(gw.http).await;
+    assert_eq!(c.get("/first").await.status(), 200);
+    assert_eq!(up.connections(), 1);
+
+    let r = c.get("/switch").await;
+    assert_eq!(r.status(), 502, "{}", r.head);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["error"]["code"], "bad_gateway", "{json}");
+    assert!(r.header("upgrade").is_none(), "{}", r.head);
+    // The client's connection goes on; the upstream's that switched is not reused.
+    let r = c.get("/after").await;
+    assert_eq!(r.status(), 200, "{}", r.head);
+    assert!(r.text().starts_with("GET /after "), "{}", r.text());
+    assert_eq!(up.connections(), 2, "the switched connection was used again");
+
+    let r = Conn::open(gw.http).await.get("/gzip-coded").await;
+    assert_eq!(r.status(), 502, "{}", r.head);
+    assert!(r.text().contains("Transfer-Encoding"), "{}", r.text());
+}
