@@ -89,7 +89,7 @@ impl Default for Timeouts {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Largest request body accepted (by `Content-Length`), bytes.
+    /// Largest request body accepted, bytes: by `Content-Length`, or as it is read.
     pub max_body_size: u64,
     /// Largest request head accepted, bytes.
     pub max_header_size: usize,

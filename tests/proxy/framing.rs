@@ -6,7 +6,7 @@
 //! one field; a WebSocket upstream without a port is reached on the scheme's port.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::scripted::{gateway_for, Scripted, SMUGGLED};
 use crate::support::*;
@@ -204,4 +204,116 @@ async fn a_tls_upstream_switching_protocols_unasked_or_coding_its_body_gets_502(
     let r = Conn::open(gw.http).await.get("/gzip-coded").await;
     assert_eq!(r.status(), 502, "{}", r.head);
     assert!(r.text().contains("Transfer-Encoding"), "{}", r.text());
+}
+
+/// An upstream that reads one chunked request body and records whether it ended (its last
+/// chunk came) or was cut off (the connection closed first); a whole one gets 200.
+async fn chunk_reader() -> (String, std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    if got.ends_with(b"\r\n0\r\n\r\n") {
+                        record.lock().unwrap().push("whole");
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwhole")
+                            .await;
+                        return;
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            record.lock().unwrap().push("cut");
+                            return;
+                        }
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A body that declares no length (chunked, or HTTP/2 without `content-length`) is held to
+/// `server.limits.max_body_size` as it is read: 413 `payload_too_large` once it crosses the
+/// limit, and the upstream's request is cut off, never ended as if whole.
+#[tokio::test]
+async fn bodies_without_a_length_are_held_to_the_body_limit() {
+    let (url, seen) = chunk_reader().await;
+    let files = [
+        ("u.yaml", upstream_yaml("u", &[url])),
+        ("r.yaml", route_yaml("u", "/*", "u", "")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let config = format!("server:\n  limits:\n    max_body_size: 1024\n{BASE_CONFIG}");
+    let gw = Gateway::start(&config, &files).await;
+    let chunked = |total: usize| {
+        let mut req =
+            b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..total / 512 {
+            req.extend_from_slice(b"200\r\n");
+            req.extend_from_slice(&[b'x'; 512]);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        req
+    };
+
+    // Within the limit: passed on whole.
+    let mut c = Conn::open(gw.http).await;
+    c.send(&chunked(1024)).await;
+    let r = c.response().await;
+    assert_eq!((r.status(), r.text().as_str()), (200, "whole"), "{}", r.head);
+
+    // 64 KiB through a 1 KiB limit.
+    let mut c = Conn::open(gw.http).await;
+    c.send(&chunked(64 * 1024)).await;
+    let r = c.response().await;
+    assert_eq!(r.status(), 413, "{}", r.head);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["error"]["code"], "payload_too_large", "{json}");
+
+    // The same from an HTTP/2 client whose body has no `content-length`.
+    use http_body_util::StreamBody;
+    type Frames = futures_util::stream::Iter<
+        std::vec::IntoIter<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+    >;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, StreamBody<Frames>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let post = |pieces: usize| {
+        let frames: Vec<_> = (0..pieces)
+            .map(|_| Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'y'; 512]))))
+            .collect();
+        let req = http::Request::post(gw.url("/upload"))
+            .body(StreamBody::new(futures_util::stream::iter(frames)))
+            .unwrap();
+        h2.request(req)
+    };
+    let resp = post(2).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = post(128).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["code"], "payload_too_large", "{json}");
+
+    // Two bodies came whole, two were cut off.
+    let until = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().len() < 4 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["cut", "cut", "whole", "whole"]);
 }

@@ -29,6 +29,8 @@ pub struct Forwarder {
     /// `server.timeouts.read_timeout`: the longest an upstream's response body may send
     /// nothing.
     pub read_timeout: Option<Duration>,
+    /// `server.limits.max_body_size`: what a streamed request body may bring.
+    pub max_body_size: u64,
 }
 
 impl Forwarder {
@@ -42,6 +44,7 @@ impl Forwarder {
             empty_headers: HeaderMap::new(),
             upstream_timeout: None,
             read_timeout: None,
+            max_body_size: u64::MAX,
         }
     }
 

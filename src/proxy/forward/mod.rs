@@ -63,7 +63,7 @@ impl Forwarder {
         rewrite::rewrite_head(ctx, &mut parts, h2c);
         // The head of the tries: each but the last gets a copy, the last takes it.
         let mut template = Some(parts);
-        let mut body = match ForwardBody::take(body, ctx.arrival.content_length()) {
+        let mut body = match ForwardBody::take(body, ctx.arrival.content_length(), self.max_body_size) {
             Ok(body) => body,
             Err(small) => ForwardBody::collect(small, clock.deadline, ctx.route.timeout).await?,
         };

@@ -49,7 +49,8 @@ impl ProxyState {
             c
         };
         let connector = UpstreamConnector::new(tcp, table.clone(), connect_timeout);
-        let forwarder = Forwarder::new(connector, metrics.clone());
+        let mut forwarder = Forwarder::new(connector, metrics.clone());
+        forwarder.max_body_size = max_body_size;
         ProxyState {
             table,
             metrics,
