@@ -317,3 +317,28 @@ async fn bodies_without_a_length_are_held_to_the_body_limit() {
     seen.sort();
     assert_eq!(seen, ["cut", "cut", "whole", "whole"]);
 }
+
+/// An HTTP/2 client's cookie fragments reach an HTTP/1.1 upstream as one `cookie` field,
+/// joined with `"; "` (RFC 9113 §8.2.3), with and without a request body.
+#[tokio::test]
+async fn an_h2_clients_cookie_fields_reach_an_http1_upstream_as_one() {
+    let up = Scripted::start().await;
+    let gw = gateway_for(&up).await;
+    for body in ["", "payload"] {
+        let req = http::Request::post(gw.url("/cookies"))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap();
+        let r = send(&h2c_client(), req).await.unwrap();
+        assert_eq!(r.status, 200);
+        let seen = r.text();
+        let cookies: Vec<&str> = seen
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .collect();
+        assert_eq!(cookies, ["cookie: a=1; b=2"], "{seen}");
+    }
+}

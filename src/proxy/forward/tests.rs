@@ -136,3 +136,18 @@ async fn general_responses_are_framed_by_the_own_clients_rules() {
     let err = super::general::frame(&mut resp, false).unwrap_err();
     assert!(err.to_string().contains("switched protocols"), "{err}");
 }
+
+/// Cookie fields of an HTTP/2 client are joined with `"; "` (RFC 9113 §8.2.3); one is left
+/// as it is.
+#[test]
+fn cookie_fields_are_joined_into_one() {
+    let mut h = http::HeaderMap::new();
+    h.append(http::header::COOKIE, "a=1".parse().unwrap());
+    super::rewrite::join_cookies(&mut h);
+    assert_eq!(h.get_all(http::header::COOKIE).iter().count(), 1);
+    h.append(http::header::COOKIE, "b=2".parse().unwrap());
+    h.append(http::header::COOKIE, "c=3; d=4".parse().unwrap());
+    super::rewrite::join_cookies(&mut h);
+    let all: Vec<_> = h.get_all(http::header::COOKIE).iter().collect();
+    assert_eq!(all, ["a=1; b=2; c=3; d=4"]);
+}
