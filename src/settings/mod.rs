@@ -3,9 +3,11 @@
 //! Every section of the seed is typed here so that a typo in a value is an error with a path,
 //! while keys that no capability reads yet are accepted and ignored.
 
+mod idle;
 mod inline;
 mod model;
 
+pub use idle::IdleTimeouts;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
 

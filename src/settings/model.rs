@@ -70,6 +70,8 @@ pub struct Timeouts {
     /// How long an upstream's response body may send nothing before the gateway gives up on
     /// it; `0s`: no limit.
     pub read_timeout: String,
+    #[serde(flatten)]
+    pub idle: super::IdleTimeouts,
 }
 
 impl Default for Timeouts {
@@ -82,6 +84,7 @@ impl Default for Timeouts {
             shutdown_grace: "30s".into(),
             send_timeout: "60s".into(),
             read_timeout: "300s".into(),
+            idle: Default::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (here from a TLS upstream) are framed by the same rule as the own client's; chunked uploads
 //! are held to `server.limits.max_body_size`; HTTP/2 connections and WebSocket tunnels close
 //! after their idle timeouts; an HTTP/2 client's cookie fragments reach an HTTP/1.1 upstream as
-//! one field; a WebSocket upstream without a port is reached on the scheme's port.
+//! one field.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -341,4 +341,153 @@ async fn an_h2_clients_cookie_fields_reach_an_http1_upstream_as_one() {
             .collect();
         assert_eq!(cookies, ["cookie: a=1; b=2"], "{seen}");
     }
+}
+
+/// An HTTP/2 connection is shut down (GOAWAY, then closed) once it has had no open stream for
+/// `server.timeouts.http2_idle_timeout`, after its requests as before its first; a stream
+/// open for longer keeps it.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_its_idle_timeout() {
+    let up = Upstream::start("u").await;
+    let files = [
+        ("u.yaml", upstream_yaml("u", &[up.url()])),
+        ("r.yaml", route_yaml("u", "/*", "u", "")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let config = format!("server:\n  timeouts:\n    http2_idle_timeout: 1s\n{BASE_CONFIG}");
+    let gw = Gateway::start(&config, &files).await;
+
+    let tcp = TcpStream::connect(("127.0.0.1", gw.http)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let mut conn = tokio::spawn(conn);
+    let mut ask = |path: &str| {
+        let req = http::Request::get(format!("http://gw.test{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        sender.send_request(req)
+    };
+    // A stream open longer than the idle timeout, then a short one: the connection stays.
+    let resp = ask("/sleep/1500").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    let resp = ask("/after").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    let quiet = Instant::now();
+    // Then nothing: closed about a second later.
+    let closed = tokio::time::timeout(Duration::from_secs(5), &mut conn).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection is still open");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+    assert!(ask("/too-late").await.is_err());
+
+    // A connection that never opens a stream is closed too, even when its client answers
+    // nothing (the GOAWAY's ping included): one more idle timeout, and it is cut.
+    let mut idle = TcpStream::connect(("127.0.0.1", gw.http)).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = idle.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "an HTTP/2 connection without streams is still open"
+    );
+}
+
+/// A WebSocket echo server on `listener`; it also answers `"path"` with its request path.
+fn ws_echo(listener: tokio::net::TcpListener) {
+    use futures_util::{SinkExt, StreamExt};
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A gateway whose route `/live/*` tunnels WebSocket upgrades to `endpoint`, with `config`.
+async fn tunnel_gateway(endpoint: &str, config: &str) -> Gateway {
+    let files = [
+        ("u.yaml", upstream_yaml("ws", &[endpoint.to_string()])),
+        ("r.yaml", route_yaml("ws", "/live/*", "ws", "websocket: true")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    Gateway::start(config, &files).await
+}
+
+type WsClient = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Sends `text` on `ws` and expects it back.
+async fn echoes(ws: &mut WsClient, text: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.to_text().unwrap(), text);
+}
+
+/// A tunnel that carries nothing either way for `server.timeouts.tunnel_idle_timeout` is
+/// closed; one that keeps carrying messages stays open past it.
+#[tokio::test]
+async fn an_idle_websocket_tunnel_is_closed_after_its_idle_timeout() {
+    use futures_util::StreamExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    ws_echo(listener);
+    let config = format!("server:\n  timeouts:\n    tunnel_idle_timeout: 1s\n{BASE_CONFIG}");
+    let gw = tunnel_gateway(&endpoint, &config).await;
+    let url = format!("ws://127.0.0.1:{}/live/feed", gw.http);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Messages every 400 ms for 2.4 s: it stays open.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        echoes(&mut ws, &format!("message {i}")).await;
+    }
+    // Then nothing: closed about a second later.
+    let quiet = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the idle tunnel is still open");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
 }

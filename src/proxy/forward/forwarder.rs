@@ -31,6 +31,9 @@ pub struct Forwarder {
     pub read_timeout: Option<Duration>,
     /// `server.limits.max_body_size`: what a streamed request body may bring.
     pub max_body_size: u64,
+    /// `server.timeouts.tunnel_idle_timeout`: the longest a WebSocket tunnel may carry
+    /// nothing.
+    pub tunnel_idle_timeout: Option<Duration>,
 }
 
 impl Forwarder {
@@ -45,6 +48,7 @@ impl Forwarder {
             upstream_timeout: None,
             read_timeout: None,
             max_body_size: u64::MAX,
+            tunnel_idle_timeout: None,
         }
     }
 

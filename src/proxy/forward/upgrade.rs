@@ -1,6 +1,7 @@
 //! WebSocket upgrades on routes with `websocket: true`: the request goes to the upstream with
 //! its `Upgrade`/`Connection` headers on a fresh connection, and when the upstream answers
-//! `101` both upgraded connections are joined by a bidirectional copy.
+//! `101` both upgraded connections are joined by a bidirectional copy, closed when it has
+//! carried nothing for `server.timeouts.tunnel_idle_timeout`.
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -9,6 +10,7 @@ use http_body_util::{Either, Empty};
 use hyper_util::rt::TokioIo;
 
 use super::forwarder::Forwarder;
+use super::relay::relay;
 use crate::proxy::body::{Body, ClientBody, UpstreamBody};
 use crate::proxy::context::RequestCtx;
 use crate::proxy::error::ProxyError;
@@ -123,12 +125,11 @@ impl Forwarder {
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let route_id = route.id.clone();
+        let idle = self.tunnel_idle_timeout;
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = relay(TokioIo::new(client), TokioIo::new(upstream), idle).await {
                         tracing::debug!(route = %route_id, "WebSocket tunnel ended: {e}");
                     }
                 }

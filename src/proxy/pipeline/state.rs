@@ -83,6 +83,12 @@ impl ProxyState {
         self
     }
 
+    /// Closes a WebSocket tunnel that carries nothing either way for `limit`.
+    pub fn with_tunnel_idle_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.forwarder.tunnel_idle_timeout = limit;
+        self
+    }
+
     /// Bounds each upstream try by `limit` (the route's timeout still bounds them all).
     pub fn with_upstream_timeout(mut self, limit: Option<Duration>) -> Self {
         self.forwarder.upstream_timeout = limit;
