@@ -3,7 +3,7 @@
 //! (here from a TLS upstream) are framed by the same rule as the own client's; chunked uploads
 //! are held to `server.limits.max_body_size`; HTTP/2 connections and WebSocket tunnels close
 //! after their idle timeouts; an HTTP/2 client's cookie fragments reach an HTTP/1.1 upstream as
-//! one field.
+//! one field; a WebSocket upstream without a port is reached on the scheme's port.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -490,4 +490,24 @@ async fn an_idle_websocket_tunnel_is_closed_after_its_idle_timeout() {
         waited >= Duration::from_millis(900),
         "closed too early: {waited:?}"
     );
+}
+
+/// A WebSocket upstream whose URL names no port is reached on the scheme's: 80 for `http`.
+/// (Needs 127.0.0.1:80; where it cannot be bound the test says so and returns, and the unit
+/// test of the address, `tunnels_dial_the_schemes_port_when_the_endpoint_names_none`, stands.)
+#[tokio::test]
+async fn a_websocket_upstream_without_a_port_is_reached_on_port_80() {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:80").await {
+        Ok(l) => l,
+        Err(e) => {
+            crate::support::services::skipped(&format!("cannot bind 127.0.0.1:80: {e}"));
+            return;
+        }
+    };
+    ws_echo(listener);
+    let gw = tunnel_gateway("http://127.0.0.1", BASE_CONFIG).await;
+    let url = format!("ws://127.0.0.1:{}/live/feed", gw.http);
+    let (mut ws, resp) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    echoes(&mut ws, "through port 80").await;
 }

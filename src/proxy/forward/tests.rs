@@ -151,3 +151,19 @@ fn cookie_fields_are_joined_into_one() {
     let all: Vec<_> = h.get_all(http::header::COOKIE).iter().collect();
     assert_eq!(all, ["a=1; b=2; c=3; d=4"]);
 }
+
+/// A tunnel dials the endpoint's port, or the scheme's when its URL names none.
+#[test]
+fn tunnels_dial_the_schemes_port_when_the_endpoint_names_none() {
+    use crate::upstream::{Endpoint, Protocol};
+    let target = |url: &str| {
+        let e = Endpoint::parse(url, Protocol::Http).unwrap();
+        let (host, port) = super::upgrade::dial_target(&e);
+        (host.to_string(), port)
+    };
+    assert_eq!(target("http://svc"), ("svc".to_string(), 80));
+    assert_eq!(target("http://svc:8080"), ("svc".to_string(), 8080));
+    assert_eq!(target("https://svc"), ("svc".to_string(), 443));
+    assert_eq!(target("http://[::1]"), ("::1".to_string(), 80));
+    assert_eq!(target("http://[::1]:9000"), ("::1".to_string(), 9000));
+}

@@ -15,6 +15,7 @@ use crate::proxy::body::{Body, ClientBody, UpstreamBody};
 use crate::proxy::context::RequestCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
+use crate::upstream::Endpoint;
 
 impl Forwarder {
     /// Proxies one upgrade request; the tunnel lives on in its own task. `proto` is the
@@ -78,7 +79,7 @@ impl Forwarder {
         fwd.next_traceparent();
         fwd.apply(h);
 
-        let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
+        let connect = tokio::net::TcpStream::connect(dial_target(endpoint));
         let connect_timeout = upstream
             .connect_timeout
             .unwrap_or(std::time::Duration::from_secs(5));
@@ -142,4 +143,23 @@ impl Forwarder {
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         Ok(back)
     }
+}
+
+/// Where a tunnel to `endpoint` connects: its host (an IPv6 literal without its brackets) and
+/// port, or the scheme's port when the URL names none (`http://svc` is port 80), as the
+/// clients of the forward phase do.
+pub(super) fn dial_target(endpoint: &Endpoint) -> (&str, u16) {
+    let authority = &endpoint.authority;
+    let port = authority
+        .port_u16()
+        .unwrap_or(match endpoint.scheme == http::uri::Scheme::HTTPS {
+            true => 443,
+            false => 80,
+        });
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host, port)
 }
