@@ -70,6 +70,8 @@ pub struct ServerTimeouts {
     pub keepalive: Option<Duration>,
     pub send: Option<Duration>,
     pub read: Option<Duration>,
+    pub http2_idle: Option<Duration>,
+    pub tunnel_idle: Option<Duration>,
 }
 
 /// Parses `server.timeouts`, naming the key that does not parse.
@@ -89,6 +91,8 @@ pub fn server_timeouts(cfg: &GatewayConfig) -> Result<ServerTimeouts, Error> {
         keepalive: limit(parse("keepalive_timeout", &t.keepalive_timeout)?),
         send: limit(parse("send_timeout", &t.send_timeout)?),
         read: limit(parse("read_timeout", &t.read_timeout)?),
+        http2_idle: limit(parse("http2_idle_timeout", &t.idle.http2_idle_timeout)?),
+        tunnel_idle: limit(parse("tunnel_idle_timeout", &t.idle.tunnel_idle_timeout)?),
     })
 }
 
@@ -171,6 +175,8 @@ struct Core {
     upstream_timeout: Option<Duration>,
     /// `server.timeouts.read_timeout`: the longest an upstream's body may send nothing.
     read_timeout: Option<Duration>,
+    /// `server.timeouts.tunnel_idle_timeout`: the longest a WebSocket tunnel may carry nothing.
+    tunnel_idle: Option<Duration>,
     conn_limits: ConnLimits,
     proxy_listener: tokio::net::TcpListener,
     https_listener: tokio::net::TcpListener,
@@ -200,11 +206,14 @@ impl Core {
             keepalive,
             send,
             read,
+            http2_idle,
+            tunnel_idle,
         } = server_timeouts(&cfg)?;
         let conn_limits = ConnLimits {
             max_header_size: cfg.server.limits.max_header_size,
             keepalive,
             send,
+            h2_idle: http2_idle,
         };
 
         let bind = cfg.server.bind_address.as_str();
@@ -231,6 +240,7 @@ impl Core {
             connect_timeout,
             upstream_timeout,
             read_timeout: read,
+            tunnel_idle,
             conn_limits,
             proxy_listener,
             https_listener,
@@ -342,6 +352,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         connect_timeout,
         upstream_timeout,
         read_timeout,
+        tunnel_idle,
         conn_limits,
         proxy_listener,
         https_listener,
@@ -387,7 +398,8 @@ async fn serve(core: Core) -> Result<(), Error> {
     .with_upstream_timeout(upstream_timeout)
     .with_read_timeout(read_timeout)
     .with_paths(cfg.server.paths)
-    .with_headers(cfg.server.headers);
+    .with_headers(cfg.server.headers)
+    .with_tunnel_idle_timeout(tunnel_idle);
     // `server.tls.redirect_http`: plain requests (probes aside) get a 308 to https.
     if redirect_http {
         state = state.with_https_redirect(cfg.server.https_port);

@@ -4,12 +4,14 @@
 //! while keys that no capability reads yet are accepted and ignored.
 
 mod hub_limits;
+mod idle;
 mod inline;
 mod model;
 mod requests;
 mod tenancy;
 
 pub use hub_limits::WebSocketLimits;
+pub use idle::IdleTimeouts;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
 pub use model::*;
 pub use requests::*;

@@ -77,6 +77,8 @@ pub struct Timeouts {
     /// How long an upstream's response body may send nothing before the gateway gives up on
     /// it; `0s`: no limit.
     pub read_timeout: String,
+    #[serde(flatten)]
+    pub idle: super::IdleTimeouts,
 }
 
 impl Default for Timeouts {
@@ -89,6 +91,7 @@ impl Default for Timeouts {
             shutdown_grace: "30s".into(),
             send_timeout: "60s".into(),
             read_timeout: "300s".into(),
+            idle: Default::default(),
         }
     }
 }
@@ -96,7 +99,7 @@ impl Default for Timeouts {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Largest request body accepted (by `Content-Length`), bytes.
+    /// Largest request body accepted, bytes: by `Content-Length`, or as it is read.
     pub max_body_size: u64,
     /// Largest request head accepted, bytes.
     pub max_header_size: usize,

@@ -202,6 +202,8 @@ fn a_timeout_that_does_not_parse_is_named() {
         "shutdown_grace",
         "send_timeout",
         "read_timeout",
+        "http2_idle_timeout",
+        "tunnel_idle_timeout",
     ] {
         std::fs::write(&cfg, format!("server:\n  timeouts:\n    {key}: soon\n")).unwrap();
         let (code, out, _) = gatehouse(&["check", "--config", cfg.to_str().unwrap()]);

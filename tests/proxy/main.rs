@@ -9,6 +9,7 @@
 mod support;
 
 mod client_fields;
+mod framing;
 mod paths;
 mod proxy;
 mod reload;

@@ -1,17 +1,21 @@
 //! A scripted HTTP/1.1 upstream on loopback that writes exact bytes, for tests of how the
-//! gateway reads upstream responses and what it sends upstream.
+//! gateway reads upstream responses and what it sends upstream; plain, or over TLS with a
+//! certificate of its own test CA (`Scripted::start_tls`), which the gateway reaches through
+//! its general client.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// An upstream that answers by path with hand-written bytes. It counts the connections it
 /// accepted; the body of a plain answer is the request it received, head and body.
 pub struct Scripted {
     pub url: String,
+    /// Over TLS: the PEM of the CA that signed its certificate (for `SERVER_NAME`).
+    pub ca_pem: Option<String>,
     connections: Arc<AtomicUsize>,
     /// Requests to `/hold` whose connection the gateway closed while they waited.
     released: Arc<AtomicUsize>,
@@ -27,26 +31,104 @@ impl Drop for Scripted {
 pub const BIG: usize = 1024 * 1024;
 /// More than the socket buffers between a client and the upstream hold.
 pub const HUGE: usize = 32 * 1024 * 1024;
+/// The response `/smuggle` hides in its body.
+pub const SMUGGLED: &str = "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+/// The name in the certificate of a TLS scripted upstream.
+pub const SERVER_NAME: &str = "scripted.test";
 
 impl Scripted {
     pub async fn start() -> Scripted {
+        Self::listen(None).await
+    }
+
+    /// The same answers over TLS (ALPN `http/1.1`), with a certificate for [`SERVER_NAME`].
+    pub async fn start_tls() -> Scripted {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::pem::PemObject;
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec![SERVER_NAME.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+        let mut cfg =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone()], key)
+                .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::listen(Some((tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), ca_pem))).await
+    }
+
+    async fn listen(tls: Option<(tokio_rustls::TlsAcceptor, String)>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
         let released = Arc::new(AtomicUsize::new(0));
         let (count, on_release) = (connections.clone(), released.clone());
+        let (acceptor, ca_pem) = tls.unzip();
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(s, on_release.clone()));
+                let on_release = on_release.clone();
+                match &acceptor {
+                    None => drop(tokio::spawn(serve(s, on_release))),
+                    Some(acceptor) => {
+                        let accept = acceptor.accept(s);
+                        tokio::spawn(async move {
+                            if let Ok(s) = accept.await {
+                                serve(s, on_release).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Scripted {
             url,
+            ca_pem,
             connections,
             released,
             task,
         }
+    }
+
+    /// The resource files of an upstream `name` for this one: a TLS one trusts its CA (a
+    /// Secret `NAME-ca`) and expects [`SERVER_NAME`].
+    pub fn upstream_files(&self, name: &str) -> Vec<(String, String)> {
+        let Some(ca) = &self.ca_pem else {
+            return vec![(
+                format!("{name}.yaml"),
+                super::upstream_yaml(name, std::slice::from_ref(&self.url)),
+            )];
+        };
+        let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+        vec![
+            (
+                format!("{name}-ca.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-ca, namespace: default}}\n\
+                     stringData:\n  ca.crt: |\n{indented}"
+                ),
+            ),
+            (
+                format!("{name}.yaml"),
+                format!(
+                    "apiVersion: gatehouse.dev/v1alpha1\nkind: GatewayUpstream\n\
+                     metadata: {{name: {name}, namespace: default}}\nspec:\n  protocol: https\n  \
+                     endpoints: [\"{}\"]\n  tls: {{caSecretName: {name}-ca, serverName: {SERVER_NAME}}}\n",
+                    self.url
+                ),
+            ),
+        ]
     }
 
     pub fn released(&self) -> usize {
@@ -59,7 +141,7 @@ impl Scripted {
 }
 
 /// Reads one request (head and `Content-Length` body); `None` at end of stream.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
@@ -92,7 +174,7 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, V
     }
 }
 
-async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, released: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     let mut index = 0;
     while let Some((head, body)) = read_request(&mut s, &mut buf).await {
@@ -127,6 +209,26 @@ async fn serve(mut s: TcpStream, released: Arc<AtomicUsize>) {
             // A length on a 204, which has no body.
             "/no-content-length" => s
                 .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-After: 204\r\n\r\n")
+                .await
+                .unwrap(),
+            // Both framings at once (RFC 9112 §6.3: chunked wins): a reader that believed the
+            // length would take the rest of the chunk for a second response.
+            "/smuggle" => {
+                let chunk = format!("hello{SMUGGLED}");
+                s.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                         {:x}\r\n{chunk}\r\n0\r\n\r\n",
+                        chunk.len()
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+            }
+            // Switching protocols on a request that did not ask to.
+            "/switch" => s
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
                 .await
                 .unwrap(),
             // A transfer coding the gateway does not undo.
@@ -240,17 +342,9 @@ pub async fn gateway_for(up: &Scripted) -> super::Gateway {
 
 /// The gateway with `config` in front of `up`, on one catch-all route.
 pub async fn gateway_with(up: &Scripted, config: &str) -> super::Gateway {
-    use super::{route_yaml, upstream_yaml, Gateway};
-    Gateway::start(
-        config,
-        &[(
-            "r.yaml",
-            &format!(
-                "{}---\n{}",
-                upstream_yaml("scripted", std::slice::from_ref(&up.url)),
-                route_yaml("scripted", "/*", "scripted", "")
-            ),
-        )],
-    )
-    .await
+    use super::{route_yaml, Gateway};
+    let mut files = up.upstream_files("scripted");
+    files.push(("r.yaml".into(), route_yaml("scripted", "/*", "scripted", "")));
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    Gateway::start(config, &files).await
 }

@@ -64,6 +64,49 @@ pub(super) fn role(name: &[u8]) -> Role {
     }
 }
 
+/// Why a response that switches protocols is refused: no request the gateway forwards asks
+/// for it (upgrades are tunnelled apart), and the bytes after it are no HTTP/1.1.
+pub(in crate::proxy) fn switched_unasked() -> CallError {
+    CallError::protocol("upstream switched protocols unasked")
+}
+
+/// The transfer codings of a response (RFC 9112 §6.1), read field line by field line: the one
+/// rule by which both clients frame what they pass on.
+#[derive(Clone, Copy, Default)]
+pub(in crate::proxy) struct Codings {
+    /// The last coding is `chunked`: the body is delimited by it, and a `Content-Length`
+    /// beside it is not passed on (a client that believed it would read the rest of the body
+    /// as a second response).
+    pub(in crate::proxy) chunked: bool,
+    /// Some coding other than `chunked` was named.
+    pub(in crate::proxy) other: bool,
+}
+
+impl Codings {
+    /// Adds the codings of one `Transfer-Encoding` field line.
+    pub(in crate::proxy) fn add(&mut self, value: &[u8]) {
+        // Only the last coding decides whether the body is chunked.
+        self.chunked = false;
+        for coding in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
+            if !coding.is_empty() {
+                self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+                self.other |= !self.chunked;
+            }
+        }
+    }
+
+    /// `Transfer-Encoding` is hop-by-hop: a body in any coding but chunked would reach the
+    /// client still coded, with nothing saying so. (`bodiless`: the response has no body.)
+    pub(in crate::proxy) fn check(&self, bodiless: bool) -> Result<(), CallError> {
+        if self.other && !bodiless {
+            return Err(CallError::protocol(
+                "upstream Transfer-Encoding other than chunked",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The response head at the start of `buf`, taken off it if it is all there. Header values
 /// share the head's bytes instead of being copied. With `wire`, the fields to pass on stay in
 /// wire form ([`WireFields`]: no hop-by-hop fields, no `X-Request-ID`) when they can, and the
@@ -92,12 +135,11 @@ pub(in crate::proxy) fn parse_head(
     let status = StatusCode::from_u16(code)
         .map_err(|_| CallError::protocol(format!("invalid upstream status {code}")))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(CallError::protocol("upstream switched protocols unasked"));
+        return Err(switched_unasked());
     }
     let interim = status.is_informational();
     let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut other_coding = false;
+    let mut codings = Codings::default();
     let mut close = version != Some(1);
     // `Connection` names other fields to drop (left to `strip_hop_by_hop` on a `HeaderMap`).
     let mut names_fields = false;
@@ -115,16 +157,7 @@ pub(in crate::proxy) fn parse_head(
                 }
                 length = Some(n);
             }
-            Role::Coding => {
-                // Only the last coding decides whether the body is chunked.
-                chunked = false;
-                for coding in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
-                    if !coding.is_empty() {
-                        chunked = coding.eq_ignore_ascii_case(b"chunked");
-                        other_coding |= !chunked;
-                    }
-                }
-            }
+            Role::Coding => codings.add(value),
             Role::Connection => {
                 for token in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
@@ -142,13 +175,8 @@ pub(in crate::proxy) fn parse_head(
         || *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    // `Transfer-Encoding` is hop-by-hop: a body in any coding but chunked would reach the
-    // client still coded, with nothing saying so.
-    if other_coding && !bodiless {
-        return Err(CallError::protocol(
-            "upstream Transfer-Encoding other than chunked",
-        ));
-    }
+    codings.check(bodiless)?;
+    let chunked = codings.chunked;
     // No `Content-Length` on a 204 (RFC 9110 §8.6): a client that took it for a body's
     // length would read the next response as this one's body.
     let keep_length = !chunked && status != StatusCode::NO_CONTENT;

@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 pub(in crate::proxy) use body::PooledBody;
 #[cfg(any(test, fuzzing))]
 pub(in crate::proxy) use body::{Chunk, State, Step};
-pub(in crate::proxy) use head::parse_head;
+pub(in crate::proxy) use head::{parse_head, switched_unasked, Codings};
 use pool::{Pool, UpstreamConn, READ_CHUNK};
 pub(in crate::proxy) use write::Outbound;
 use write::{encode_head, INLINE_BODY};

@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use http_body_util::Either;
 use tokio::time::Instant;
 
-use super::buffer::{BodyWatch, ForwardBody};
+use super::buffer::{BodyFault, BodyWatch, ForwardBody};
 use super::forwarder::Forwarder;
 use super::general::{self, GeneralRequest};
 use super::rewrite::UpstreamHead;
@@ -225,7 +225,8 @@ impl Forwarder {
             // fault, which neither the breaker nor the upstream's series hear of, and which
             // no other try mends.
             let fault = match watch.failed() {
-                Some(why) => Some(ProxyError::BadRequest(format!(
+                Some(BodyFault::TooLarge(limit)) => Some(ProxyError::PayloadTooLarge { limit: *limit }),
+                Some(BodyFault::Broken(why)) => Some(ProxyError::BadRequest(format!(
                     "cannot read the request body: {why}"
                 ))),
                 None if e.is_timeout() && watch.waiting() => {

@@ -1,7 +1,10 @@
 //! The request body towards upstreams. Bodiless requests and bodies up to [`REPLAY_LIMIT`]
 //! with a known length are read into memory first (within the route timeout): a retry can
 //! send them again, and plain HTTP/1.1 endpoints get them with the head in one write.
-//! Anything else is streamed and not retried, with a watch on whose fault a failure is.
+//! Anything else is streamed and not retried, with a watch on whose fault a failure is, and
+//! held to `server.limits.max_body_size` as it is read: a body that declares no length
+//! (chunked, or HTTP/2 without `content-length`) is cut off once it crosses the limit, and the
+//! upstream's request fails with it instead of ending as if whole.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,18 +36,21 @@ pub(super) enum ForwardBody {
 pub(super) type GeneralBody = Either<ClientStream, Full<Bytes>>;
 
 impl ForwardBody {
-    /// A client's body as it is sent upstream: in memory already (or empty), or streamed; or,
-    /// `Err`, a small streamed body with a known length, to be read into memory first
-    /// ([`ForwardBody::collect`]). (Not itself `async`: most bodies need no wait, and a future
-    /// made for them would only be copied around.)
+    /// A client's body as it is sent upstream: in memory already (or empty), or streamed, at
+    /// most `limit` bytes of it; or, `Err`, a small streamed body with a known length, to be
+    /// read into memory first ([`ForwardBody::collect`]). (Not itself `async`: most bodies need
+    /// no wait, and a future made for them would only be copied around.) A declared length was
+    /// held to the limit already, and the server holds the body to it.
     #[inline]
-    pub(super) fn take(body: ClientBody, content_length: Option<u64>) -> Result<Self, Incoming> {
+    pub(super) fn take(body: ClientBody, content_length: Option<u64>, limit: u64) -> Result<Self, Incoming> {
         match body {
             ClientBody::Read(b) => Ok(ForwardBody::Buffered(b)),
             ClientBody::Streamed(body) if body.is_end_stream() => Ok(ForwardBody::Buffered(Bytes::new())),
             ClientBody::Streamed(body) if content_length.is_some_and(|l| l <= REPLAY_LIMIT) => Err(body),
             ClientBody::Streamed(body) => Ok(ForwardBody::Stream(Some(ClientStream {
                 body,
+                read: 0,
+                limit,
                 watch: Arc::default(),
             }))),
         }
@@ -94,14 +100,38 @@ impl ForwardBody {
 /// fault is the client's: it must not count against the upstream.
 pub(super) struct ClientStream {
     body: Incoming,
+    /// Bytes read so far.
+    read: u64,
+    /// `server.limits.max_body_size`.
+    limit: u64,
     watch: Arc<BodyWatch>,
 }
+
+/// Why reading a client's body failed.
+#[derive(Clone, Debug)]
+pub(super) enum BodyFault {
+    /// Reading it failed: bad chunked framing, a client gone mid-upload...
+    Broken(String),
+    /// It went past `server.limits.max_body_size` (the limit).
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for BodyFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyFault::Broken(why) => f.write_str(why),
+            BodyFault::TooLarge(limit) => write!(f, "the request body is larger than {limit} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for BodyFault {}
 
 /// What the upstream call's owner can learn of its streamed body afterwards.
 #[derive(Default)]
 pub(super) struct BodyWatch {
     /// Why reading the client's body failed.
-    failed: OnceLock<String>,
+    failed: OnceLock<BodyFault>,
     /// The last read found no bytes from the client yet: the upstream waits for the client,
     /// not the other way round.
     waiting: AtomicBool,
@@ -109,7 +139,7 @@ pub(super) struct BodyWatch {
 
 impl BodyWatch {
     /// Why reading the client's body failed, if it did.
-    pub(super) fn failed(&self) -> Option<&String> {
+    pub(super) fn failed(&self) -> Option<&BodyFault> {
         self.failed.get()
     }
 
@@ -121,18 +151,31 @@ impl BodyWatch {
 
 impl http_body::Body for ClientStream {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyFault;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Err(e))) = &polled {
-            let _ = self.watch.failed.set(e.to_string());
-        }
-        self.watch.waiting.store(polled.is_pending(), Ordering::Relaxed);
-        polled
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFault>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        this.watch.waiting.store(polled.is_pending(), Ordering::Relaxed);
+        let fault = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Ok(frame))) => {
+                this.read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if this.read <= this.limit {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                // The upstream's request fails here, unfinished: an HTTP/1.1 upstream never
+                // gets the last chunk, an HTTP/2 one gets its stream reset.
+                BodyFault::TooLarge(this.limit)
+            }
+            Poll::Ready(Some(Err(e))) => BodyFault::Broken(e.to_string()),
+        };
+        let _ = this.watch.failed.set(fault.clone());
+        Poll::Ready(Some(Err(fault)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -32,6 +32,11 @@ pub struct Forwarder {
     pub read_timeout: Option<Duration>,
     /// `server.headers`: the client's fields that are not passed on.
     pub headers: HeadersConfig,
+    /// `server.limits.max_body_size`: what a streamed request body may bring.
+    pub max_body_size: u64,
+    /// `server.timeouts.tunnel_idle_timeout`: the longest a WebSocket tunnel may carry
+    /// nothing.
+    pub tunnel_idle_timeout: Option<Duration>,
 }
 
 impl Forwarder {
@@ -46,6 +51,8 @@ impl Forwarder {
             upstream_timeout: None,
             read_timeout: None,
             headers: HeadersConfig::default(),
+            max_body_size: u64::MAX,
+            tunnel_idle_timeout: None,
         }
     }
 

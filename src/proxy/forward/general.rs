@@ -1,11 +1,13 @@
 //! The general (hyper) client, for `https` and `h2c` endpoints and streamed request bodies:
-//! the requests the own client does not take.
+//! the requests the own client does not take. Its responses are held to the own client's
+//! framing rules ([`frame`]).
 
 use std::time::Duration;
 
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::Connect;
 use hyper_util::client::legacy::Client;
@@ -13,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use super::buffer::GeneralBody;
+use crate::proxy::client::{switched_unasked, Codings};
 use crate::proxy::error::CallError;
 use crate::proxy::headers::Forwarding;
 use crate::proxy::tls::UpstreamConnector;
@@ -72,6 +75,7 @@ pub(super) async fn send(
         u
     })
     .map_err(|e| CallError::protocol(format!("cannot build the upstream URI: {e}")))?;
+    let head_request = parts.method == Method::HEAD;
     let req = Request::from_parts(parts, body);
     let sent = match until {
         Some(t) => tokio::time::timeout_at(t, client.request(req))
@@ -79,5 +83,36 @@ pub(super) async fn send(
             .map_err(|_| CallError::timeout())?,
         None => client.request(req).await,
     };
-    sent.map_err(|e| CallError::from_hyper(&e))
+    let mut resp = sent.map_err(|e| CallError::from_hyper(&e))?;
+    frame(&mut resp, head_request)?;
+    Ok(resp)
+}
+
+/// Holds a response of the general client to the rules the own client frames by
+/// (`client::parse_head`). hyper decodes a chunked body but leaves the fields as they came, so
+/// a `Content-Length` beside `Transfer-Encoding: chunked` would go out with the whole decoded
+/// body after it, and a client believing the length would read the rest as a second response:
+/// the length is dropped. A body in another coding would reach the client still coded, and a
+/// `101` answers no request forwarded here (upgrades are tunnelled apart): both are errors, and
+/// the upstream connection is not used again (hyper gives up a connection whose response was
+/// dropped before its end, and one that switched protocols). (A response with neither field,
+/// the usual one, costs two comparisons.)
+pub(super) fn frame<B>(resp: &mut Response<B>, head_request: bool) -> Result<(), CallError> {
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(switched_unasked());
+    }
+    if !resp.headers().contains_key(TRANSFER_ENCODING) {
+        return Ok(());
+    }
+    let mut codings = Codings::default();
+    for value in resp.headers().get_all(TRANSFER_ENCODING) {
+        codings.add(value.as_bytes());
+    }
+    let bodiless = head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    codings.check(bodiless)?;
+    if codings.chunked {
+        resp.headers_mut().remove(CONTENT_LENGTH);
+    }
+    Ok(())
 }

@@ -4,8 +4,8 @@
 //!
 //! Order (each file uses only those before it): `buffer` (the request body), `general` (the
 //! general client), `forwarder` (the clients), `rewrite` (endpoint choice and the request as
-//! the upstream gets it), `attempt` (one try: deadline, send, classify), `upgrade` (tunnels),
-//! then this file: the loop over the tries.
+//! the upstream gets it), `attempt` (one try: deadline, send, classify), `relay` (a tunnel's
+//! bytes and idle clock), `upgrade` (tunnels), then this file: the loop over the tries.
 //!
 //! The loop keeps the request's large values (the head, the forwarding fields, the body) as
 //! its own locals and lends them to each step: made elsewhere and moved in, or handed back and
@@ -15,6 +15,7 @@ mod attempt;
 mod buffer;
 mod forwarder;
 mod general;
+mod relay;
 mod rewrite;
 #[cfg(test)]
 mod tests;
@@ -63,7 +64,7 @@ impl Forwarder {
         rewrite::rewrite_head(ctx, &mut parts, h2c, &self.headers);
         // The head of the tries: each but the last gets a copy, the last takes it.
         let mut template = Some(parts);
-        let mut body = match ForwardBody::take(body, ctx.arrival.content_length()) {
+        let mut body = match ForwardBody::take(body, ctx.arrival.content_length(), self.max_body_size) {
             Ok(body) => body,
             Err(small) => ForwardBody::collect(small, clock.deadline, ctx.route.timeout).await?,
         };

@@ -89,10 +89,14 @@ pub(super) fn forwarding(ctx: &RequestCtx<'_>, uri: &Uri) -> Forwarding {
 
 /// The client's head made the upstream's: hop-by-hop fields out (`TE: trailers` kept for h2c),
 /// the fields that may not go upstream as sent out (`server.headers`: identity fields in any
-/// spelling, method overrides), the caller's identity in, the version the upstream speaks.
+/// spelling, method overrides), the caller's identity in, an HTTP/2 client's cookie fragments
+/// joined for an HTTP/1.1 upstream, the version the upstream speaks.
 #[inline]
 pub(super) fn rewrite_head(ctx: &RequestCtx<'_>, parts: &mut Parts, h2c: bool, fields: &HeadersConfig) {
     let h = &mut parts.headers;
+    if parts.version == Version::HTTP_2 && !h2c {
+        join_cookies(h);
+    }
     // `TE` is hop-by-hop, but HTTP/2 keeps its one value, `trailers`, end to end: gRPC
     // clients send it and servers look for it.
     let te_trailers = h2c && headers::accepts_trailers(h);
@@ -105,6 +109,26 @@ pub(super) fn rewrite_head(ctx: &RequestCtx<'_>, parts: &mut Parts, h2c: bool, f
         user.apply_headers(h);
     }
     parts.version = if h2c { Version::HTTP_2 } else { Version::HTTP_11 };
+}
+
+/// An HTTP/2 client may send its cookies as several `cookie` fields (RFC 9113 §8.2.3, for
+/// better compression); before they go to an HTTP/1.1 upstream they are joined into one with
+/// `"; "`, as that section asks: many HTTP/1.1 servers read only the first. (One field, the
+/// usual case, is left as it is.)
+pub(super) fn join_cookies(h: &mut HeaderMap) {
+    let mut all = h.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (all.next(), all.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for more in h.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    // (Joined valid values are a valid value.)
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
 }
 
 /// The endpoint of the route's upstream to try, leaving out those `tried`: the balancer's

@@ -1,6 +1,7 @@
 //! WebSocket upgrades on routes with `websocket: true`: the request goes to the upstream with
 //! its `Upgrade`/`Connection` headers on a fresh connection, and when the upstream answers
-//! `101` both upgraded connections are joined by a bidirectional copy.
+//! `101` both upgraded connections are joined by a bidirectional copy, closed when it has
+//! carried nothing for `server.timeouts.tunnel_idle_timeout`.
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -9,10 +10,12 @@ use http_body_util::{Either, Empty};
 use hyper_util::rt::TokioIo;
 
 use super::forwarder::Forwarder;
+use super::relay::relay;
 use crate::proxy::body::{Body, ClientBody, UpstreamBody};
 use crate::proxy::context::RequestCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
+use crate::upstream::Endpoint;
 
 impl Forwarder {
     /// Proxies one upgrade request; the tunnel lives on in its own task. `proto` is the
@@ -76,7 +79,7 @@ impl Forwarder {
         fwd.next_traceparent();
         fwd.apply(h);
 
-        let connect = tokio::net::TcpStream::connect(endpoint.authority.as_str());
+        let connect = tokio::net::TcpStream::connect(dial_target(endpoint));
         let connect_timeout = upstream
             .connect_timeout
             .unwrap_or(std::time::Duration::from_secs(5));
@@ -124,12 +127,11 @@ impl Forwarder {
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let route_id = route.id.clone();
+        let idle = self.tunnel_idle_timeout;
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = relay(TokioIo::new(client), TokioIo::new(upstream), idle).await {
                         tracing::debug!(route = %route_id, "WebSocket tunnel ended: {e}");
                     }
                 }
@@ -142,4 +144,23 @@ impl Forwarder {
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         Ok(back)
     }
+}
+
+/// Where a tunnel to `endpoint` connects: its host (an IPv6 literal without its brackets) and
+/// port, or the scheme's port when the URL names none (`http://svc` is port 80), as the
+/// clients of the forward phase do.
+pub(super) fn dial_target(endpoint: &Endpoint) -> (&str, u16) {
+    let authority = &endpoint.authority;
+    let port = authority
+        .port_u16()
+        .unwrap_or(match endpoint.scheme == http::uri::Scheme::HTTPS {
+            true => 443,
+            false => 80,
+        });
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host, port)
 }

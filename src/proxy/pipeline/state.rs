@@ -52,7 +52,8 @@ impl ProxyState {
             c
         };
         let connector = UpstreamConnector::new(tcp, table.clone(), connect_timeout);
-        let forwarder = Forwarder::new(connector, metrics.clone());
+        let mut forwarder = Forwarder::new(connector, metrics.clone());
+        forwarder.max_body_size = max_body_size;
         ProxyState {
             table,
             metrics,
@@ -83,6 +84,12 @@ impl ProxyState {
     /// Gives up on an upstream's response body that sends nothing for `limit`.
     pub fn with_read_timeout(mut self, limit: Option<Duration>) -> Self {
         self.forwarder.read_timeout = limit;
+        self
+    }
+
+    /// Closes a WebSocket tunnel that carries nothing either way for `limit`.
+    pub fn with_tunnel_idle_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.forwarder.tunnel_idle_timeout = limit;
         self
     }
 

@@ -1,6 +1,7 @@
 //! Accept loops and client connections: HTTP/1.1 and h2c on one port, HTTPS (rustls, ALPN h2 and http/1.1) on
 //! another, both with the HTTP/1.1 fast path; idle and slow HTTP/1.1 clients closed after
-//! `server.timeouts.keepalive_timeout`; graceful drain on shutdown.
+//! `server.timeouts.keepalive_timeout`, idle HTTP/2 ones after
+//! `server.timeouts.http2_idle_timeout`; graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::h1::{self, Ended};
+use super::idle::{quiet_for, Streams, Tracked};
 use super::limits::ConnLimits;
 use super::rewind::Rewind;
 use crate::proxy::body::{ClientBody, WireHead};
@@ -99,7 +101,7 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
 ) where
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = bytes::Bytes> + WireHead + Send + 'static,
+    B: Body<Data = bytes::Bytes> + WireHead + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     G: Fn(&str) -> bool + Clone + Send + Sync + 'static,
     R: Fn(http::StatusCode) + Clone + Send + Sync + 'static,
@@ -147,7 +149,9 @@ pub async fn serve_proxy<F, Fut, B, G, R>(
                         h(peer, req)
                     };
                     if h2 {
-                        conn.with(h).general(tls, bytes::BytesMut::new(), true).await;
+                        conn.with(h)
+                            .general(tls, bytes::BytesMut::new(), true, true)
+                            .await;
                     } else {
                         conn.with(h).serve(tls).await;
                     }
@@ -193,7 +197,7 @@ where
     R: Fn(http::StatusCode),
     F: Fn(SocketAddr, Request<ClientBody>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body<Data = bytes::Bytes> + WireHead + Send + 'static,
+    B: Body<Data = bytes::Bytes> + WireHead + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     /// The fast path, then the general server if the connection needs it.
@@ -214,13 +218,17 @@ where
         .await;
         if let Ended::HandOff(stream, read) = ended {
             // The fast path held the first request head to the keep-alive limit already.
-            self.general(stream, read, false).await;
+            // (It hands HTTP/2 over once its preface's first line is there.)
+            let h2 = read.starts_with(b"PRI ");
+            self.general(stream, read, false, h2).await;
         }
     }
 
     /// The general server on `stream`, whose first bytes are `read`. `first_within`: drop the
-    /// connection when no request starts within the keep-alive limit.
-    async fn general<S>(self, stream: S, read: bytes::BytesMut, first_within: bool)
+    /// connection when no request starts within the keep-alive limit. `h2`: the connection
+    /// speaks HTTP/2, and is shut down once it has had no open stream for
+    /// `server.timeouts.http2_idle_timeout`.
+    async fn general<S>(self, stream: S, read: bytes::BytesMut, first_within: bool, h2: bool)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -228,17 +236,67 @@ where
         let peer = c.peer;
         let started = Arc::new(AtomicBool::new(false));
         let seen = started.clone();
+        let idle = c
+            .limits
+            .h2_idle
+            .filter(|_| h2)
+            .map(|within| (Streams::new(), within));
+        let streams = idle.as_ref().map(|(s, _)| s.clone());
         let svc = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
-            h(peer, req.map(ClientBody::Streamed))
+            let guard = streams.as_ref().map(Streams::open);
+            let answer = h(peer, req.map(ClientBody::Streamed));
+            async move {
+                let resp = answer.await?;
+                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
+            }
         });
         let io = TokioIo::new(Rewind::new(stream, read.freeze()));
         let conn = c.builder.serve_connection_with_upgrades(io, svc).into_owned();
-        let conn = c.watcher.watch(conn);
+        let run = async {
+            let Some((streams, within)) = idle else {
+                let _ = c.watcher.watch(conn).await;
+                return;
+            };
+            // As the shutdown watcher does, and when the connection has been idle too: a
+            // graceful shutdown (GOAWAY), then the streams in flight finish.
+            drop(c.watcher);
+            let mut stop = c.stop;
+            let mut conn = std::pin::pin!(conn);
+            let mut quiet = std::pin::pin!(quiet_for(&streams, within));
+            let mut stopped = std::pin::pin!(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            let (mut closing, mut told) = (false, false);
+            loop {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = quiet.as_mut() => {
+                        // A client that leaves the GOAWAY's ping unanswered keeps the
+                        // connection: after one more idle timeout without a stream, it is cut.
+                        if closing {
+                            tracing::debug!(%peer, "HTTP/2 connection cut: still open after GOAWAY");
+                            return;
+                        }
+                        tracing::debug!(%peer, "HTTP/2 connection closing: no stream for {within:?}");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        quiet.set(quiet_for(&streams, within));
+                    }
+                    _ = stopped.as_mut(), if !told => {
+                        told = true;
+                        if !closing {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
+            }
+        };
         if first_within {
-            first_request_within(conn, started, c.limits.keepalive).await;
+            first_request_within(run, started, c.limits.keepalive).await;
         } else {
-            let _ = conn.await;
+            run.await;
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct ConnLimits {
     /// How long writes to a client may stall (its connection full) before it is closed.
     /// `None`: no limit.
     pub send: Option<Duration>,
+    /// How long an HTTP/2 connection may have no open stream before it is shut down (GOAWAY).
+    /// `None`: never.
+    pub h2_idle: Option<Duration>,
 }
 
 impl ConnLimits {
@@ -23,6 +26,7 @@ impl ConnLimits {
             max_header_size: 64 * 1024,
             keepalive,
             send: None,
+            h2_idle: None,
         }
     }
 }

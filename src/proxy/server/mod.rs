@@ -3,10 +3,11 @@
 //! the general (hyper) server that takes every other connection.
 //!
 //! Order (each file uses only those before it): `limits`, `rewind`, `h1` (the fast path),
-//! `accept`.
+//! `idle` (the idle clock of HTTP/2 connections), `accept`.
 
 mod accept;
 pub(super) mod h1;
+mod idle;
 mod limits;
 mod rewind;
 

@@ -21,6 +21,7 @@ const LIMITS: ConnLimits = ConnLimits {
     max_header_size: 8192,
     keepalive: None,
     send: None,
+    h2_idle: None,
 };
 
 fn none(_: &str) -> bool {
