@@ -10,12 +10,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use k8s_openapi::api::core::v1::Secret;
 
-use super::settings::{JwtSettings, SecretRef};
-
-/// HMAC secrets shorter than this are refused (RFC 7518 §3.2 asks for at least the hash size of
-/// HS256): an inline one stops the start, one in a Secret is not used. `auth.jwt.allow_weak_secret`
-/// lets them through with a warning, for an issuer whose secret cannot change at once.
-pub const MIN_HMAC_SECRET_LEN: usize = 32;
+use super::settings::{JwtSettings, SecretRef, MIN_HMAC_SECRET_LEN};
 
 /// One verification key.
 pub struct Key {

@@ -20,9 +20,9 @@ mod verifier;
 
 pub use cache::TokenCache;
 pub use context::{UserContext, USER_HEADERS};
-pub use keys::MIN_HMAC_SECRET_LEN;
 pub use settings::{
     ClaimNames, JwtSettings, SecretRef, SettingsError, DEFAULT_SECRET_NAMESPACE, MAX_LEEWAY_SECS,
+    MIN_HMAC_SECRET_LEN,
 };
 pub use verifier::{Verifier, CACHE_CAPACITY, MAX_KEYS_TRIED, MAX_TOKEN_LEN};
 

@@ -11,6 +11,11 @@ use crate::settings::{AuthConfig, OneOrMany};
 /// The largest clock-skew allowance accepted, in seconds.
 pub const MAX_LEEWAY_SECS: u64 = 86_400;
 
+/// HMAC secrets shorter than this are refused (RFC 7518 §3.2 asks for at least the hash size of
+/// HS256): an inline one stops the start, one in a Secret is not used. `auth.jwt.allow_weak_secret`
+/// lets them through with a warning, for an issuer whose secret cannot change at once.
+pub const MIN_HMAC_SECRET_LEN: usize = 32;
+
 /// Default namespace of `secret_ref` when it names none.
 pub const DEFAULT_SECRET_NAMESPACE: &str = "default";
 
@@ -70,7 +75,7 @@ pub enum SettingsError {
         "auth.jwt.secret (JWT_SECRET) is an HMAC secret of {0} bytes; at least {min} are needed \
          (RFC 7518 §3.2): use a longer one, e.g. `openssl rand -base64 32`, or set \
          auth.jwt.allow_weak_secret: true",
-        min = super::keys::MIN_HMAC_SECRET_LEN
+        min = MIN_HMAC_SECRET_LEN
     )]
     WeakSecret(usize),
 }
@@ -170,7 +175,7 @@ impl JwtSettings {
         if let Some(s) = &inline_secret {
             let key = s.trim();
             let hmac = !key.starts_with("-----BEGIN") && !key.starts_with('{');
-            if hmac && key.len() < super::keys::MIN_HMAC_SECRET_LEN && !jwt.allow_weak_secret {
+            if hmac && key.len() < MIN_HMAC_SECRET_LEN && !jwt.allow_weak_secret {
                 return Err(SettingsError::WeakSecret(key.len()));
             }
         }
