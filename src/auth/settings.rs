@@ -175,7 +175,10 @@ impl JwtSettings {
         if let Some(s) = &inline_secret {
             let key = s.trim();
             let hmac = !key.starts_with("-----BEGIN") && !key.starts_with('{');
-            if hmac && key.len() < MIN_HMAC_SECRET_LEN && !jwt.allow_weak_secret {
+            // A config that names the secret stops on a weak one; `JWT_SECRET` alone, with no
+            // `auth.jwt` in the file, only loses it: the key is refused, and reported.
+            let named = !jwt.from_env_only;
+            if hmac && key.len() < MIN_HMAC_SECRET_LEN && !jwt.allow_weak_secret && named {
                 return Err(SettingsError::WeakSecret(key.len()));
             }
         }

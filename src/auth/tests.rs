@@ -601,6 +601,18 @@ fn a_short_hmac_secret_stops_the_start_unless_allowed() {
         .expect("allowed")
         .expect("present");
     assert!(s.allow_weak_secret);
+    // `JWT_SECRET` alone, with no auth.jwt in the file: the weak key is refused and reported,
+    // not used, and the gateway starts (protected routes answer 401).
+    let mut env_only = crate::settings::GatewayConfig::from_yaml_str("{}", &|_| None).expect("config");
+    env_only
+        .apply_env(&|k| (k == "JWT_SECRET").then(|| "bench-secret".to_string()))
+        .expect("env");
+    let s = JwtSettings::from_config(&env_only.auth)
+        .expect("starts")
+        .expect("present");
+    let v = Verifier::new(&s, &[]);
+    assert!(!v.has_keys());
+    assert!(v.problems()[0].contains("12 bytes refused"), "{:?}", v.problems());
     // A PEM public key inline is not an HMAC secret.
     let pem = crate::settings::GatewayConfig::from_yaml_str(
         "auth:\n  jwt:\n    secret: \"-----BEGIN PUBLIC KEY-----\"\n",

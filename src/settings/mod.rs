@@ -152,7 +152,10 @@ impl GatewayConfig {
             self.websocket.integration.webhook.auth_token = Some(v);
         }
         if let Some(v) = env("JWT_SECRET") {
-            let jwt = self.auth.jwt.get_or_insert_with(Default::default);
+            let jwt = self.auth.jwt.get_or_insert_with(|| JwtConfig {
+                from_env_only: true,
+                ..Default::default()
+            });
             if jwt.secret.as_deref().is_none_or(str::is_empty) {
                 jwt.secret = Some(v);
             }

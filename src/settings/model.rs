@@ -166,6 +166,10 @@ pub struct JwtConfig {
     pub claims: Option<ClaimMapping>,
     /// Accept an HMAC secret shorter than 32 bytes (RFC 7518 §3.2); off by default.
     pub allow_weak_secret: bool,
+    /// Set when the file has no `auth.jwt` and `JWT_SECRET` made this section: a weak secret
+    /// is then left unused (and reported) rather than stopping the start.
+    #[serde(skip)]
+    pub from_env_only: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
