@@ -168,6 +168,10 @@ async fn setup(min_version: &str, redirect: bool) -> Setup {
             ),
         ),
         ("any.yaml", route_yaml("any", "/any", "u", "")),
+        (
+            "live.yaml",
+            route_yaml("live", "/live", "u", "hosts: [a.test]\nwebsocket: true"),
+        ),
         ("secret-a.yaml", tls_secret_yaml("a", &a)),
         ("secret-wild.yaml", tls_secret_yaml("wild", &wild)),
         ("secret-fallback.yaml", tls_secret_yaml("fallback", &fallback)),
@@ -199,6 +203,22 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
     assert_eq!(body["headers"]["x-forwarded-host"], "a.test");
+    // A WebSocket upgrade over TLS says so too (the echo upstream answers it without switching).
+    let req = Request::get("/live")
+        .header("host", "a.test")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Empty::new())
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["path"], "/live", "{body}");
+    assert_eq!(body["headers"]["upgrade"], "websocket", "{body}");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https", "{body}");
 
     let conn = connect(s.gw.https, "x.wild.test", h1_only.clone()).await.unwrap();
     assert_eq!(served(&conn), s.wild.der);

@@ -18,12 +18,11 @@ use crate::proxy::headers;
 use crate::upstream::Endpoint;
 
 impl Forwarder {
-    /// Proxies one upgrade request; the tunnel lives on in its own task. `proto` is the
-    /// listener's: `X-Forwarded-Proto` of an upgrade has always been it, over TLS as well.
+    /// Proxies one upgrade request; the tunnel lives on in its own task. Its
+    /// `X-Forwarded-Proto` is the request's, as for any other request: `https` over TLS.
     pub async fn tunnel(
         &self,
         ctx: &RequestCtx<'_>,
-        proto: &'static str,
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, ProxyError> {
         let (route, arrival) = (&ctx.route, &ctx.arrival);
@@ -71,7 +70,7 @@ impl Forwarder {
         let mut fwd = headers::Forwarding::new(
             &client,
             arrival.peer.ip(),
-            proto,
+            arrival.proto,
             client.host.clone(),
             arrival.request_id.clone(),
         );

@@ -135,7 +135,7 @@ impl ProxyState {
     ) -> Result<Response<Body>, ProxyError> {
         let limit = self.rate_limit(ctx, &req).await?;
         if ctx.route.websocket && crate::websocket::is_websocket_upgrade(req.headers()) {
-            return self.forwarder.tunnel(ctx, self.proto, req).await;
+            return self.forwarder.tunnel(ctx, req).await;
         }
         self.check_size(ctx)?;
         let mut resp = self.forwarder.forward(ctx, req).await?;
