@@ -21,6 +21,9 @@ start_service() {
     esac
   done <<< "$out"
 }
+# Per-run state for the services that keep some (see .ci/services/redis.sh).
+GATEHOUSE_SERVICES_RUN=$(mktemp -d)
+export GATEHOUSE_SERVICES_RUN
 for svc in .ci/services/*.sh; do
   [ -e "$svc" ] && start_service "$svc"
 done
@@ -29,7 +32,7 @@ done
 export GATEHOUSE_TEST_REQUIRE_SERVICES=1
 
 log=$(mktemp)
-cleanup+=("rm -f $log")
+cleanup+=("rm -f $log" "rm -rf $GATEHOUSE_SERVICES_RUN")
 set +e
 cargo test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

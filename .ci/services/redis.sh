@@ -8,7 +8,9 @@
 #   eval "$(.ci/services/redis.sh)" -> exports the first two into the calling shell
 #   .ci/services/redis.sh stop PID  -> stops that server (and removes its temp dir)
 set -euo pipefail
-state=${TMPDIR:-/tmp}/gatehouse-test-redis
+# scripts/test.sh gives each run a folder of its own (GATEHOUSE_SERVICES_RUN), so that two
+# suites running at once never reuse, or stop, each other's server.
+state=${GATEHOUSE_SERVICES_RUN:-${TMPDIR:-/tmp}}/gatehouse-test-redis
 if [ "${1:-}" = "stop" ]; then
   pid=${2:?usage: redis.sh stop PID}
   kill "$pid" 2>/dev/null || true
