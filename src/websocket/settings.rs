@@ -282,6 +282,14 @@ mod tests {
         );
         assert_eq!(q.shown_url(), "amqp://app:***@rabbitmq:5672/%2f");
         assert_eq!(redact_url("amqp://rabbitmq:5672"), "amqp://rabbitmq:5672");
+        // An empty section, as before it was typed, is accepted and off.
+        let empty =
+            GatewayConfig::from_yaml_str("websocket:\n  integration:\n    message_queue:\n", &|_| None)
+                .expect("loads");
+        assert_eq!(
+            HubSettings::from_config(&empty).expect("valid").message_queue,
+            None
+        );
         assert_eq!(redact_url("amqps://u@h/v"), "amqps://u:***@h/v");
         for (bad, says) in [
             ("type: kafka\n      url: amqp://h", "type `kafka`"),
