@@ -3,10 +3,13 @@
 //! (default 20) pushed through the webhook. Reports connections/s, the gateway's RSS with all
 //! connections open, delivery latency (p50/p99/max, from the webhook call to each client's
 //! receipt) and messages/s delivered. It starts and stops its own gateway, and ends by itself.
+//! With `WS_LOAD_AMQP_URL` the broadcasts are published on a RabbitMQ exchange the gateway
+//! consumes from (`integration.message_queue`) instead, and the latency runs from the publish.
 //!
 //! ```sh
 //! cargo bench --bench ws_load                       # 10,000 connections, 20 broadcasts
 //! WS_LOAD_CONNECTIONS=2000 WS_LOAD_ROUNDS=5 cargo bench --bench ws_load
+//! WS_LOAD_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo bench --bench ws_load
 //! ```
 //! Each side needs about N file descriptors (`ulimit -n`); the run says so when it is short.
 #![allow(clippy::unwrap_used)]
@@ -100,6 +103,8 @@ async fn main() {
     let n = env_num("WS_LOAD_CONNECTIONS", 10_000);
     let rounds = env_num("WS_LOAD_ROUNDS", 20);
     let in_flight = env_num("WS_LOAD_CONNECT_CONCURRENCY", 256);
+    let amqp = std::env::var("WS_LOAD_AMQP_URL").ok().filter(|u| !u.is_empty());
+    let exchange = format!("ws_load_{}", std::process::id());
     let limit = nofile_limit();
     if limit < n as u64 + 200 {
         eprintln!(
@@ -113,13 +118,19 @@ async fn main() {
     let res = dir.path().join("resources");
     std::fs::create_dir_all(&res).unwrap();
     let cfg = dir.path().join("gateway.yaml");
+    let queue = match &amqp {
+        Some(url) => format!(
+            "    message_queue:\n      enabled: true\n      type: rabbitmq\n      url: \"{url}\"\n      exchange: \"{exchange}\"\n"
+        ),
+        None => String::new(),
+    };
     std::fs::write(
         &cfg,
         format!(
             "auth:\n  jwt:\n    secret: \"{SECRET}\"\nobservability:\n  logging:\n    level: warn\nwebsocket:\n  enabled: true\n  server:\n    max_connections: {}\n    ping_interval: 30s\n  channels:\n    default:\n      max_subscribers: {}\n      message_history: 0\n  integration:\n    webhook:\n      auth_token: \"{HOOK}\"\n",
             n + 100,
             n + 100
-        ),
+        ) + &queue,
     )
     .unwrap();
     let (http, admin, metrics) = (free_port(), free_port(), free_port());
@@ -144,6 +155,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let idle_rss = rss_kib(pid);
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let publisher = match &amqp {
+        Some(url) => Some(Publisher::new(url, &exchange, &client, metrics).await),
+        None => None,
+    };
 
     // Tokens first, so that signing is not part of the connect rate.
     let exp = std::time::SystemTime::now()
@@ -245,7 +261,6 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded_rss = rss_kib(pid);
 
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let hook = format!("http://127.0.0.1:{http}/webhook/websocket");
     let mut delivered_total = 0u64;
     let t1 = Instant::now();
@@ -255,14 +270,18 @@ async fn main() {
         let sent = base.elapsed().as_secs_f64() * 1e3;
         let body =
             json!({"type": "channel_broadcast", "channel": "load", "message": {"round": r, "t": sent}});
-        let req = http::Request::post(&hook)
-            .header("authorization", format!("Bearer {HOOK}"))
-            .body(Full::new(bytes::Bytes::from(body.to_string())))
-            .unwrap();
-        let resp = client.request(req).await.unwrap();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        delivered_total += v["delivered"].as_u64().unwrap_or(0);
+        if let Some(p) = &publisher {
+            p.publish(body.to_string().as_bytes()).await;
+        } else {
+            let req = http::Request::post(&hook)
+                .header("authorization", format!("Bearer {HOOK}"))
+                .body(Full::new(bytes::Bytes::from(body.to_string())))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            delivered_total += v["delivered"].as_u64().unwrap_or(0);
+        }
         // Wait for this round to reach everyone (bounded), so rounds do not overlap.
         let round_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while received.load(Ordering::Relaxed) < (r + 1) * n {
@@ -305,10 +324,15 @@ async fn main() {
         rounds * n
     );
     println!(
-        "  delivery latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (webhook call -> client receipt)",
+        "  delivery latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} -> client receipt)",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN)
+        latencies.last().copied().unwrap_or(f64::NAN),
+        if publisher.is_some() {
+            "RabbitMQ publish"
+        } else {
+            "webhook call"
+        }
     );
     println!(
         "  throughput:         {:.0} messages/s delivered over {broadcast_secs:.2} s",
@@ -339,5 +363,74 @@ async fn main() {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     for t in tasks {
         t.abort();
+    }
+}
+
+/// Publishes on the RabbitMQ exchange the gateway consumes from.
+struct Publisher {
+    channel: lapin::Channel,
+    exchange: String,
+    _conn: lapin::Connection,
+}
+
+impl Publisher {
+    /// Connects, declares the exchange and waits until the gateway consumes from it.
+    async fn new(
+        url: &str,
+        exchange: &str,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
+        metrics: u16,
+    ) -> Publisher {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .exchange_declare(
+                exchange.into(),
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let uri: http::Uri = format!("http://127.0.0.1:{metrics}/metrics").parse().unwrap();
+            if let Ok(r) = client.get(uri).await {
+                let text = r.into_body().collect().await.unwrap().to_bytes();
+                if String::from_utf8_lossy(&text).contains("\nwebsocket_queue_connected 1") {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never consumed from RabbitMQ"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Publisher {
+            channel,
+            exchange: exchange.to_string(),
+            _conn: conn,
+        }
+    }
+
+    async fn publish(&self, body: &[u8]) {
+        self.channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                "load".into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
 }

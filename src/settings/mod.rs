@@ -6,6 +6,7 @@
 mod hub_limits;
 mod idle;
 mod inline;
+mod message_queue;
 mod model;
 mod requests;
 mod tenancy;
@@ -13,6 +14,7 @@ mod tenancy;
 pub use hub_limits::WebSocketLimits;
 pub use idle::IdleTimeouts;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};
+pub use message_queue::MessageQueueConfig;
 pub use model::*;
 pub use requests::*;
 pub use tenancy::{StaticEndpoints, TenancyConfig, TenancyError};

@@ -396,7 +396,7 @@ pub struct Persistence {
 pub struct WebSocketIntegration {
     pub webhook: Webhook,
     pub redis_pubsub: RedisPubSub,
-    pub message_queue: Option<yaml_serde::Value>,
+    pub message_queue: super::message_queue::MessageQueueConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]

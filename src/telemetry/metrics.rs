@@ -39,6 +39,12 @@ pub struct WsMetrics {
     pub slow_consumers_total: IntCounter,
     /// Upgrades refused, by `reason`.
     pub upgrades_refused_total: IntCounterVec,
+    /// Messages taken from the message queue and handed to the hub (then acknowledged).
+    pub queue_messages_consumed_total: IntCounter,
+    /// Messages from the message queue rejected (not requeued) as malformed.
+    pub queue_messages_rejected_total: IntCounter,
+    /// 1 while the hub consumes from the message queue, 0 while it is away or reconnecting.
+    pub queue_connected: IntGauge,
 }
 
 impl WsMetrics {
@@ -91,6 +97,18 @@ impl WsMetrics {
                 ),
                 &["reason"],
             )?,
+            queue_messages_consumed_total: IntCounter::new(
+                "websocket_queue_messages_consumed_total",
+                "Messages taken from the message queue and handed to the hub",
+            )?,
+            queue_messages_rejected_total: IntCounter::new(
+                "websocket_queue_messages_rejected_total",
+                "Malformed messages from the message queue, rejected without requeue",
+            )?,
+            queue_connected: IntGauge::new(
+                "websocket_queue_connected",
+                "1 while the hub consumes from the message queue",
+            )?,
         };
         registry.register(Box::new(m.connections.clone()))?;
         registry.register(Box::new(m.connections_by_state.clone()))?;
@@ -101,6 +119,9 @@ impl WsMetrics {
         registry.register(Box::new(m.message_size_bytes.clone()))?;
         registry.register(Box::new(m.slow_consumers_total.clone()))?;
         registry.register(Box::new(m.upgrades_refused_total.clone()))?;
+        registry.register(Box::new(m.queue_messages_consumed_total.clone()))?;
+        registry.register(Box::new(m.queue_messages_rejected_total.clone()))?;
+        registry.register(Box::new(m.queue_connected.clone()))?;
         for state in ["connected", "closing", "closed"] {
             m.connections_by_state.with_label_values(&[state]);
         }

@@ -132,6 +132,7 @@ fn settings() -> HubSettings {
         queue_capacity: QUEUE_CAPACITY,
         redis_url: None,
         pubsub_channels: Vec::new(),
+        message_queue: None,
         limits: HubLimits::from_config(&WebSocketLimits::default()).expect("the default limits"),
     }
 }
@@ -692,6 +693,67 @@ fn backend_messages_on_pubsub_channels_are_delivered_on_the_channel_of_the_same_
             "subscribed alerts",
             r#"alerts: "disk full" from system"#,
             r#"alerts: {"level":"high"} from system"#,
+        ]
+    );
+}
+
+#[test]
+fn queue_messages_take_the_webhook_shapes_and_the_routing_key_stands_in_for_event() {
+    let hub = hub_with(settings(), &[], &[("order.created", "orders")]);
+    let mut alice = connect(&hub, user("alice", &[]));
+    subscribe(&hub, &alice.conn, "orders").expect("subscribed");
+    let n = |key: &str, payload: &str| hub.deliver_queue_message(key, payload.as_bytes());
+    let ok = |r: Result<usize, Error>| r.expect("delivered");
+    assert_eq!(
+        ok(n(
+            "x",
+            r#"{"type": "channel_broadcast", "channel": "orders", "message": 1}"#
+        )),
+        1
+    );
+    assert_eq!(
+        ok(n(
+            "",
+            r#"{"type": "user_notification", "target_user": "alice", "channel": "orders", "message": 2}"#
+        )),
+        1
+    );
+    assert_eq!(
+        ok(n(
+            "",
+            r#"{"type": "event", "event": "order.created", "message": 3}"#
+        )),
+        1
+    );
+    // The routing key names the event when the body does not.
+    assert_eq!(ok(n("order.created", r#"{"type": "event", "message": 4}"#)), 1);
+    assert_eq!(ok(n("order.created", r#"{"message": 5}"#)), 1);
+    // ... but never overrides it.
+    assert_eq!(
+        ok(n(
+            "order.created",
+            r#"{"type": "event", "event": "order.deleted", "message": 6}"#
+        )),
+        0
+    );
+    for bad in [
+        "not json",
+        "[1]",
+        r#"{"type": "dance"}"#,
+        r#"{"message": 7}"#,
+        r#"{"type": "channel_broadcast"}"#,
+    ] {
+        assert!(matches!(n("", bad), Err(Error::QueueMessage(_))), "{bad}");
+    }
+    assert_eq!(
+        alice.received(),
+        [
+            "subscribed orders",
+            "orders: 1 from system",
+            "orders: 2 from system",
+            "orders: 3 from system",
+            "orders: 4 from system",
+            "orders: 5 from system",
         ]
     );
 }

@@ -1,6 +1,6 @@
 //! The WebSocket hub (SPEC §5): connections on `websocket.server.path`, channels with
 //! policies from `WebSocketChannel` resources and `websocket.channels`, history, the backend
-//! webhook, and fan-out across replicas through Redis.
+//! webhook, fan-out across replicas through Redis, and a RabbitMQ exchange as an intake.
 //!
 //! ```text
 //!  client ──upgrade──> Hub::upgrade ──> ClientConnection (reader + writer, bounded outbox)
@@ -37,6 +37,7 @@
 //! | `hub` | `Hub`: joins the above and carries out what is asked of it |
 //! | `views` | the admin API's JSON of connections, channels and statistics |
 //! | `webhook` | `POST` from backends, and their Redis pub/sub messages |
+//! | `queue` | RabbitMQ: each replica's own queue on the backends' exchange, fed to the hub |
 //! | `connection` | the life of one upgraded connection (reader, writer, its deadlines and rate) |
 //! | `upgrade` | the upgrade request: checks, refusals, `101` |
 //! | `service` | `Hub::start` (and its sweeper), the paths the hub claims, serving a claimed request |
@@ -55,6 +56,7 @@ mod hub;
 mod locks;
 mod outbox;
 pub mod protocol;
+mod queue;
 mod registry;
 mod request;
 mod service;
@@ -71,7 +73,7 @@ pub use client::ClientConnection;
 pub use error::{Error, Result};
 pub use hub::Hub;
 pub use request::{is_websocket_upgrade, query_param};
-pub use settings::{HubLimits, HubSettings, QUEUE_CAPACITY};
+pub use settings::{redact_url, HubLimits, HubSettings, QueueSettings, QUEUE_CAPACITY};
 
 #[cfg(test)]
 mod order {

@@ -1,5 +1,6 @@
-//! The hub as the gateway uses it: started with its Redis fan-out and the sweeper of expired
-//! history, claiming its paths, and serving a request on them (the webhook or an upgrade).
+//! The hub as the gateway uses it: started with its Redis fan-out, its RabbitMQ intake and the
+//! sweeper of expired history, claiming its paths, and serving a request on them (the webhook or
+//! an upgrade).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -33,6 +34,9 @@ impl Hub {
         }
         if unheard {
             tracing::warn!("websocket.integration.redis_pubsub.channels are set but no Redis URL is: nothing will be heard on them");
+        }
+        if let Some(queue) = hub.settings.message_queue.clone() {
+            super::queue::start(queue, Arc::downgrade(&hub));
         }
         tokio::spawn(sweeper(Arc::downgrade(&hub)));
         Ok(hub)

@@ -33,7 +33,80 @@ pub struct HubSettings {
     /// Redis pub/sub channels that backend services publish to
     /// (`integration.redis_pubsub.channels`); each feeds the hub channel of the same name.
     pub pubsub_channels: Vec<String>,
+    /// `integration.message_queue` when enabled.
+    pub message_queue: Option<QueueSettings>,
     pub limits: HubLimits,
+}
+
+/// `integration.message_queue`, checked: a RabbitMQ exchange the hub consumes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueSettings {
+    /// With its credentials: never log it, log [`QueueSettings::shown_url`].
+    pub url: String,
+    pub exchange: String,
+    /// `topic`, `direct`, `fanout` or `headers`.
+    pub exchange_type: String,
+    pub binding_key: String,
+    pub prefetch: u16,
+}
+
+impl QueueSettings {
+    fn from_config(q: &crate::settings::MessageQueueConfig) -> Result<Option<Self>> {
+        if !q.enabled {
+            return Ok(None);
+        }
+        let bad = |why: String| Err(Error::MessageQueue(why));
+        if !q.type_.trim().eq_ignore_ascii_case("rabbitmq") {
+            return bad(format!("type `{}` is not supported (only `rabbitmq`)", q.type_));
+        }
+        let url = q.url.as_deref().map(str::trim).unwrap_or_default();
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return bad(format!(
+                "url `{}` must start with amqp:// or amqps://",
+                redact_url(url)
+            ));
+        }
+        let exchange = q.exchange.trim();
+        if exchange.is_empty() || exchange.starts_with("amq.") {
+            return bad(format!(
+                "exchange `{exchange}` must be set and not start with `amq.`"
+            ));
+        }
+        let exchange_type = q.exchange_type.trim().to_ascii_lowercase();
+        if !["topic", "direct", "fanout", "headers"].contains(&exchange_type.as_str()) {
+            return bad(format!(
+                "exchange_type `{exchange_type}` is not an AMQP exchange type"
+            ));
+        }
+        Ok(Some(QueueSettings {
+            url: url.to_string(),
+            exchange: exchange.to_string(),
+            exchange_type,
+            binding_key: q.binding_key.trim().to_string(),
+            prefetch: q.prefetch.max(1),
+        }))
+    }
+
+    /// The URL with its password replaced by `***`, for logs and the admin API.
+    pub fn shown_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `scheme://user:***@host...`: the password of a URL hidden (the URL as it is without one).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// `websocket.limits`: what the hub keeps for its clients. `None` turns a bound off.
@@ -129,6 +202,7 @@ impl HubSettings {
             queue_capacity: QUEUE_CAPACITY,
             redis_url,
             pubsub_channels,
+            message_queue: QueueSettings::from_config(&ws.integration.message_queue)?,
             limits: HubLimits::from_config(&ws.limits)?,
         })
     }
@@ -184,6 +258,55 @@ mod tests {
             }
         );
         assert_eq!(s.auth_deadline(), Some(Duration::from_secs(10)));
+        // The seed's message_queue block is disabled.
+        assert_eq!(s.message_queue, None);
+    }
+
+    #[test]
+    fn message_queue_is_read_checked_and_its_password_never_shown() {
+        let yaml = "websocket:\n  integration:\n    message_queue:\n      enabled: true\n      type: rabbitmq\n      url: \"amqp://app:${MQ_PASS}@rabbitmq:5672/%2f\"\n      exchange: websocket_events\n      future_key: accepted\n";
+        let cfg = GatewayConfig::from_yaml_str(yaml, &|k| (k == "MQ_PASS").then(|| "s3cret".to_string()))
+            .expect("loads");
+        let q = HubSettings::from_config(&cfg)
+            .expect("valid")
+            .message_queue
+            .expect("enabled");
+        assert_eq!(q.url, "amqp://app:s3cret@rabbitmq:5672/%2f");
+        assert_eq!(
+            (
+                q.exchange.as_str(),
+                q.exchange_type.as_str(),
+                q.binding_key.as_str()
+            ),
+            ("websocket_events", "topic", "#")
+        );
+        assert_eq!(q.shown_url(), "amqp://app:***@rabbitmq:5672/%2f");
+        assert_eq!(redact_url("amqp://rabbitmq:5672"), "amqp://rabbitmq:5672");
+        // An empty section, as before it was typed, is accepted and off.
+        let empty =
+            GatewayConfig::from_yaml_str("websocket:\n  integration:\n    message_queue:\n", &|_| None)
+                .expect("loads");
+        assert_eq!(
+            HubSettings::from_config(&empty).expect("valid").message_queue,
+            None
+        );
+        assert_eq!(redact_url("amqps://u@h/v"), "amqps://u:***@h/v");
+        for (bad, says) in [
+            ("type: kafka\n      url: amqp://h", "type `kafka`"),
+            ("url: redis://u:pw@h", "url `redis://u:***@h`"),
+            ("url: amqp://h\n      exchange: amq.topic", "exchange `amq.topic`"),
+            ("url: amqp://h\n      exchange_type: ring", "exchange_type `ring`"),
+        ] {
+            let yaml =
+                format!("websocket:\n  integration:\n    message_queue:\n      enabled: true\n      {bad}\n");
+            let cfg = GatewayConfig::from_yaml_str(&yaml, &|_| None).expect("loads");
+            let e = HubSettings::from_config(&cfg).expect_err(bad).to_string();
+            assert!(
+                e.starts_with("websocket.integration.message_queue: ") && e.contains(says),
+                "{e}"
+            );
+            assert!(!e.contains("pw"), "{e}");
+        }
     }
 
     #[test]

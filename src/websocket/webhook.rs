@@ -3,7 +3,8 @@
 //! `channel_broadcast` goes to every subscriber of a channel, `user_notification` to the target
 //! user's connections subscribed to the channel, `event` to every channel whose `events` (or
 //! the seed's `routing.service_events.mappings`) name it. The answer is `202 {"delivered": N}`
-//! with N the deliveries on this replica; other replicas deliver through Redis.
+//! with N the deliveries on this replica; other replicas deliver through Redis. The same bodies
+//! come from Redis pub/sub channels and from the message queue (`queue`), delivered locally.
 
 use std::sync::Arc;
 
@@ -160,6 +161,34 @@ impl Hub {
                 message: value,
             },
         };
+        Ok(self.push_event(event, false))
+    }
+
+    /// A message from the message queue, with its routing key. Every replica's queue gets it,
+    /// so it is delivered here only (never shared through Redis). The body is a webhook body;
+    /// the routing key stands in for `event` when the body has none, and for `type: "event"`
+    /// when the body has no `type` either.
+    pub(crate) fn deliver_queue_message(&self, routing_key: &str, payload: &[u8]) -> Result<usize> {
+        let mut value: Value = serde_json::from_slice(payload)
+            .map_err(|e| Error::QueueMessage(format!("the body is not JSON: {e}")))?;
+        let Some(obj) = value.as_object_mut() else {
+            return Err(Error::QueueMessage("the body is not a JSON object".into()));
+        };
+        if !routing_key.is_empty() && !obj.contains_key("event") {
+            let is_event = match obj.get("type") {
+                None => true,
+                Some(t) => t == "event",
+            };
+            if is_event {
+                obj.insert("type".into(), Value::String("event".into()));
+                obj.insert("event".into(), Value::String(routing_key.to_string()));
+            }
+        }
+        let event = serde_json::from_value::<WebhookEvent>(value).map_err(|e| {
+            Error::QueueMessage(format!(
+                "expected {{\"type\": \"channel_broadcast\" | \"user_notification\" | \"event\", ...}}: {e}"
+            ))
+        })?;
         Ok(self.push_event(event, false))
     }
 }

@@ -1,6 +1,6 @@
 //! What the integration tests share: the `gatehouse` binary on free loopback ports (one builder
 //! for standalone and Kubernetes mode), one test upstream with modes, one HTTP reply type and
-//! client, resource YAML, the services some tests need (Redis, a kube-apiserver, Helm, Node)
+//! client, resource YAML, the services some tests need (Redis, RabbitMQ, a kube-apiserver, Helm, Node)
 //! and whether a missing one skips or fails, the WebSocket client, and the cluster helpers.
 //!
 //! Each test binary (tests/AREA/main.rs) includes this folder with

@@ -1,4 +1,4 @@
-//! The services some tests need (Redis, a real kube-apiserver, Helm, Node), and the one rule
+//! The services some tests need (Redis, RabbitMQ, a real kube-apiserver, Helm, Node), and the one rule
 //! for a missing one: under `scripts/test.sh` (which sets `GATEHOUSE_TEST_REQUIRE_SERVICES=1`)
 //! and in CI (`CI=true`) the test fails; in a plain `cargo test` it prints
 //! `SKIPPED: <why and how to start it>` and returns.
@@ -70,6 +70,15 @@ pub fn redis_server() -> bool {
         );
     }
     found
+}
+
+/// The shared RabbitMQ broker of the tests (`amqp://guest:guest@127.0.0.1:PORT/%2f`).
+pub fn amqp_url() -> Option<String> {
+    from_env(
+        "GATEHOUSE_TEST_AMQP_URL",
+        "no RabbitMQ",
+        "start one with `eval \"$(.ci/services/rabbitmq.sh)\"`, or run scripts/test.sh, which starts every service",
+    )
 }
 
 /// How to start the test kube-apiserver (one line: it follows `SKIPPED:`).
