@@ -21,7 +21,7 @@ start_service() {
     esac
   done <<< "$out"
 }
-# Per-run state for the services that keep some (see .ci/services/redis.sh).
+# Per-run state for the services that keep some (.ci/services/redis.sh, rabbitmq.sh).
 GATEHOUSE_SERVICES_RUN=$(mktemp -d)
 export GATEHOUSE_SERVICES_RUN
 for svc in .ci/services/*.sh; do

@@ -11,7 +11,7 @@
 #   .ci/services/rabbitmq.sh stop PID  -> stops that broker (and removes its temp dir)
 #   GATEHOUSE_RABBITMQ_DIR=/some/dir   -> the folder to use instead of $TMPDIR/gatehouse-test-rabbitmq
 set -euo pipefail
-state=${GATEHOUSE_RABBITMQ_DIR:-${TMPDIR:-/tmp}/gatehouse-test-rabbitmq}
+state=${GATEHOUSE_RABBITMQ_DIR:-${GATEHOUSE_SERVICES_RUN:-${TMPDIR:-/tmp}}/gatehouse-test-rabbitmq}
 if [ "${1:-}" = "stop" ]; then
   pid=${2:?usage: rabbitmq.sh stop PID}
   kill "$pid" 2>/dev/null || true
