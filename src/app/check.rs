@@ -54,6 +54,9 @@ pub fn run(
     for line in &auth.lines {
         writeln!(out, "{line}")?;
     }
+    if let Some(crate::routing::SecretUrl::Problem(p)) = &compiled.table.queue_url {
+        writeln!(out, "{:<8} websocket.integration.message_queue: {p}", "warning")?;
+    }
     let mut verdicts = compiled.verdicts;
     verdicts.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     for v in &verdicts {

@@ -146,6 +146,9 @@ pub fn compile_options(cfg: &GatewayConfig, mode: Mode) -> Result<CompileOptions
         reserved_paths,
         channels: ChannelDefaults::from_config(&cfg.websocket)?,
         jwt: crate::auth::JwtSettings::from_config(&cfg.auth)?,
+        queue_url_secret: Some(&cfg.websocket)
+            .filter(|ws| ws.enabled && ws.integration.message_queue.enabled)
+            .and_then(|ws| ws.integration.message_queue.url_secret_ref.clone()),
         default_certificate: cfg
             .server
             .tls
@@ -331,7 +334,8 @@ fn default_secret_namespaces(cfg: &mut GatewayConfig, home: &str) {
         .tls
         .as_mut()
         .and_then(|t| t.default_certificate.as_mut()?.secret_ref.as_mut());
-    for r in [jwt, cert].into_iter().flatten() {
+    let queue = cfg.websocket.integration.message_queue.url_secret_ref.as_mut();
+    for r in [jwt, cert, queue].into_iter().flatten() {
         if r.namespace.as_deref().is_none_or(str::is_empty) {
             r.namespace = Some(home.to_string());
         }
@@ -557,6 +561,26 @@ mod tests {
             cert.and_then(|c| c.namespace.as_deref()),
             Some("certs"),
             "an explicit namespace stays"
+        );
+    }
+
+    #[test]
+    fn the_queue_url_secret_ref_takes_the_home_namespace_and_reaches_compile() {
+        let yaml = "websocket:\n  enabled: true\n  integration:\n    message_queue:\n      enabled: true\n      url_secret_ref: {name: mq, key: amqp}\n";
+        let mut cfg = GatewayConfig::from_yaml_str(yaml, &|_| None).expect("config");
+        default_secret_namespaces(&mut cfg, "gatehouse-system");
+        let options = compile_options(&cfg, Mode::Kubernetes).expect("options");
+        let r = options.queue_url_secret.expect("queue ref");
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_deref(), r.key.as_deref()),
+            ("mq", Some("gatehouse-system"), Some("amqp"))
+        );
+        assert_eq!(
+            crate::sources::kube::config_secrets(&cfg, "gatehouse-system"),
+            vec![crate::sources::kube::Dependency::Secret(
+                "gatehouse-system".into(),
+                "mq".into()
+            )]
         );
     }
 }

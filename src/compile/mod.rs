@@ -10,6 +10,7 @@ mod error;
 pub mod fuzzing;
 #[cfg(all(test, not(fuzzing)))]
 mod fuzzing;
+mod queue_url;
 mod snapshot;
 mod status;
 mod tenancy;
@@ -52,6 +53,9 @@ pub struct CompileOptions {
     pub channels: crate::routing::ChannelDefaults,
     /// Who may claim hosts, channels and static endpoints, and where endpoints may point.
     pub tenancy: Tenancy,
+    /// `websocket.integration.message_queue.url_secret_ref` (namespace filled in): the Secret
+    /// key whose AMQP URL goes into `RoutingTable::queue_url`.
+    pub queue_url_secret: Option<crate::settings::SecretKeyRef>,
 }
 
 impl Default for CompileOptions {
@@ -64,6 +68,7 @@ impl Default for CompileOptions {
             default_certificate: None,
             channels: Default::default(),
             tenancy: Tenancy::default(),
+            queue_url_secret: None,
         }
     }
 }
@@ -267,6 +272,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         certs.set_default(ns, name);
     }
     table.tls = certs.build();
+    table.queue_url = options
+        .queue_url_secret
+        .as_ref()
+        .map(|r| queue_url::resolve(r, &snapshot.secrets));
     Compiled { table, verdicts }
 }
 

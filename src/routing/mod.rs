@@ -15,7 +15,7 @@ pub use error::SpecError;
 pub use handle::TableHandle;
 pub use method::MethodSet;
 pub use path::{PathKind, PathPattern, Segment};
-pub use table::{Lookup, RoutingTable, TableBuilder};
+pub use table::{Lookup, RoutingTable, SecretUrl, TableBuilder};
 
 use std::sync::Arc;
 use std::time::Duration;

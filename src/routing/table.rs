@@ -53,6 +53,26 @@ pub struct RoutingTable {
     pub channels: Arc<super::ChannelTable>,
     /// Where upstream connections may go (checked when one is opened).
     pub egress: Arc<crate::upstream::Egress>,
+    /// `websocket.integration.message_queue.url_secret_ref` read from its Secret (`None`
+    /// without one); the RabbitMQ intake connects to it.
+    pub queue_url: Option<SecretUrl>,
+}
+
+/// A URL read from a Secret (credentials inside), or why none could be. Its `Debug` never
+/// shows the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretUrl {
+    Ready(Arc<str>),
+    Problem(String),
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretUrl::Ready(_) => f.write_str("Ready(***)"),
+            SecretUrl::Problem(p) => f.debug_tuple("Problem").field(p).finish(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -15,6 +15,9 @@ pub struct MessageQueueConfig {
     /// `amqp://user:password@host:port/vhost` (or `amqps://`); `${VAR}` is substituted by the
     /// loader, so the credentials can come from the environment.
     pub url: Option<String>,
+    /// A Kubernetes Secret's key holding the URL (credentials inside) instead of `url`; wins
+    /// over `url` when both are set. Its namespace defaults to the gateway's own.
+    pub url_secret_ref: Option<super::secret_ref::SecretKeyRef>,
     /// The exchange the hub binds its queue to; declared (durable) when missing.
     pub exchange: String,
     /// The exchange's type when the hub declares it: `topic` (default), `direct`, `fanout`.
@@ -31,6 +34,7 @@ impl Default for MessageQueueConfig {
             enabled: false,
             type_: "rabbitmq".into(),
             url: None,
+            url_secret_ref: None,
             exchange: "websocket_events".into(),
             exchange_type: "topic".into(),
             binding_key: "#".into(),

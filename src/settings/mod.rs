@@ -9,6 +9,7 @@ mod inline;
 mod message_queue;
 mod model;
 mod requests;
+mod secret_ref;
 mod tenancy;
 
 pub use hub_limits::WebSocketLimits;

@@ -129,14 +129,7 @@ pub struct CertificateRef {
     pub secret_ref: Option<SecretKeyRef>,
 }
 
-/// A reference to a Kubernetes Secret (and optionally one key in it).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct SecretKeyRef {
-    pub name: String,
-    pub namespace: Option<String>,
-    pub key: Option<String>,
-}
+pub use super::secret_ref::SecretKeyRef;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]

@@ -72,6 +72,9 @@ impl Publisher {
                 tracing::warn!("{line}");
             }
         }
+        if let Some(crate::routing::SecretUrl::Problem(p)) = &compiled.table.queue_url {
+            tracing::warn!("websocket.integration.message_queue: {p}");
+        }
         let routes = compiled.table.routes().len();
         if let Some(hook) = &self.before_swap {
             hook(&compiled.table);

@@ -25,29 +25,78 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
 use super::hub::Hub;
-use super::settings::QueueSettings;
+use super::settings::{redact_url, QueueSettings};
+use crate::routing::{SecretUrl, TableHandle};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the table is looked at for a URL from `url_secret_ref` (a first one, a new one).
+const URL_POLL: Duration = Duration::from_secs(1);
 
 /// Starts consuming for `hub` until it is gone.
 pub(crate) fn start(settings: QueueSettings, hub: Weak<Hub>) {
     tokio::spawn(intake(settings, hub));
 }
 
+/// The URL to connect to: `url`, or the one the live table read from `url_secret_ref`
+/// (`None` while there is none: the Secret or its key is missing or invalid, a problem the
+/// publisher logs).
+fn current_url(settings: &QueueSettings, table: &TableHandle) -> Option<String> {
+    if let Some(url) = &settings.url {
+        return Some(url.clone());
+    }
+    match &table.load().queue_url {
+        Some(SecretUrl::Ready(url)) => Some(url.to_string()),
+        _ => None,
+    }
+}
+
+/// Why a session ended without an error.
+enum Ended {
+    /// The broker closed the consumer, or the hub is gone.
+    Closed,
+    /// The Secret now holds another URL (a rotated password).
+    UrlChanged,
+}
+
 async fn intake(settings: QueueSettings, hub: Weak<Hub>) {
-    let shown = settings.shown_url();
     let mut backoff = FIRST_BACKOFF;
+    let mut waiting_said = false;
     loop {
-        let Some(gauge) = hub.upgrade().map(|h| h.metrics.ws.queue_connected.clone()) else {
+        let Some((gauge, table)) = hub
+            .upgrade()
+            .map(|h| (h.metrics.ws.queue_connected.clone(), h.table.clone()))
+        else {
             return;
         };
-        let outcome = session(&settings, &shown, &hub, &mut backoff).await;
+        let Some(url) = current_url(&settings, &table) else {
+            if !waiting_said {
+                tracing::warn!(
+                    exchange = %settings.exchange,
+                    "WebSocket hub: the RabbitMQ intake waits for a usable URL in its Secret (url_secret_ref)"
+                );
+                waiting_said = true;
+            }
+            tokio::time::sleep(URL_POLL).await;
+            continue;
+        };
+        waiting_said = false;
+        let shown = redact_url(&url);
+        let outcome = session(&settings, &url, &shown, &hub, &table, &mut backoff).await;
         gauge.set(0);
         match outcome {
-            Ok(()) if hub.strong_count() == 0 => return,
-            Ok(()) => tracing::warn!(
+            Ok(_) if hub.strong_count() == 0 => return,
+            Ok(Ended::UrlChanged) => {
+                tracing::info!(
+                    url = %shown,
+                    exchange = %settings.exchange,
+                    "WebSocket hub: the RabbitMQ URL in the Secret changed; reconnecting"
+                );
+                backoff = FIRST_BACKOFF;
+                continue;
+            }
+            Ok(Ended::Closed) => tracing::warn!(
                 url = %shown,
                 exchange = %settings.exchange,
                 "WebSocket hub: the RabbitMQ intake is down (the broker closed the consumer); reconnecting in {backoff:?}"
@@ -63,20 +112,23 @@ async fn intake(settings: QueueSettings, hub: Weak<Hub>) {
     }
 }
 
-/// One connection: declare, bind, consume until the connection or the hub goes.
+/// One connection: declare, bind, consume until the connection or the hub goes, or the URL
+/// from the Secret changes.
 async fn session(
     settings: &QueueSettings,
+    url: &str,
     shown: &str,
     hub: &Weak<Hub>,
+    table: &TableHandle,
     backoff: &mut Duration,
-) -> Result<(), String> {
+) -> Result<Ended, String> {
     let conn = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        Connection::connect(&settings.url, ConnectionProperties::default()),
+        Connection::connect(url, ConnectionProperties::default()),
     )
     .await
     .map_err(|_| format!("connecting timed out after {CONNECT_TIMEOUT:?}"))?
-    .map_err(|e| format!("connecting: {e}"))?;
+    .map_err(|e| format!("connecting: {}", redact_error(&e.to_string(), url)))?;
     let channel = conn
         .create_channel()
         .await
@@ -137,7 +189,7 @@ async fn session(
         .await
         .map_err(|e| format!("consuming: {e}"))?;
     let Some(metrics) = hub.upgrade().map(|h| h.metrics.ws.clone()) else {
-        return Ok(());
+        return Ok(Ended::Closed);
     };
     metrics.queue_connected.set(1);
     *backoff = FIRST_BACKOFF;
@@ -147,11 +199,27 @@ async fn session(
         queue = %name,
         "WebSocket hub consumes from RabbitMQ"
     );
-    while let Some(delivery) = consumer.next().await {
+    let mut poll = tokio::time::interval(URL_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let delivery = tokio::select! {
+            d = consumer.next() => match d {
+                Some(d) => d,
+                None => return Ok(Ended::Closed),
+            },
+            _ = poll.tick() => {
+                // A Secret that went missing or turned invalid leaves this connection be.
+                if settings.url.is_none() && current_url(settings, table).is_some_and(|u| u != url) {
+                    let _ = conn.close(200, "URL changed".into()).await;
+                    return Ok(Ended::UrlChanged);
+                }
+                continue;
+            }
+        };
         let delivery = delivery.map_err(|e| format!("consuming: {e}"))?;
         let Some(hub) = hub.upgrade() else {
             // The gateway is stopping: leave the message to the broker.
-            return Ok(());
+            return Ok(Ended::Closed);
         };
         let routing_key = delivery.routing_key.as_str();
         match hub.deliver_queue_message(routing_key, &delivery.data) {
@@ -179,5 +247,9 @@ async fn session(
             }
         }
     }
-    Ok(())
+}
+
+/// `error` with `url`'s password hidden, should the error quote the URL.
+fn redact_error(error: &str, url: &str) -> String {
+    error.replace(url, &redact_url(url))
 }

@@ -41,8 +41,9 @@ pub struct HubSettings {
 /// `integration.message_queue`, checked: a RabbitMQ exchange the hub consumes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueueSettings {
-    /// With its credentials: never log it, log [`QueueSettings::shown_url`].
-    pub url: String,
+    /// With its credentials: never log it, log [`QueueSettings::shown_url`]. `None` when it
+    /// comes from a Secret (`url_secret_ref`): the intake then reads it from the live table.
+    pub url: Option<String>,
     pub exchange: String,
     /// `topic`, `direct`, `fanout` or `headers`.
     pub exchange_type: String,
@@ -59,13 +60,21 @@ impl QueueSettings {
         if !q.type_.trim().eq_ignore_ascii_case("rabbitmq") {
             return bad(format!("type `{}` is not supported (only `rabbitmq`)", q.type_));
         }
-        let url = q.url.as_deref().map(str::trim).unwrap_or_default();
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return bad(format!(
-                "url `{}` must start with amqp:// or amqps://",
-                redact_url(url)
-            ));
-        }
+        // A Secret reference wins over `url`; its value is checked when the table is compiled.
+        let url = match &q.url_secret_ref {
+            Some(r) if r.name.trim().is_empty() => return bad("url_secret_ref.name is required".into()),
+            Some(_) => None,
+            None => {
+                let url = q.url.as_deref().map(str::trim).unwrap_or_default();
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    return bad(format!(
+                        "url `{}` must start with amqp:// or amqps://",
+                        redact_url(url)
+                    ));
+                }
+                Some(url.to_string())
+            }
+        };
         let exchange = q.exchange.trim();
         if exchange.is_empty() || exchange.starts_with("amq.") {
             return bad(format!(
@@ -79,7 +88,7 @@ impl QueueSettings {
             ));
         }
         Ok(Some(QueueSettings {
-            url: url.to_string(),
+            url,
             exchange: exchange.to_string(),
             exchange_type,
             binding_key: q.binding_key.trim().to_string(),
@@ -89,7 +98,9 @@ impl QueueSettings {
 
     /// The URL with its password replaced by `***`, for logs and the admin API.
     pub fn shown_url(&self) -> String {
-        redact_url(&self.url)
+        self.url
+            .as_deref()
+            .map_or_else(|| "(from url_secret_ref)".into(), redact_url)
     }
 }
 
@@ -271,7 +282,7 @@ mod tests {
             .expect("valid")
             .message_queue
             .expect("enabled");
-        assert_eq!(q.url, "amqp://app:s3cret@rabbitmq:5672/%2f");
+        assert_eq!(q.url.as_deref(), Some("amqp://app:s3cret@rabbitmq:5672/%2f"));
         assert_eq!(
             (
                 q.exchange.as_str(),
@@ -307,6 +318,30 @@ mod tests {
             );
             assert!(!e.contains("pw"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_url_secret_ref_wins_over_url_and_needs_a_name() {
+        let yaml = "websocket:\n  integration:\n    message_queue:\n      enabled: true\n      url: \"redis://not-checked\"\n      url_secret_ref: {name: mq, key: url}\n";
+        let cfg = GatewayConfig::from_yaml_str(yaml, &|_| None).expect("loads");
+        let r = cfg
+            .websocket
+            .integration
+            .message_queue
+            .url_secret_ref
+            .clone()
+            .expect("read");
+        assert_eq!((r.name.as_str(), r.key.as_deref()), ("mq", Some("url")));
+        let q = HubSettings::from_config(&cfg)
+            .expect("valid")
+            .message_queue
+            .expect("enabled");
+        assert_eq!(q.url, None);
+        assert!(!q.shown_url().contains("redis"), "{}", q.shown_url());
+        let yaml = "websocket:\n  integration:\n    message_queue:\n      enabled: true\n      url_secret_ref: {key: url}\n";
+        let cfg = GatewayConfig::from_yaml_str(yaml, &|_| None).expect("loads");
+        let e = HubSettings::from_config(&cfg).expect_err("no name").to_string();
+        assert!(e.contains("url_secret_ref.name"), "{e}");
     }
 
     #[test]

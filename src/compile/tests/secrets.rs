@@ -109,3 +109,65 @@ fn compile_turns_secret_problems_into_conditions_and_keeps_the_route() {
     assert!(c.table.tls.default_problem.as_deref().unwrap().contains("absent"));
     assert_eq!(c.table.routes().len(), 3);
 }
+
+#[test]
+fn compile_reads_the_queue_url_from_its_secret_and_reports_what_is_wrong() {
+    use crate::routing::SecretUrl;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::ByteString;
+    let mq = |ns: &str, key: &str, value: &str| Secret {
+        metadata: ObjectMeta {
+            name: Some("mq".into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    let options = |key: Option<&str>| CompileOptions {
+        queue_url_secret: Some(crate::settings::SecretKeyRef {
+            name: "mq".into(),
+            namespace: Some("gw".into()),
+            key: key.map(Into::into),
+        }),
+        ..CompileOptions::default()
+    };
+    let with = |secrets: Vec<Secret>| Snapshot {
+        secrets,
+        ..Default::default()
+    };
+    let url = "amqps://app:s3cret@mq.example:5671/%2f";
+    // The key defaults to `url`; surrounding blanks are dropped.
+    let compiled = compile(&with(vec![mq("gw", "url", &format!(" {url}\n"))]), &options(None));
+    assert_eq!(compiled.table.queue_url, Some(SecretUrl::Ready(url.into())));
+    // Debug never shows the URL.
+    assert!(!format!("{:?}", compiled.table.queue_url).contains("s3cret"));
+    let compiled = compile(&with(vec![mq("gw", "amqp", url)]), &options(Some("amqp")));
+    assert_eq!(compiled.table.queue_url, Some(SecretUrl::Ready(url.into())));
+    // Without a reference, nothing.
+    let compiled = compile(&with(vec![mq("gw", "url", url)]), &CompileOptions::default());
+    assert_eq!(compiled.table.queue_url, None);
+
+    for (secrets, key, says) in [
+        (
+            vec![mq("other", "url", url)],
+            None,
+            "Secret gw/mq (url_secret_ref) does not exist",
+        ),
+        (vec![mq("gw", "url", url)], Some("amqp"), "has no key `amqp`"),
+        (
+            vec![mq("gw", "url", "redis://app:s3cret@h")],
+            None,
+            "key `url` must start with amqp:// or amqps://",
+        ),
+    ] {
+        match compile(&with(secrets), &options(key)).table.queue_url {
+            Some(SecretUrl::Problem(p)) => {
+                assert!(p.contains(says), "{p}");
+                assert!(!p.contains("s3cret"), "{p}");
+            }
+            other => panic!("{says}: {other:?}"),
+        }
+    }
+}

@@ -82,6 +82,9 @@ pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
             .tls
             .as_ref()
             .and_then(|t| t.default_certificate.as_ref()?.secret_ref.as_ref()),
+        Some(&cfg.websocket)
+            .filter(|ws| ws.enabled && ws.integration.message_queue.enabled)
+            .and_then(|ws| ws.integration.message_queue.url_secret_ref.as_ref()),
     ];
     refs.into_iter()
         .flatten()
