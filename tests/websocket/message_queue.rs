@@ -1,6 +1,7 @@
 //! Gateways consuming from a real RabbitMQ: every replica's subscribers get each message once
 //! (with and without the Redis fan-out beside it), the intake comes back after the broker was
-//! stopped and started again, and a malformed message is rejected, counted and skipped.
+//! stopped and started again, a malformed message is rejected, counted and skipped, and the
+//! URL can come from a Secret of the resources folder (and change there).
 //! Needs `GATEHOUSE_TEST_AMQP_URL` (scripts/test.sh starts a broker with
 //! .ci/services/rabbitmq.sh and sets it); skips without it, or fails where services are
 //! required (tests/support/services.rs).
@@ -349,4 +350,78 @@ async fn the_gateway_serves_while_the_broker_is_down_and_resumes_when_it_is_back
     assert_eq!(broadcast_message(&c.recv().await), &json!(2));
     assert_eq!(broadcast_message(&other.recv().await), &json!(2));
     c.quiet(Duration::from_millis(200)).await;
+}
+
+/// A `v1/Secret` of the resources folder holding `url` under the key `amqp`, as `stringData`
+/// or base64 `data`.
+fn url_secret(url: &str, base64_data: bool) -> String {
+    use base64::Engine;
+    let entry = if base64_data {
+        format!(
+            "data:\n  amqp: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(url)
+        )
+    } else {
+        format!("stringData:\n  amqp: \"{url}\"\n")
+    };
+    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: mq\n  namespace: default\n{entry}")
+}
+
+#[tokio::test]
+async fn the_url_comes_from_a_secret_and_a_new_one_there_is_used_at_once() {
+    let Some(amqp) = amqp_url() else { return };
+    let exchange = unique("ws-events");
+    let channel = unique("orders");
+    // Only url_secret_ref: the credentials live in the Secret of the resources folder.
+    let config = format!(
+        "{}    message_queue:\n      enabled: true\n      type: rabbitmq\n      url_secret_ref: {{name: mq, key: amqp}}\n      exchange: \"{exchange}\"\n",
+        hub_config("")
+    );
+    let gw = Gateway::builder()
+        .config(&config)
+        .resource("secret.yaml", &url_secret(&amqp, false))
+        .start()
+        .await;
+    wait_connected(&gw, 1.0, Duration::from_secs(15)).await;
+    let mut c = connect(gw.http, "u", &[]).await;
+    assert_subscribed(&c.subscribe(&channel).await, &channel);
+    let publisher = Publisher::new(&amqp, &exchange).await;
+    let body = |n: u32| json!({"type": "channel_broadcast", "channel": channel, "message": n});
+    publisher.publish_json("", body(1)).await;
+    assert_eq!(broadcast_message(&c.recv().await), &json!(1));
+
+    // Another URL in the Secret (base64 `data` now; the same broker and vhost spelt
+    // otherwise, as after a password rotation): the intake reconnects with it.
+    let other = format!("{}%2F", amqp.strip_suffix("%2f").unwrap());
+    assert_ne!(other, amqp);
+    gw.write_resources("secret.yaml", &url_secret(&other, true));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gw.log().contains("the RabbitMQ URL in the Secret changed") {
+        assert!(Instant::now() < deadline, "never reconnected:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_connected(&gw, 1.0, Duration::from_secs(15)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("%2F") {
+        assert!(Instant::now() < deadline, "never consumed again:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publisher.publish_json("", body(2)).await;
+    assert_eq!(broadcast_message(&c.recv().await), &json!(2));
+    c.quiet(Duration::from_millis(300)).await;
+
+    // A value that is no AMQP URL is a logged problem; the running connection stays.
+    gw.write_resources(
+        "secret.yaml",
+        &url_secret("redis://guest:guest@127.0.0.1:1", false),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("must start with amqp:// or amqps://") {
+        assert!(Instant::now() < deadline, "no problem logged:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publisher.publish_json("", body(3)).await;
+    assert_eq!(broadcast_message(&c.recv().await), &json!(3));
+    let log = gw.log();
+    assert!(!log.contains("guest:guest"), "{log}");
 }
