@@ -9,14 +9,15 @@ cleanup=()
 on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
 trap on_exit EXIT
 
-# Each service script prints KEY=VALUE lines to export and STOP=<command> to run at the end.
+# Each service script prints KEY=VALUE lines to export and `# STOP=<command>` to run at the end
+# (a comment, so that `eval "$(.ci/services/redis.sh)"` in a shell does not run it).
 start_service() {
   local out
   out=$(bash "$1" start) || { echo "failed to start $1" >&2; exit 1; }
   while IFS= read -r line; do
     line=${line#export }
     case "$line" in
-      STOP=*) cleanup+=("${line#STOP=}") ;;
+      "# STOP="*) cleanup+=("${line#"# STOP="}") ;;
       *=*) export "${line?}"; echo "test env: ${line%%=*} set" ;;
     esac
   done <<< "$out"

@@ -6,7 +6,7 @@
 # folder whose broker is gone is started again on the same port (tests restart a broker so).
 #
 #   .ci/services/rabbitmq.sh [start]  -> prints GATEHOUSE_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:PORT/%2f,
-#                                        RABBITMQ_PID=PID and STOP=<command> (scripts/test.sh reads them)
+#                                        RABBITMQ_PID=PID and # STOP=<command> (scripts/test.sh reads them)
 #   eval "$(.ci/services/rabbitmq.sh)" -> exports the first two into the calling shell
 #   .ci/services/rabbitmq.sh stop PID  -> stops that broker (and removes its temp dir)
 #   GATEHOUSE_RABBITMQ_DIR=/some/dir   -> the folder to use instead of $TMPDIR/gatehouse-test-rabbitmq
@@ -76,4 +76,4 @@ listening "$port" || { echo "rabbitmq-server did not start (see $state/log)" >&2
 echo "$pid" > "$state/pid"
 echo "export GATEHOUSE_TEST_AMQP_URL=$(url "$port")"
 echo "export RABBITMQ_PID=$pid"
-echo "STOP=bash $0 stop $pid"
+echo "# STOP=bash $0 stop $pid"

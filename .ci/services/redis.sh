@@ -4,7 +4,7 @@
 # started earlier by this script and still answering is reused.
 #
 #   .ci/services/redis.sh [start]  -> prints GATEHOUSE_TEST_REDIS_URL=redis://127.0.0.1:PORT,
-#                                     REDIS_PID=PID and STOP=<command> (scripts/test.sh reads them)
+#                                     REDIS_PID=PID and # STOP=<command> (scripts/test.sh reads them)
 #   eval "$(.ci/services/redis.sh)" -> exports the first two into the calling shell
 #   .ci/services/redis.sh stop PID  -> stops that server (and removes its temp dir)
 set -euo pipefail
@@ -43,4 +43,4 @@ redis-cli -p "$port" ping 2>/dev/null | grep -q PONG || { echo "redis-server did
 echo "$pid" > "$state/pid"; echo "$port" > "$state/port"
 echo "export GATEHOUSE_TEST_REDIS_URL=redis://127.0.0.1:$port"
 echo "export REDIS_PID=$pid"
-echo "STOP=bash $0 stop $pid"
+echo "# STOP=bash $0 stop $pid"
