@@ -3,32 +3,22 @@
 //! `X-User-Id`), any `X-User-*`, and method overrides; and what `server.headers` changes.
 #![allow(clippy::unwrap_used)]
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::support::*;
 
 /// The fields the upstream received for `GET /x` sent with `fields` (whole lines, byte for
 /// byte), by their lower-case names.
 async fn upstream_fields(gw: &Gateway, fields: &[&str]) -> serde_json::Value {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
-        .await
-        .unwrap();
-    let mut head = String::from("GET /x HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
-    for f in fields {
-        head.push_str(f);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{text}");
-    serde_json::from_str::<serde_json::Value>(body).unwrap()["headers"].clone()
+    let port = gw.http;
+    let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+    let reply = tokio::task::spawn_blocking(move || {
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        send_raw_blocking(port, "GET", "/x", &fields, std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .expect("a whole answer in time");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["headers"].clone()
 }
 
 const SENT: [&str; 11] = [

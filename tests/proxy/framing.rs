@@ -8,131 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::raw::Conn;
 use crate::support::scripted::{gateway_for, Scripted, SMUGGLED};
 use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// One response read off a raw connection.
-struct Raw {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn status(&self) -> u16 {
-        self.head[9..12].parse().unwrap()
-    }
-
-    /// Every value of the field `name`, in order.
-    fn all(&self, name: &str) -> Vec<String> {
-        self.head
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .collect()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.all(name).into_iter().next()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-}
-
-/// A raw HTTP/1.1 client connection that keeps what it read past one response.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(port: u16) -> Conn {
-        Conn {
-            s: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
-            buf: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.unwrap();
-    }
-
-    async fn get(&mut self, path: &str) -> Raw {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n").as_bytes())
-            .await;
-        self.response().await
-    }
-
-    /// Reads more; false at end of stream.
-    async fn fill(&mut self) -> bool {
-        let mut more = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut more))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap_or(0);
-        self.buf.extend_from_slice(&more[..n]);
-        n > 0
-    }
-
-    /// Reads one response, framed as its head says (by length, chunked, or to the end).
-    async fn response(&mut self) -> Raw {
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(self.fill().await, "closed before a response head");
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
-        let mut raw = Raw {
-            head,
-            body: Vec::new(),
-        };
-        if matches!(raw.status(), 101 | 204 | 304) {
-            return raw;
-        }
-        if raw.header("transfer-encoding").as_deref() == Some("chunked") {
-            loop {
-                let line_end = loop {
-                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                        break i;
-                    }
-                    assert!(self.fill().await, "closed in a chunk");
-                };
-                let line: Vec<u8> = self.buf.drain(..line_end + 2).collect();
-                let size =
-                    usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
-                while self.buf.len() < size + 2 {
-                    assert!(self.fill().await, "closed in a chunk");
-                }
-                let chunk: Vec<u8> = self.buf.drain(..size + 2).collect();
-                raw.body.extend_from_slice(&chunk[..size]);
-                if size == 0 {
-                    return raw;
-                }
-            }
-        }
-        match raw.header("content-length") {
-            Some(len) => {
-                let len: usize = len.parse().unwrap();
-                while self.buf.len() < len {
-                    assert!(self.fill().await, "closed in the body");
-                }
-                raw.body = self.buf.drain(..len).collect();
-            }
-            None => {
-                while self.fill().await {}
-                raw.body = std::mem::take(&mut self.buf);
-            }
-        }
-        raw
-    }
-}
 
 /// An `https` upstream answering with both `Content-Length` and `Transfer-Encoding: chunked`
 /// and a second response hidden in its chunk: the client sees one response, the whole chunk
@@ -158,7 +38,7 @@ async fn a_tls_upstream_cannot_slip_a_second_response_to_a_kept_alive_client() {
     // Through the general server (HTTP/1.0 is handed to it), and to an HTTP/2 client.
     let mut c = Conn::open(gw.http).await;
     c.send(b"GET /smuggle HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
-    let r = c.response().await;
+    let r = c.response(false).await;
     assert_eq!(r.text(), format!("hello{SMUGGLED}"), "{}", r.head);
     let r = send(
         &h2c_client(),
@@ -269,13 +149,13 @@ async fn bodies_without_a_length_are_held_to_the_body_limit() {
     // Within the limit: passed on whole.
     let mut c = Conn::open(gw.http).await;
     c.send(&chunked(1024)).await;
-    let r = c.response().await;
+    let r = c.response(false).await;
     assert_eq!((r.status(), r.text().as_str()), (200, "whole"), "{}", r.head);
 
     // 64 KiB through a 1 KiB limit.
     let mut c = Conn::open(gw.http).await;
     c.send(&chunked(64 * 1024)).await;
-    let r = c.response().await;
+    let r = c.response(false).await;
     assert_eq!(r.status(), 413, "{}", r.head);
     let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(json["error"]["code"], "payload_too_large", "{json}");

@@ -7,7 +7,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
@@ -53,42 +52,28 @@ struct Answer {
 /// Sends `METHOD target` with `fields` (whole lines) on a connection of its own, byte for byte
 /// as written: no client in between to tidy the target.
 async fn send_raw(gw: &Gateway, method: &str, target: &str, fields: &[&str]) -> Answer {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.http))
-        .await
-        .unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
-    for f in fields {
-        head.push_str(f);
-        head.push_str("\r\n");
-    }
+    let (port, method, target) = (gw.http, method.to_string(), target.to_string());
+    let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     if method == "POST" {
-        head.push_str("content-length: 0\r\n");
+        fields.push("content-length: 0".into());
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let location = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-        })
-        .map(|(_, v)| v.trim().to_string());
+    let reply = tokio::task::spawn_blocking(move || {
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        send_raw_blocking(
+            port,
+            &method,
+            &target,
+            &fields,
+            std::time::Duration::from_secs(10),
+        )
+    })
+    .await
+    .unwrap()
+    .expect("a whole answer in time");
     Answer {
-        status,
-        location,
-        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        status: reply.status,
+        location: reply.header("location").map(str::to_string),
+        body: serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null),
     }
 }
 

@@ -6,146 +6,10 @@
 
 use std::time::Duration;
 
+use crate::support::raw::{field_values, Conn};
 use crate::support::scripted::{gateway_for, Scripted};
 use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// One response read off a raw connection.
-#[derive(Debug)]
-struct Raw {
-    head: String,
-    body: Vec<u8>,
-    /// The body as it came on the wire (chunk framing included).
-    wire: Vec<u8>,
-}
-
-impl Raw {
-    fn status(&self) -> u16 {
-        self.head[9..12].parse().unwrap()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-
-    /// Every value of `name`, in order.
-    fn all(&self, name: &str) -> Vec<String> {
-        field_values(&self.head, name)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-}
-
-/// Every value of the field `name` in the head `text` (its first line left out), in order.
-fn field_values(text: &str, name: &str) -> Vec<String> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-        .collect()
-}
-
-/// A raw client connection that keeps what it read past one response.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(gw: &Gateway) -> Conn {
-        Conn {
-            s: TcpStream::connect(("127.0.0.1", gw.http)).await.unwrap(),
-            buf: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.unwrap();
-    }
-
-    /// Reads more; false at end of stream.
-    async fn fill(&mut self) -> bool {
-        let mut more = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut more))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap_or(0);
-        self.buf.extend_from_slice(&more[..n]);
-        n > 0
-    }
-
-    /// Reads one response; `bodiless` for answers to HEAD.
-    async fn response(&mut self, bodiless: bool) -> Raw {
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(self.fill().await, "closed before a response head");
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
-        let mut raw = Raw {
-            head,
-            body: Vec::new(),
-            wire: Vec::new(),
-        };
-        let status = raw.status();
-        if bodiless || status == 204 || status == 304 {
-            return raw;
-        }
-        if let Some(len) = raw.header("content-length") {
-            let len: usize = len.parse().unwrap();
-            while self.buf.len() < len {
-                assert!(self.fill().await, "closed in the body");
-            }
-            raw.body = self.buf.drain(..len).collect();
-            raw.wire = raw.body.clone();
-            return raw;
-        }
-        assert_eq!(
-            raw.header("transfer-encoding").as_deref(),
-            Some("chunked"),
-            "{}",
-            raw.head
-        );
-        loop {
-            let line_end = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                assert!(self.fill().await, "closed in a chunk");
-            };
-            let line: Vec<u8> = self.buf.drain(..line_end + 2).collect();
-            raw.wire.extend_from_slice(&line);
-            let size = usize::from_str_radix(std::str::from_utf8(&line[..line_end]).unwrap(), 16).unwrap();
-            while self.buf.len() < size + 2 {
-                assert!(self.fill().await, "closed in a chunk");
-            }
-            let chunk: Vec<u8> = self.buf.drain(..size + 2).collect();
-            raw.wire.extend_from_slice(&chunk);
-            raw.body.extend_from_slice(&chunk[..size]);
-            if size == 0 {
-                return raw;
-            }
-        }
-    }
-
-    /// True when the gateway closes the connection within `within`.
-    async fn closed_within(&mut self, within: Duration) -> bool {
-        let mut more = [0u8; 1024];
-        matches!(
-            tokio::time::timeout(within, self.s.read(&mut more)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
-    }
-}
 
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n")
@@ -155,7 +19,7 @@ fn get(path: &str) -> String {
 async fn pipelined_requests_are_answered_in_order_with_the_gateway_headers() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
 
     // Three requests in one write, one of them with a body.
     let mut batch = get("/first");
@@ -213,7 +77,7 @@ async fn pipelined_requests_are_answered_in_order_with_the_gateway_headers() {
 async fn upstream_fields_are_passed_on_less_the_hop_by_hop_ones() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
 
     c.send(get("/fields").as_bytes()).await;
     let r = c.response(false).await;
@@ -243,7 +107,7 @@ async fn upstream_fields_are_passed_on_less_the_hop_by_hop_ones() {
 
     // The same through the general server (HTTP/1.0 is handed to it), whose fields are lower
     // case.
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(b"GET /fields HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
     let r = c.response(false).await;
     assert_eq!(r.all("set-cookie"), ["a=1", "b=2"]);
@@ -263,7 +127,7 @@ async fn upstream_fields_are_passed_on_less_the_hop_by_hop_ones() {
 async fn the_gateway_fields_replace_the_clients() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     c.send(
         format!(
@@ -299,7 +163,7 @@ async fn the_gateway_fields_replace_the_clients() {
 async fn heads_and_bodies_in_pieces_are_served() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
 
     // A head a few bytes at a time.
     for piece in get("/slowly").as_bytes().chunks(3) {
@@ -329,7 +193,7 @@ async fn other_requests_are_served_by_the_general_server_on_the_same_connection(
     let gw = gateway_for(&up).await;
 
     // Fast first, then `Expect: 100-continue`, which the fast path leaves alone.
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(get("/one").as_bytes()).await;
     assert_eq!(c.response(false).await.status(), 200);
     c.send(b"PUT /two HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
@@ -344,13 +208,13 @@ async fn other_requests_are_served_by_the_general_server_on_the_same_connection(
     assert!(c.response(false).await.text().starts_with("GET /three "));
 
     // A chunked upload.
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(b"POST /chunked-up HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         .await;
     assert_eq!(c.response(false).await.status(), 200);
 
     // HTTP/1.0: answered, then closed.
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(b"GET /old HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
     let r = c.response(false).await;
     assert_eq!(r.status(), 200, "{}", r.head);
@@ -372,7 +236,7 @@ async fn other_requests_are_served_by_the_general_server_on_the_same_connection(
 async fn responses_are_framed_for_the_client_and_close_is_honoured() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
 
     // A chunked upstream body is passed on chunked (trailers are not).
     c.send(get("/chunked").as_bytes()).await;
@@ -402,14 +266,14 @@ async fn responses_are_framed_for_the_client_and_close_is_honoured() {
 
     // A transfer coding the gateway does not undo would reach the client still coded, with
     // nothing saying so: 502 instead.
-    let mut c3 = Conn::open(&gw).await;
+    let mut c3 = Conn::open(gw.http).await;
     c3.send(get("/gzip-coded").as_bytes()).await;
     let r = c3.response(false).await;
     assert_eq!(r.status(), 502, "{}", r.head);
     assert!(r.text().contains("Transfer-Encoding"), "{}", r.text());
 
     // Errors the gateway makes are the JSON of the SPEC, with their length.
-    let mut c2 = Conn::open(&gw).await;
+    let mut c2 = Conn::open(gw.http).await;
     c2.send(b"DELETE /garbage HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         .await;
     let r = c2.response(false).await;
@@ -486,7 +350,7 @@ async fn malformed_and_oversized_heads_get_the_json_error() {
     ];
     for (what, request, status, code) in cases {
         // After a good request on the same connection, so that keep-alive state is covered too.
-        let mut c = Conn::open(&gw).await;
+        let mut c = Conn::open(gw.http).await;
         c.send(get("/fine").as_bytes()).await;
         assert_eq!(c.response(false).await.status(), 200, "{what}");
         c.send(&request).await;
@@ -530,7 +394,7 @@ async fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
 async fn a_client_that_leaves_ends_its_upstream_call() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(get("/hold").as_bytes()).await;
     wait_for(
         "the request never reached the upstream",
@@ -562,7 +426,7 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
     );
 
     // The same on the general server (a chunked body takes a request there).
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(b"POST /hold HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
         .await;
     wait_for(
@@ -583,7 +447,7 @@ async fn a_client_that_leaves_ends_its_upstream_call() {
 
     // A client that sends its next request while the first is upstream is not taken for one
     // that left: both are answered, in order.
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(get("/slow").as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.send(get("/second").as_bytes()).await;
@@ -617,7 +481,7 @@ async fn host_fields_that_name_no_single_host_get_400() {
         ),
     ];
     for (request, why) in refused {
-        let mut c = Conn::open(&gw).await;
+        let mut c = Conn::open(gw.http).await;
         c.send(request.as_bytes()).await;
         let r = c.response(false).await;
         assert_eq!(r.status(), 400, "{request:?}: {}", r.head);
@@ -632,7 +496,7 @@ async fn host_fields_that_name_no_single_host_get_400() {
         "GET /h HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
         "GET /h HTTP/1.1\r\nHost: GW.test.\r\n\r\n",
     ] {
-        let mut c = Conn::open(&gw).await;
+        let mut c = Conn::open(gw.http).await;
         c.send(fine.as_bytes()).await;
         assert_eq!(c.response(false).await.status(), 200, "{fine:?}");
     }
@@ -645,7 +509,7 @@ async fn connect_is_refused_not_tunnelled() {
     let up = Scripted::start().await;
     let gw = gateway_for(&up).await;
     let authority = up.url.trim_start_matches("http://").to_string();
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
         .await;
     let r = c.response(false).await;
@@ -692,7 +556,7 @@ async fn an_upstream_that_stops_sending_its_body_is_given_up_after_the_read_time
     let up = Scripted::start().await;
     let config = format!("{BASE_CONFIG}server:\n  timeouts:\n    read_timeout: 300ms\n");
     let gw = scripted::gateway_with(&up, &config).await;
-    let mut c = Conn::open(&gw).await;
+    let mut c = Conn::open(gw.http).await;
     c.send(get("/stall-body").as_bytes()).await;
     let started = std::time::Instant::now();
     let end = loop {

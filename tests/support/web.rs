@@ -1,5 +1,6 @@
-//! One HTTP reply type and the client helpers that produce it: a hyper client for async tests
-//! and a blocking GET for the polling loops of the Kubernetes tests.
+//! One HTTP reply type and the client helpers that produce it: a hyper client for async tests,
+//! and a blocking raw request (a GET for the polling loops of the Kubernetes tests, any bytes
+//! for the tests of what the gateway makes of odd requests).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -81,13 +82,28 @@ pub async fn get(url: &str) -> Result<Reply, String> {
 /// A blocking HTTP/1.1 GET of `path` on 127.0.0.1:`port` (`Connection: close`, 5 s read
 /// timeout); None if the connection failed or the answer is not HTTP.
 pub fn get_blocking(port: u16, path: &str) -> Option<Reply> {
+    send_raw_blocking(port, "GET", path, &[], Duration::from_secs(5))
+}
+
+/// Sends `METHOD target` with `fields` (whole lines) on a connection of its own, byte for byte
+/// as written (no client in between to tidy the target or the fields), and reads the answer to
+/// its end, waiting at most `wait` for each read.
+pub fn send_raw_blocking(
+    port: u16,
+    method: &str,
+    target: &str,
+    fields: &[&str],
+    wait: Duration,
+) -> Option<Reply> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+    for f in fields {
+        head.push_str(f);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
