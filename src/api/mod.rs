@@ -6,6 +6,7 @@
 
 mod channel;
 mod conditions;
+pub mod gateway_api;
 mod route;
 mod upstream;
 

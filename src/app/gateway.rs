@@ -57,6 +57,8 @@ pub enum Error {
     Tls(#[from] crate::proxy::tls::ServerConfigError),
     #[error("invalid configuration: {0}")]
     Tenancy(#[from] crate::settings::TenancyError),
+    #[error("invalid configuration: {0}")]
+    AddressPool(#[from] crate::settings::AddressPoolError),
     /// Neither in-cluster config nor a kubeconfig was found.
     #[error("no Kubernetes configuration: {0}")]
     NoCluster(String),
@@ -139,8 +141,17 @@ pub fn compile_options(cfg: &GatewayConfig, mode: Mode) -> Result<CompileOptions
         Mode::Standalone => Tenancy::standalone(&cfg.tenancy, own_ports(cfg)),
         Mode::Kubernetes => Tenancy::kubernetes(&cfg.tenancy, own_ports(cfg)),
     };
+    let gateway_api = if cfg.gateway_api.enabled {
+        Some(crate::compile::gateway_api::GatewayApiOptions {
+            controller_name: cfg.gateway_api.controller_name.clone(),
+            pool: cfg.gateway_api.pool()?,
+        })
+    } else {
+        None
+    };
     Ok(CompileOptions {
         tenancy,
+        gateway_api,
         default_timeout: (!default_timeout.is_zero()).then_some(default_timeout),
         default_cors,
         reserved_paths,

@@ -10,6 +10,7 @@ mod error;
 pub mod fuzzing;
 #[cfg(all(test, not(fuzzing)))]
 mod fuzzing;
+pub mod gateway_api;
 mod queue_url;
 mod snapshot;
 mod status;
@@ -18,7 +19,7 @@ mod tls;
 mod upstreams;
 
 pub use error::Invalid;
-pub use snapshot::{Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
+pub use snapshot::{GatewayApiObjects, Kind, ServiceEndpoints, ServicePort, Snapshot, Verdict};
 pub use status::{satisfies, StatusLookup, StatusView};
 pub use tenancy::Tenancy;
 
@@ -56,6 +57,8 @@ pub struct CompileOptions {
     /// `websocket.integration.message_queue.url_secret_ref` (namespace filled in): the Secret
     /// key whose AMQP URL goes into `RoutingTable::queue_url`.
     pub queue_url_secret: Option<crate::settings::SecretKeyRef>,
+    /// `gateway_api` (`None`: off): which GatewayClasses are ours and the address pool.
+    pub gateway_api: Option<gateway_api::GatewayApiOptions>,
 }
 
 impl Default for CompileOptions {
@@ -69,6 +72,7 @@ impl Default for CompileOptions {
             channels: Default::default(),
             tenancy: Tenancy::default(),
             queue_url_secret: None,
+            gateway_api: None,
         }
     }
 }
@@ -78,6 +82,8 @@ impl Default for CompileOptions {
 pub struct Compiled {
     pub table: RoutingTable,
     pub verdicts: Vec<Verdict>,
+    /// The status of the Gateway API objects this gateway owns.
+    pub gateway_status: Vec<gateway_api::ApiStatus>,
 }
 
 /// Compiles a snapshot into a routing table and one verdict per resource.
@@ -248,6 +254,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             rewrite: spec.rewrite,
             websocket: r.spec.websocket,
             tls_secret: r.spec.tls.as_ref().map(|t| t.secret_name.clone()),
+            gateway: None,
             series: Default::default(),
         };
         builder.add(Arc::new(route), &pattern);
@@ -276,7 +283,20 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         .queue_url_secret
         .as_ref()
         .map(|r| queue_url::resolve(r, &snapshot.secrets));
-    Compiled { table, verdicts }
+    let mut gateway_status = Vec::new();
+    if let Some(gw) = &options.gateway_api {
+        let out = gateway_api::compile(snapshot, gw, &table);
+        for u in out.upstreams {
+            table.upstreams.insert(u.key.clone(), u);
+        }
+        table.listeners = Arc::new(out.listeners);
+        gateway_status = out.status;
+    }
+    Compiled {
+        table,
+        verdicts,
+        gateway_status,
+    }
 }
 
 fn not_programmed(why: &str) -> Condition {

@@ -5,6 +5,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::api::{
     reasons, types, Condition, EndpointCounts, GatewayRoute, GatewayUpstream, WebSocketChannel,
 };
@@ -18,6 +19,20 @@ pub struct Snapshot {
     pub secrets: Vec<Secret>,
     /// Discovered endpoints of Services, by `namespace/name`.
     pub services: BTreeMap<String, ServiceEndpoints>,
+    /// The Gateway API objects (empty when `gateway_api` is off).
+    pub gateway_api: GatewayApiObjects,
+}
+
+/// The Gateway API objects of a snapshot, with their status as last read (the status writer
+/// keeps other controllers' entries and the times of unchanged conditions).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GatewayApiObjects {
+    pub classes: Vec<GatewayClass>,
+    pub gateways: Vec<Gateway>,
+    pub routes: Vec<HTTPRoute>,
+    pub grants: Vec<ReferenceGrant>,
+    /// The labels of every namespace, by name (for `allowedRoutes.namespaces.selector`).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The ready addresses of one Service, per port.

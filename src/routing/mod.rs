@@ -5,6 +5,7 @@
 
 pub mod channels;
 mod error;
+pub mod gateway;
 mod handle;
 mod method;
 mod path;
@@ -12,6 +13,7 @@ mod table;
 
 pub use channels::{ChannelDefaults, ChannelPolicy, ChannelTable};
 pub use error::SpecError;
+pub use gateway::{GatewayListeners, GatewayRule, ListenerSocket};
 pub use handle::TableHandle;
 pub use method::MethodSet;
 pub use path::{PathKind, PathPattern, Segment};
@@ -42,6 +44,9 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     pub websocket: bool,
     pub tls_secret: Option<String>,
+    /// A rule of a Gateway API HTTPRoute: its header and query matches, filters and weighted
+    /// backends (`None` for GatewayRoutes).
+    pub gateway: Option<Arc<GatewayRule>>,
     /// Its metric series, resolved on first use.
     pub series: crate::telemetry::RouteSeries,
 }

@@ -35,6 +35,34 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
+    /// A pattern of literal segments (no `{param}`, no `*`): a Gateway API path match.
+    /// `prefix`: matches the path's segments and anything below them (a trailing `/` of
+    /// `value` is ignored); otherwise exactly `value`.
+    pub fn literal(value: &str, prefix: bool) -> Self {
+        if !prefix {
+            return PathPattern {
+                raw: value.to_string(),
+                kind: PathKind::Exact,
+                segments: Vec::new(),
+                static_prefix: value.to_string(),
+                normalized: value.to_string(),
+            };
+        }
+        let trimmed = value.trim_end_matches('/');
+        let segments: Vec<Segment> = trimmed
+            .split('/')
+            .skip(1)
+            .map(|s| Segment::Static(s.to_string()))
+            .collect();
+        PathPattern {
+            raw: value.to_string(),
+            kind: PathKind::Prefix,
+            static_prefix: trimmed.to_string(),
+            normalized: format!("{trimmed}/*"),
+            segments,
+        }
+    }
+
     /// Parses a route path; the error says what is wrong in words a user can act on.
     pub fn parse(raw: &str) -> Result<Self, SpecError> {
         if !raw.starts_with('/') {

@@ -56,6 +56,11 @@ pub struct RoutingTable {
     /// `websocket.integration.message_queue.url_secret_ref` read from its Secret (`None`
     /// without one); the RabbitMQ intake connects to it.
     pub queue_url: Option<SecretUrl>,
+    /// The sockets of the Gateway API Gateways, each with its own (strict) table.
+    pub listeners: Arc<super::GatewayListeners>,
+    /// A Gateway listener's table: only the most specific host is searched, and a path whose
+    /// routes take other methods is not found (no 405).
+    strict: bool,
 }
 
 /// A URL read from a Secret (credentials inside), or why none could be. Its `Debug` never
@@ -107,6 +112,9 @@ struct Search<'t> {
     method: MethodSet,
     allow: MethodSet,
     matched: bool,
+    /// The request's headers and query, for the matches of Gateway API rules.
+    headers: Option<&'t http::HeaderMap>,
+    query: Option<&'t str>,
 }
 
 impl Search<'_> {
@@ -119,6 +127,15 @@ impl Search<'_> {
                 }
             }
             let r = &self.routes[id as usize];
+            if let Some(g) = &r.gateway {
+                let ok = match self.headers {
+                    Some(h) => g.matches(h, self.query),
+                    None => g.headers.is_empty() && g.query.is_empty(),
+                };
+                if !ok {
+                    continue;
+                }
+            }
             if r.methods.contains(self.method) {
                 return Some(id);
             }
@@ -267,6 +284,20 @@ impl RoutingTable {
     /// Finds the route for a request. `host` may carry a port, any case and the trailing dot of
     /// a fully qualified name.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Lookup<'_> {
+        self.lookup_request(host, path, method, None, None)
+    }
+
+    /// [`Self::lookup`] with the request's headers and query, which the rules of Gateway API
+    /// HTTPRoutes may match on (without them, such rules match only when they have no header
+    /// or query matches).
+    pub fn lookup_request<'t>(
+        &'t self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+        headers: Option<&'t http::HeaderMap>,
+        query: Option<&'t str>,
+    ) -> Lookup<'t> {
         let mut s = Search {
             routes: &self.routes,
             route_ns: &self.route_ns,
@@ -274,7 +305,12 @@ impl RoutingTable {
             method: MethodSet::of(method),
             allow: MethodSet::EMPTY,
             matched: false,
+            headers,
+            query,
         };
+        if self.strict {
+            return self.lookup_strict(host, path, &mut s);
+        }
         let host = host.map(strip_port).map(|h| h.strip_suffix('.').unwrap_or(h));
         // The owners of the most specific claim of the host, once its own routes are searched.
         let mut owners: Option<&[u32]> = None;
@@ -310,6 +346,35 @@ impl RoutingTable {
         }
     }
 
+    /// A Gateway listener's lookup: the exact host's index if there is one, else the longest
+    /// wildcard that covers the host, else the host-less routes; never more than one of them.
+    fn lookup_strict<'t>(&'t self, host: Option<&str>, path: &str, s: &mut Search<'t>) -> Lookup<'t> {
+        let host = host.map(strip_port).map(|h| h.strip_suffix('.').unwrap_or(h));
+        let mut idx = &self.any_host;
+        if let Some(host) = host.filter(|h| !h.is_empty()) {
+            let host = lowercase_host(host);
+            let host = host.as_ref();
+            if let Some(i) = self.exact_hosts.get(host) {
+                idx = i;
+            } else if let Some((_, i)) = self
+                .wildcard_hosts
+                .iter()
+                .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+            {
+                idx = i;
+            }
+        }
+        match idx.find(path, s) {
+            Some(id) => Lookup::Found(&self.routes[id as usize]),
+            None => Lookup::NotFound,
+        }
+    }
+
+    /// Whether this is a Gateway listener's table.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
     /// Programmed routes, in the order they were added (oldest first).
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
@@ -330,6 +395,13 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
+    /// A builder of a Gateway listener's table (see [`RoutingTable::is_strict`]).
+    pub fn strict() -> Self {
+        let mut b = TableBuilder::default();
+        b.table.strict = true;
+        b
+    }
+
     pub fn add(&mut self, route: Arc<Route>, pattern: &PathPattern) {
         let id = self.table.routes.len() as u32;
         let ns = self.ns_id(&route.namespace);

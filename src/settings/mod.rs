@@ -3,6 +3,7 @@
 //! Every section of the seed is typed here so that a typo in a value is an error with a path,
 //! while keys that no capability reads yet are accepted and ignored.
 
+mod gateway_api;
 mod hub_limits;
 mod idle;
 mod inline;
@@ -12,6 +13,7 @@ mod requests;
 mod secret_ref;
 mod tenancy;
 
+pub use gateway_api::{AddressPoolError, GatewayApiConfig};
 pub use hub_limits::WebSocketLimits;
 pub use idle::IdleTimeouts;
 pub use inline::{inline_route_name, InlineRoute, InlineUpstream, INLINE_NAMESPACE};

@@ -17,6 +17,8 @@ pub struct GatewayConfig {
     pub observability: ObservabilityConfig,
     pub websocket: WebSocketConfig,
     pub tenancy: super::tenancy::TenancyConfig,
+    /// `gateway_api`: the Gateway API front door.
+    pub gateway_api: super::gateway_api::GatewayApiConfig,
     /// Standalone: the seed's inline routes.
     pub routes: Vec<InlineRoute>,
     /// Standalone: the seed's inline upstreams, by name.

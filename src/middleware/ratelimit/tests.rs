@@ -27,6 +27,7 @@ fn route(id: &str, limit: Option<RateLimitPolicy>) -> Route {
         rewrite: None,
         websocket: false,
         tls_secret: None,
+        gateway: None,
         series: Default::default(),
     }
 }

@@ -28,6 +28,7 @@ fn table(routes: &[(&str, &str, &[&str], &[&str])]) -> RoutingTable {
                 rewrite: None,
                 websocket: false,
                 tls_secret: None,
+                gateway: None,
                 series: Default::default(),
             }),
             &pattern,

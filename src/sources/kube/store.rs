@@ -294,6 +294,7 @@ impl Store {
             channels: inner.channels.objs.values().cloned().collect(),
             secrets: inner.secrets.values().cloned().collect(),
             services,
+            gateway_api: Default::default(),
         };
         (snapshot, seen)
     }
