@@ -285,7 +285,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         .map(|r| queue_url::resolve(r, &snapshot.secrets));
     let mut gateway_status = Vec::new();
     if let Some(gw) = &options.gateway_api {
-        let out = gateway_api::compile(snapshot, gw, &table);
+        let out = gateway_api::compile(snapshot, options, gw, &table);
         for u in out.upstreams {
             table.upstreams.insert(u.key.clone(), u);
         }

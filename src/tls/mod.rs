@@ -8,7 +8,7 @@
 mod certs;
 mod client;
 
-pub use certs::{load_ca, load_server_cert, not_after, provider, CertError, ServerCert};
+pub use certs::{find as find_secret, load_ca, load_server_cert, not_after, provider, CertError, ServerCert};
 pub use client::{client_config, system_roots};
 
 use std::collections::{BTreeMap, HashMap};

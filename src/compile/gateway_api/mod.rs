@@ -6,13 +6,24 @@
 //! without `lastTransitionTime`, which the status writer fills in, keeping the time of a
 //! condition whose status did not change).
 
-use std::net::IpAddr;
+mod filters;
+mod gateways;
+mod refs;
+mod routes;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::routing::GatewayListeners;
+use serde_json::{json, Value};
+
+use crate::routing::{GatewayListeners, ListenerSocket, Route, RoutingTable, TableBuilder};
 use crate::upstream::Upstream;
 
 use super::Snapshot;
+use refs::condition;
 
 /// What the Gateway API part of `compile` is told by the static configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,13 +73,224 @@ pub struct GatewayApiCompiled {
     pub status: Vec<ApiStatus>,
 }
 
+/// The features GatewayClasses of ours report in `status.supportedFeatures` (sorted).
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "HTTPRoute",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteResponseHeaderModification",
+    "ReferenceGrant",
+];
+
 /// Compiles the snapshot's Gateway API objects. `shared` is the main table, whose verifier,
 /// egress and channels the listener tables share.
 pub fn compile(
     snapshot: &Snapshot,
-    options: &GatewayApiOptions,
-    shared: &crate::routing::RoutingTable,
+    options: &super::CompileOptions,
+    gw: &GatewayApiOptions,
+    shared: &RoutingTable,
 ) -> GatewayApiCompiled {
-    let _ = (snapshot, options, shared);
-    GatewayApiCompiled::default()
+    let mut out = GatewayApiCompiled::default();
+    let objects = &snapshot.gateway_api;
+
+    // Classes: ours are those with our controller name.
+    let mut classes = BTreeSet::new();
+    for c in &objects.classes {
+        if c.spec.controller_name != gw.controller_name {
+            continue;
+        }
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let g = c.metadata.generation;
+        let accepted = match &c.spec.parameters_ref {
+            Some(p) => condition(
+                "Accepted",
+                false,
+                "InvalidParameters",
+                &format!(
+                    "parametersRef {}/{} {}: this gateway takes no parameters",
+                    p.group, p.kind, p.name
+                ),
+                g,
+            ),
+            None => {
+                classes.insert(name.clone());
+                condition(
+                    "Accepted",
+                    true,
+                    "Accepted",
+                    "Gatehouse serves the Gateways of this class",
+                    g,
+                )
+            }
+        };
+        let features: Vec<Value> = SUPPORTED_FEATURES.iter().map(|f| json!({ "name": f })).collect();
+        out.status.push(ApiStatus {
+            kind: ApiKind::GatewayClass,
+            namespace: None,
+            name,
+            generation: g,
+            status: json!({ "conditions": [accepted], "supportedFeatures": features }),
+        });
+    }
+
+    let mut plans = gateways::plan(&objects.gateways, &classes, &gw.pool, snapshot);
+    let mut backends = routes::Backends {
+        snapshot,
+        egress: options.tenancy.egress.clone(),
+        made: BTreeMap::new(),
+    };
+    let route_plans = routes::plan(&objects.routes, &mut plans, &mut backends, &gw.controller_name);
+
+    for (gi, plan) in plans.iter().enumerate() {
+        let Some(ip) = plan.address.filter(|_| plan.refused.is_none()) else {
+            continue;
+        };
+        let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (li, l) in plan.listeners.iter().enumerate() {
+            if l.programmed() {
+                ports.entry(l.spec.port as u16).or_default().push(li);
+            }
+        }
+        for (port, lis) in ports {
+            let table = listener_table(snapshot, options, shared, plan, gi, &lis, &route_plans);
+            out.listeners.sockets.push(ListenerSocket {
+                addr: SocketAddr::new(ip, port),
+                tls: plan.listeners[lis[0]].https,
+                gateway: format!("{}/{}", plan.namespace, plan.name),
+                table: Arc::new(table),
+            });
+        }
+    }
+    out.upstreams = backends.made.into_values().collect();
+
+    for plan in &plans {
+        out.status.push(ApiStatus {
+            kind: ApiKind::Gateway,
+            namespace: Some(plan.namespace.clone()),
+            name: plan.name.clone(),
+            generation: plan.generation,
+            status: plan.status(),
+        });
+    }
+    let mut planned = BTreeSet::new();
+    for r in &route_plans {
+        planned.insert((r.namespace.clone(), r.name.clone()));
+        out.status.push(ApiStatus {
+            kind: ApiKind::HTTPRoute,
+            namespace: Some(r.namespace.clone()),
+            name: r.name.clone(),
+            generation: r.route.metadata.generation,
+            status: r.status.clone(),
+        });
+    }
+    // Routes that no longer name a Gateway of ours lose our entries.
+    for r in &objects.routes {
+        let ns = r.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = r.metadata.name.clone().unwrap_or_default();
+        if planned.contains(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        let parents = r
+            .status
+            .as_ref()
+            .and_then(|s| s.get("parents")?.as_array().cloned())
+            .unwrap_or_default();
+        let mine =
+            |p: &Value| p.get("controllerName").and_then(Value::as_str) == Some(gw.controller_name.as_str());
+        if parents.iter().any(mine) {
+            let others: Vec<Value> = parents.into_iter().filter(|p| !mine(p)).collect();
+            out.status.push(ApiStatus {
+                kind: ApiKind::HTTPRoute,
+                namespace: Some(ns),
+                name,
+                generation: r.metadata.generation,
+                status: json!({ "parents": others }),
+            });
+        }
+    }
+    out
+}
+
+/// The strict table of one socket of a Gateway: the routes attached to its listeners `lis`.
+fn listener_table(
+    snapshot: &Snapshot,
+    options: &super::CompileOptions,
+    shared: &RoutingTable,
+    plan: &gateways::GatewayPlan<'_>,
+    gi: usize,
+    lis: &[usize],
+    route_plans: &[routes::RoutePlan<'_>],
+) -> RoutingTable {
+    let mut builder = TableBuilder::strict();
+    let mut certs = crate::tls::StoreBuilder::new(&snapshot.secrets);
+    for &li in lis {
+        let l = &plan.listeners[li];
+        let host = l.hostname().map(str::to_ascii_lowercase);
+        if let Some(h) = &host {
+            builder.claim_host(h, &plan.namespace);
+        }
+        if let Some((ns, name)) = &l.certificate {
+            match &host {
+                Some(h) => {
+                    let _ = certs.add_route(ns, name, std::slice::from_ref(h));
+                }
+                None => certs.set_default(ns, name),
+            }
+        }
+    }
+    let mut items = Vec::new();
+    for (ri, rp) in route_plans.iter().enumerate() {
+        for a in rp
+            .attachments
+            .iter()
+            .filter(|a| a.gateway == gi && lis.contains(&a.listener))
+        {
+            for (ei, e) in rp.entries.iter().enumerate() {
+                items.push((e.rank, ri, ei, &a.hosts));
+            }
+        }
+    }
+    items.sort_by_key(|(rank, ri, ei, _)| (*rank, *ri, *ei));
+    let mut upstreams: BTreeMap<String, Arc<Upstream>> = BTreeMap::new();
+    for (_, ri, ei, hosts) in items {
+        let rp = &route_plans[ri];
+        let e = &rp.entries[ei];
+        let mut first = None;
+        for b in &e.rule.backends {
+            if let Some(u) = &b.upstream {
+                upstreams.entry(u.key.clone()).or_insert_with(|| u.clone());
+                first.get_or_insert_with(|| u.clone());
+            }
+        }
+        let id = format!("{}/{}", rp.namespace, rp.name);
+        let route = Route {
+            upstream: first.unwrap_or_else(|| Arc::new(Upstream::empty(id.clone()))),
+            id,
+            namespace: rp.namespace.clone(),
+            name: rp.name.clone(),
+            path: e.pattern.raw.clone(),
+            hosts: hosts.clone(),
+            methods: e.methods,
+            timeout: options.default_timeout,
+            auth: Default::default(),
+            rate_limit: None,
+            cors: None,
+            rewrite: None,
+            websocket: true,
+            tls_secret: None,
+            gateway: Some(e.rule.clone()),
+            series: Default::default(),
+        };
+        builder.add(Arc::new(route), &e.pattern);
+    }
+    for u in upstreams.into_values() {
+        builder.add_upstream(u);
+    }
+    let mut table = builder.build();
+    table.auth = shared.auth.clone();
+    table.egress = shared.egress.clone();
+    table.channels = shared.channels.clone();
+    table.tls = certs.build();
+    table
 }

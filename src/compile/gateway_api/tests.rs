@@ -1,0 +1,333 @@
+//! Tests of the Gateway API compiler: status as the conformance suite reads it, and the
+//! tables the listeners get.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, Method};
+use serde_json::Value;
+
+use super::*;
+use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::compile::{CompileOptions, ServiceEndpoints, ServicePort};
+use crate::routing::Lookup;
+
+const CLASS: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse, generation: 3}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+";
+
+fn snapshot(yaml: &str) -> Snapshot {
+    let mut s = Snapshot::default();
+    for doc in format!("{CLASS}\n---\n{yaml}").split("\n---\n") {
+        let v: Value = yaml_serde::from_str(doc).unwrap();
+        match v["kind"].as_str().unwrap() {
+            "GatewayClass" => s
+                .gateway_api
+                .classes
+                .push(serde_json::from_value::<GatewayClass>(v).unwrap()),
+            "Gateway" => s
+                .gateway_api
+                .gateways
+                .push(serde_json::from_value::<Gateway>(v).unwrap()),
+            "HTTPRoute" => s
+                .gateway_api
+                .routes
+                .push(serde_json::from_value::<HTTPRoute>(v).unwrap()),
+            "ReferenceGrant" => s
+                .gateway_api
+                .grants
+                .push(serde_json::from_value::<ReferenceGrant>(v).unwrap()),
+            k => panic!("{k}"),
+        }
+    }
+    for (ns, name, addr) in [
+        ("infra", "v1", "10.0.0.1"),
+        ("infra", "v2", "10.0.0.2"),
+        ("apps", "web", "10.0.0.3"),
+    ] {
+        s.services.insert(
+            format!("{ns}/{name}"),
+            ServiceEndpoints {
+                ports: vec![ServicePort {
+                    name: None,
+                    port: 8080,
+                    target_port: 3000,
+                    addresses: vec![addr.into()],
+                }],
+            },
+        );
+    }
+    s
+}
+
+fn run(s: &Snapshot) -> GatewayApiCompiled {
+    let gw = GatewayApiOptions {
+        controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
+        pool: vec!["127.0.1.1".parse().unwrap(), "127.0.1.2".parse().unwrap()],
+    };
+    compile(s, &CompileOptions::default(), &gw, &RoutingTable::default())
+}
+
+fn status<'a>(out: &'a GatewayApiCompiled, kind: ApiKind, name: &str) -> &'a Value {
+    &out.status
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .unwrap()
+        .status
+}
+
+/// `type=status/reason` of each condition.
+fn conds(v: &Value) -> Vec<String> {
+    v["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}/{}",
+                c["type"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const GATEWAY: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra, generation: 2}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: foo, port: 80, protocol: HTTP, hostname: foo.example.com}
+  - {name: bad, port: 1111, protocol: UDP}
+";
+
+#[test]
+fn the_class_is_accepted_and_lists_its_features() {
+    let out = run(&snapshot(GATEWAY));
+    let c = status(&out, ApiKind::GatewayClass, "gatehouse");
+    assert_eq!(conds(c), ["Accepted=True/Accepted"]);
+    assert_eq!(c["conditions"][0]["observedGeneration"], 3);
+    let features: Vec<&str> = c["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = features.clone();
+    sorted.sort();
+    assert_eq!(features, sorted);
+    assert!(features.contains(&"HTTPRoute") && features.contains(&"ReferenceGrant"));
+}
+
+#[test]
+fn a_gateway_gets_an_address_and_judged_listeners() {
+    let out = run(&snapshot(GATEWAY));
+    let g = status(&out, ApiKind::Gateway, "gw");
+    assert_eq!(
+        conds(g),
+        ["Accepted=True/ListenersNotValid", "Programmed=True/Programmed"]
+    );
+    assert_eq!(g["addresses"][0]["value"], "127.0.1.1");
+    assert_eq!(g["addresses"][0]["type"], "IPAddress");
+    let bad = &g["listeners"][2];
+    assert_eq!(bad["supportedKinds"].as_array().unwrap().len(), 0);
+    assert!(conds(bad).contains(&"Accepted=False/UnsupportedProtocol".to_string()));
+    let http = &g["listeners"][0];
+    assert!(conds(http).contains(&"Programmed=True/Programmed".to_string()));
+    assert_eq!(http["supportedKinds"][0]["kind"], "HTTPRoute");
+    // One socket: port 80 of the Gateway's address.
+    let addrs: Vec<String> = out.listeners.sockets.iter().map(|s| s.addr.to_string()).collect();
+    assert_eq!(addrs, ["127.0.1.1:80"]);
+}
+
+#[test]
+fn gateways_keep_the_address_their_status_reports() {
+    let s = snapshot(&format!(
+        "{GATEWAY}\n---\n{}",
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: second, namespace: infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+status:
+  addresses: [{type: IPAddress, value: 127.0.1.1}]
+"
+    ));
+    let out = run(&s);
+    assert_eq!(
+        status(&out, ApiKind::Gateway, "second")["addresses"][0]["value"],
+        "127.0.1.1"
+    );
+    assert_eq!(
+        status(&out, ApiKind::Gateway, "gw")["addresses"][0]["value"],
+        "127.0.1.2"
+    );
+}
+
+const ROUTES: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: exact, namespace: infra, generation: 5, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: Exact, value: /one}}]
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /two}, headers: [{name: version, value: two}]}]
+    backendRefs: [{name: v2, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /two}}]
+    backendRefs: [{name: v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: missing, namespace: infra, creationTimestamp: '2026-01-02T00:00:00Z'}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /missing}}]
+    backendRefs: [{name: nothing, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: section, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: nope}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: elsewhere, namespace: apps}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hosts, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: foo}]
+  hostnames: [bar.example.com]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cross, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: foo}]
+  rules:
+  - backendRefs: [{name: web, namespace: apps, port: 8080}]
+";
+
+fn parent(out: &GatewayApiCompiled, route: &str) -> Vec<String> {
+    conds(&status(out, ApiKind::HTTPRoute, route)["parents"][0])
+}
+
+#[test]
+fn routes_are_told_why_they_do_not_attach() {
+    let out = run(&snapshot(&format!("{GATEWAY}\n---\n{ROUTES}")));
+    assert_eq!(
+        parent(&out, "exact"),
+        ["Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs"]
+    );
+    let p = &status(&out, ApiKind::HTTPRoute, "exact")["parents"][0];
+    assert_eq!(p["controllerName"], "gatehouse.dev/gateway-controller");
+    assert_eq!(p["parentRef"]["namespace"], "infra");
+    assert_eq!(p["parentRef"]["group"], "gateway.networking.k8s.io");
+    assert_eq!(p["conditions"][0]["observedGeneration"], 5);
+    assert_eq!(
+        parent(&out, "missing"),
+        ["Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"]
+    );
+    assert_eq!(parent(&out, "section")[0], "Accepted=False/NoMatchingParent");
+    assert_eq!(
+        parent(&out, "elsewhere")[0],
+        "Accepted=False/NotAllowedByListeners"
+    );
+    assert_eq!(
+        parent(&out, "hosts")[0],
+        "Accepted=False/NoMatchingListenerHostname"
+    );
+    assert_eq!(
+        parent(&out, "cross"),
+        ["Accepted=True/Accepted", "ResolvedRefs=False/RefNotPermitted"]
+    );
+    let g = status(&out, ApiKind::Gateway, "gw");
+    assert_eq!(g["listeners"][0]["attachedRoutes"], 2);
+    assert_eq!(g["listeners"][1]["attachedRoutes"], 1);
+}
+
+#[test]
+fn a_reference_grant_lets_a_route_reach_another_namespace() {
+    let grant = "
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: apps}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: infra}]
+  to: [{group: '', kind: Service}]
+";
+    let out = run(&snapshot(&format!("{GATEWAY}\n---\n{ROUTES}\n---\n{grant}")));
+    assert_eq!(
+        parent(&out, "cross"),
+        ["Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs"]
+    );
+}
+
+#[test]
+fn the_listener_table_orders_matches_as_the_gateway_api_does() {
+    let out = run(&snapshot(&format!("{GATEWAY}\n---\n{ROUTES}")));
+    let table = &out.listeners.sockets[0].table;
+    assert!(table.is_strict());
+    let upstream = |host: &str, path: &str, headers: &HeaderMap| -> Option<String> {
+        match table.lookup_request(Some(host), path, &Method::GET, Some(headers), None) {
+            Lookup::Found(r) => {
+                let g = r.gateway.as_ref().unwrap();
+                Some(g.choose(0).map_or("500".into(), |u| u.key.clone()))
+            }
+            _ => None,
+        }
+    };
+    let none = HeaderMap::new();
+    let mut two = HeaderMap::new();
+    two.insert("version", "two".parse().unwrap());
+    assert_eq!(
+        upstream("any.host", "/one", &none).as_deref(),
+        Some("infra/v1:8080")
+    );
+    assert_eq!(upstream("any.host", "/one/", &none), None);
+    assert_eq!(
+        upstream("any.host", "/two/x", &none).as_deref(),
+        Some("infra/v1:8080")
+    );
+    assert_eq!(
+        upstream("any.host", "/two/x", &two).as_deref(),
+        Some("infra/v2:8080")
+    );
+    assert_eq!(upstream("any.host", "/twox", &none), None);
+    assert_eq!(upstream("any.host", "/missing", &none).as_deref(), Some("500"));
+    // The listener with hostname foo.example.com takes its host: the route without a
+    // reference grant answers 500, and the host-less listener's routes are not searched.
+    assert_eq!(upstream("foo.example.com", "/", &none).as_deref(), Some("500"));
+    assert_eq!(upstream("foo.example.com", "/one", &none).as_deref(), Some("500"));
+}
+
+#[test]
+fn what_the_crd_rules_refuse_is_refused_with_a_reason() {
+    let bad = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: 'no-slash'}}]
+";
+    let out = run(&snapshot(&format!("{GATEWAY}\n---\n{bad}")));
+    assert_eq!(parent(&out, "bad")[0], "Accepted=False/UnsupportedValue");
+    let _ = IpAddr::from([127, 0, 1, 1]);
+}
