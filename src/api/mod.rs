@@ -7,11 +7,13 @@
 mod channel;
 mod conditions;
 pub mod gateway_api;
+mod policy;
 mod route;
 mod upstream;
 
 pub use channel::*;
 pub use conditions::*;
+pub use policy::*;
 pub use route::*;
 pub use upstream::*;
 
@@ -31,6 +33,7 @@ pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
         GatewayRoute::crd(),
         GatewayUpstream::crd(),
         WebSocketChannel::crd(),
+        RoutePolicy::crd(),
     ] {
         out.push_str("---\n");
         out.push_str(&yaml_serde::to_string(&crd)?);

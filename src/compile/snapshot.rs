@@ -31,6 +31,8 @@ pub struct GatewayApiObjects {
     pub gateways: Vec<Gateway>,
     pub routes: Vec<HTTPRoute>,
     pub grants: Vec<ReferenceGrant>,
+    /// Gatehouse's policies for HTTPRoutes and Gateways.
+    pub policies: Vec<crate::api::RoutePolicy>,
     /// The labels of every namespace, by name (for `allowedRoutes.namespaces.selector`).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }

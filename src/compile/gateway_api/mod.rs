@@ -8,6 +8,7 @@
 
 mod filters;
 mod gateways;
+mod policy;
 mod refs;
 mod routes;
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub enum ApiKind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    RoutePolicy,
 }
 
 impl std::fmt::Display for ApiKind {
@@ -48,6 +50,7 @@ impl std::fmt::Display for ApiKind {
             ApiKind::GatewayClass => "GatewayClass",
             ApiKind::Gateway => "Gateway",
             ApiKind::HTTPRoute => "HTTPRoute",
+            ApiKind::RoutePolicy => "RoutePolicy",
         })
     }
 }
@@ -141,6 +144,19 @@ pub fn compile(
         made: BTreeMap::new(),
     };
     let route_plans = routes::plan(&objects.routes, &mut plans, &mut backends, &gw.controller_name);
+    let policies = policy::Policies::new(&objects.policies);
+    let default_cors = options
+        .default_cors
+        .as_ref()
+        .and_then(|c| super::compile_cors(c).ok())
+        .map(Arc::new);
+    let ctx = TableContext {
+        snapshot,
+        options,
+        shared,
+        policies: &policies,
+        default_cors,
+    };
 
     for (gi, plan) in plans.iter().enumerate() {
         let Some(ip) = plan.address.filter(|_| plan.refused.is_none()) else {
@@ -153,7 +169,7 @@ pub fn compile(
             }
         }
         for (port, lis) in ports {
-            let table = listener_table(snapshot, options, shared, plan, gi, &lis, &route_plans);
+            let table = listener_table(&ctx, plan, gi, &lis, &route_plans);
             out.listeners.sockets.push(ListenerSocket {
                 addr: SocketAddr::new(ip, port),
                 tls: plan.listeners[lis[0]].https,
@@ -184,6 +200,19 @@ pub fn compile(
             status: r.status.clone(),
         });
     }
+    let targets = Attached {
+        gateways: &plans,
+        routes: &route_plans,
+    };
+    for (i, p) in policies.list.iter().enumerate() {
+        out.status.push(ApiStatus {
+            kind: ApiKind::RoutePolicy,
+            namespace: Some(p.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+            name: p.metadata.name.clone().unwrap_or_default(),
+            generation: p.metadata.generation,
+            status: policy::status(&policies, i, &targets, &gw.controller_name),
+        });
+    }
     // Routes that no longer name a Gateway of ours lose our entries.
     for r in &objects.routes {
         let ns = r.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -212,16 +241,49 @@ pub fn compile(
     out
 }
 
+/// What every listener table of one compile shares.
+struct TableContext<'a> {
+    snapshot: &'a Snapshot,
+    options: &'a super::CompileOptions,
+    shared: &'a RoutingTable,
+    policies: &'a policy::Policies<'a>,
+    default_cors: Option<Arc<crate::routing::CorsRules>>,
+}
+
+/// The Gateways and routes of a compile, as policy targets.
+struct Attached<'a, 'b> {
+    gateways: &'a [gateways::GatewayPlan<'b>],
+    routes: &'a [routes::RoutePlan<'b>],
+}
+
+impl policy::Targets for Attached<'_, '_> {
+    fn has_gateway(&self, ns: &str, name: &str) -> bool {
+        self.gateways.iter().any(|g| g.namespace == ns && g.name == name)
+    }
+
+    fn route_gateways(&self, ns: &str, name: &str) -> Option<Vec<(String, String)>> {
+        let r = self.routes.iter().find(|r| r.namespace == ns && r.name == name)?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        for a in &r.attachments {
+            let g = &self.gateways[a.gateway];
+            let key = (g.namespace.clone(), g.name.clone());
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        Some(out)
+    }
+}
+
 /// The strict table of one socket of a Gateway: the routes attached to its listeners `lis`.
 fn listener_table(
-    snapshot: &Snapshot,
-    options: &super::CompileOptions,
-    shared: &RoutingTable,
+    ctx: &TableContext<'_>,
     plan: &gateways::GatewayPlan<'_>,
     gi: usize,
     lis: &[usize],
     route_plans: &[routes::RoutePlan<'_>],
 ) -> RoutingTable {
+    let (snapshot, options, shared) = (ctx.snapshot, ctx.options, ctx.shared);
     let mut builder = TableBuilder::strict();
     let mut certs = crate::tls::StoreBuilder::new(&snapshot.secrets);
     for &li in lis {
@@ -247,15 +309,19 @@ fn listener_table(
             .filter(|a| a.gateway == gi && lis.contains(&a.listener))
         {
             for (ei, e) in rp.entries.iter().enumerate() {
-                items.push((e.rank, ri, ei, &a.hosts));
+                items.push((e.rank, ri, ei, a));
             }
         }
     }
     items.sort_by_key(|(rank, ri, ei, _)| (*rank, *ri, *ei));
     let mut upstreams: BTreeMap<String, Arc<Upstream>> = BTreeMap::new();
-    for (_, ri, ei, hosts) in items {
+    for (_, ri, ei, a) in items {
         let rp = &route_plans[ri];
         let e = &rp.entries[ei];
+        let policy = ctx.policies.effective(
+            (&rp.namespace, &rp.name, e.rule_name.as_deref()),
+            (&plan.namespace, &plan.name, &plan.listeners[a.listener].spec.name),
+        );
         let mut first = None;
         for b in &e.rule.backends {
             if let Some(u) = &b.upstream {
@@ -270,12 +336,12 @@ fn listener_table(
             namespace: rp.namespace.clone(),
             name: rp.name.clone(),
             path: e.pattern.raw.clone(),
-            hosts: hosts.clone(),
+            hosts: a.hosts.clone(),
             methods: e.methods,
-            timeout: options.default_timeout,
-            auth: Default::default(),
-            rate_limit: None,
-            cors: None,
+            timeout: policy.timeout.unwrap_or(options.default_timeout),
+            auth: policy.auth.unwrap_or_default(),
+            rate_limit: policy.rate_limit,
+            cors: policy.cors.or_else(|| ctx.default_cors.clone()),
             rewrite: None,
             websocket: true,
             tls_secret: None,

@@ -17,6 +17,8 @@ use crate::upstream::{Endpoint, Protocol, Upstream};
 
 /// One table entry of a route: a match of one of its rules.
 pub(super) struct Entry {
+    /// The rule's `name`, which a policy's `sectionName` may target.
+    pub rule_name: Option<String>,
     pub pattern: PathPattern,
     pub methods: MethodSet,
     pub rule: Arc<GatewayRule>,
@@ -311,7 +313,8 @@ fn compile_rules(
     }
     let mut entries = Vec::new();
     let mut unresolved = None;
-    for (ri, rule) in route.spec.rules.iter().enumerate() {
+    for (ri, spec_rule) in route.spec.rules.iter().enumerate() {
+        let rule = spec_rule;
         let (mut base, problem) = rule_action(rule, namespace, backends)?;
         if unresolved.is_none() {
             unresolved = problem;
@@ -390,6 +393,7 @@ fn compile_rules(
             };
             let _ = mi;
             entries.push(Entry {
+                rule_name: spec_rule.name.clone(),
                 pattern,
                 methods,
                 rule: Arc::new(rule),

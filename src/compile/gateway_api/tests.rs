@@ -39,6 +39,7 @@ fn snapshot(yaml: &str) -> Snapshot {
                 .gateway_api
                 .grants
                 .push(serde_json::from_value::<ReferenceGrant>(v).unwrap()),
+            "RoutePolicy" => s.gateway_api.policies.push(serde_json::from_value(v).unwrap()),
             k => panic!("{k}"),
         }
     }
@@ -330,4 +331,55 @@ spec:
     let out = run(&snapshot(&format!("{GATEWAY}\n---\n{bad}")));
     assert_eq!(parent(&out, "bad")[0], "Accepted=False/UnsupportedValue");
     let _ = IpAddr::from([127, 0, 1, 1]);
+}
+
+#[test]
+fn policies_apply_field_by_field_from_the_most_specific_target() {
+    let policies = "
+apiVersion: gatehouse.dev/v1alpha1
+kind: RoutePolicy
+metadata: {name: gateway-wide, namespace: infra, generation: 4}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  rateLimit: {requests: 10, window: 1m}
+  authRequired: true
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: RoutePolicy
+metadata: {name: route, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: exact}]
+  requiredRoles: [admin]
+  timeout: 5s
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: RoutePolicy
+metadata: {name: lost, namespace: infra}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: nowhere}]
+  timeout: 1s
+";
+    let out = run(&snapshot(&format!("{GATEWAY}\n---\n{ROUTES}\n---\n{policies}")));
+    let table = &out.listeners.sockets[0].table;
+    let route =
+        |path: &str| match table.lookup_request(Some("h"), path, &Method::GET, Some(&HeaderMap::new()), None)
+        {
+            Lookup::Found(r) => r.clone(),
+            _ => panic!("{path}"),
+        };
+    let exact = route("/one");
+    assert!(exact.auth.required);
+    assert_eq!(exact.auth.roles, ["admin"]);
+    assert_eq!(exact.timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(exact.rate_limit.as_ref().unwrap().requests, 10);
+    let missing = route("/missing");
+    assert!(missing.auth.required && missing.auth.roles.is_empty());
+    assert_eq!(missing.rate_limit.as_ref().unwrap().requests, 10);
+
+    let p = status(&out, ApiKind::RoutePolicy, "gateway-wide");
+    assert_eq!(p["ancestors"][0]["ancestorRef"]["name"], "gw");
+    assert_eq!(conds(&p["ancestors"][0]), ["Accepted=True/Accepted"]);
+    assert_eq!(p["ancestors"][0]["conditions"][0]["observedGeneration"], 4);
+    let lost = status(&out, ApiKind::RoutePolicy, "lost");
+    assert_eq!(conds(&lost["ancestors"][0]), ["Accepted=False/TargetNotFound"]);
 }
