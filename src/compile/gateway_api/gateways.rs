@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::refs::{condition, granted, valid_hostname};
+use super::refs::{condition, granted, object, valid_hostname};
 use crate::api::gateway_api::{Gateway, Listener, GATEWAY_GROUP};
 use crate::tls as certs;
 
@@ -415,10 +415,15 @@ impl GatewayPlan<'_> {
         } else {
             condition("Programmed", true, "Programmed", "the Gateway is served", g)
         };
-        let mut status = json!({
-            "conditions": [accepted, programmed],
-            "listeners": self.listeners.iter().map(|l| l.status(g, self.address.is_some())).collect::<Vec<_>>(),
-        });
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|l| l.status(g, self.address.is_some()))
+            .collect();
+        let mut status = object([
+            ("conditions", Value::Array(vec![accepted, programmed])),
+            ("listeners", Value::Array(listeners)),
+        ]);
         if let Some(ip) = self.address {
             status["addresses"] = json!([{"type": "IPAddress", "value": ip.to_string()}]);
         }
@@ -453,11 +458,14 @@ impl ListenerPlan<'_> {
                 g,
             )
         };
-        json!({
-            "name": self.spec.name,
-            "supportedKinds": self.kinds,
-            "attachedRoutes": self.attached,
-            "conditions": [accepted, resolved, conflicted, programmed],
-        })
+        object([
+            ("name", Value::from(self.spec.name.as_str())),
+            ("supportedKinds", Value::Array(self.kinds.clone())),
+            ("attachedRoutes", Value::from(self.attached)),
+            (
+                "conditions",
+                Value::Array(vec![accepted, resolved, conflicted, programmed]),
+            ),
+        ])
     }
 }

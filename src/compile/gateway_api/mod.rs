@@ -189,17 +189,6 @@ pub fn compile(
             status: plan.status(),
         });
     }
-    let mut planned = BTreeSet::new();
-    for r in &route_plans {
-        planned.insert((r.namespace.clone(), r.name.clone()));
-        out.status.push(ApiStatus {
-            kind: ApiKind::HTTPRoute,
-            namespace: Some(r.namespace.clone()),
-            name: r.name.clone(),
-            generation: r.route.metadata.generation,
-            status: r.status.clone(),
-        });
-    }
     let targets = Attached {
         gateways: &plans,
         routes: &route_plans,
@@ -211,6 +200,17 @@ pub fn compile(
             name: p.metadata.name.clone().unwrap_or_default(),
             generation: p.metadata.generation,
             status: policy::status(&policies, i, &targets, &gw.controller_name),
+        });
+    }
+    let mut planned = BTreeSet::new();
+    for r in route_plans {
+        planned.insert((r.namespace.clone(), r.name.clone()));
+        out.status.push(ApiStatus {
+            kind: ApiKind::HTTPRoute,
+            namespace: Some(r.namespace),
+            name: r.name,
+            generation: r.route.metadata.generation,
+            status: r.status,
         });
     }
     // Routes that no longer name a Gateway of ours lose our entries.

@@ -3,9 +3,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::api::gateway_api::{ReferenceGrant, GATEWAY_GROUP};
+
+/// A JSON object of `fields`, moved in (`json!` would copy a `Value` by serializing it).
+pub(super) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
 
 /// A condition as the Gateway API writes it (the status writer adds `lastTransitionTime`).
 pub(super) fn condition(
@@ -15,13 +20,13 @@ pub(super) fn condition(
     message: &str,
     generation: Option<i64>,
 ) -> Value {
-    json!({
-        "type": type_,
-        "status": if status { "True" } else { "False" },
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation.unwrap_or(0),
-    })
+    object([
+        ("type", Value::from(type_)),
+        ("status", Value::from(if status { "True" } else { "False" })),
+        ("reason", Value::from(reason)),
+        ("message", Value::from(message)),
+        ("observedGeneration", Value::from(generation.unwrap_or(0))),
+    ])
 }
 
 /// Whether a ReferenceGrant in `to_ns` lets a `from_kind` (of `from_group`) in `from_ns`

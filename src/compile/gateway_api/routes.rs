@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::HeaderName;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::filters;
 use super::gateways::GatewayPlan;
-use super::refs::{api_group, condition, granted, intersect, selects, valid_hostname};
+use super::refs::{api_group, condition, granted, intersect, object, selects, valid_hostname};
 use crate::api::gateway_api::{HTTPRoute, HTTPRouteRule, ParentReference, GATEWAY_GROUP};
 use crate::routing::gateway::{GatewayRule, HeaderMatch, PathMatch, QueryMatch, WeightedBackend};
 use crate::routing::{MethodSet, PathPattern};
@@ -165,23 +165,23 @@ fn plan_route<'a>(
                 g,
             )),
         }
-        let mut parent_ref = json!({
-            "group": GATEWAY_GROUP,
-            "kind": "Gateway",
-            "namespace": gw.namespace,
-            "name": p.name,
-        });
+        let mut parent_ref = object([
+            ("group", Value::from(GATEWAY_GROUP)),
+            ("kind", Value::from("Gateway")),
+            ("namespace", Value::from(gw.namespace.as_str())),
+            ("name", Value::from(p.name.as_str())),
+        ]);
         if let Some(s) = &p.section_name {
-            parent_ref["sectionName"] = json!(s);
+            parent_ref["sectionName"] = Value::from(s.as_str());
         }
         if let Some(port) = p.port {
-            parent_ref["port"] = json!(port);
+            parent_ref["port"] = Value::from(port);
         }
-        parent_status.push(json!({
-            "parentRef": parent_ref,
-            "controllerName": controller,
-            "conditions": conds,
-        }));
+        parent_status.push(object([
+            ("parentRef", parent_ref),
+            ("controllerName", Value::from(controller)),
+            ("conditions", Value::Array(conds)),
+        ]));
     }
     if let Ok((entries, _)) = compiled {
         plan.entries = entries;
@@ -196,7 +196,7 @@ fn plan_route<'a>(
         .filter(|p| p.get("controllerName").and_then(Value::as_str) != Some(controller));
     let mut all: Vec<Value> = others.collect();
     all.extend(parent_status);
-    plan.status = json!({ "parents": all });
+    plan.status = object([("parents", Value::Array(all))]);
     plan
 }
 
