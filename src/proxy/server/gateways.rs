@@ -170,3 +170,6 @@ pub async fn serve_gateways<F, Fut, B, G, R>(
     // Each socket drains within the grace on its own.
     while tasks.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+pub(super) mod tests;

@@ -13,6 +13,8 @@ pub(super) mod h1;
 mod idle;
 mod limits;
 mod rewind;
+#[cfg(test)]
+mod tests;
 
 pub use accept::{bind, serve, serve_proxy, serve_simple, Shutdown};
 pub use gateways::{serve_gateways, GatewaySockets};
