@@ -31,7 +31,8 @@ pub struct Arrival<'c> {
     pub request_id: HeaderValue,
     /// `https` for a request that came over TLS, else the listener's protocol.
     pub proto: &'static str,
-    /// The routing table of this request, loaded once as it came in.
+    /// The routing table of this request, loaded once as it came in (on a Gateway's socket,
+    /// the table of that socket in it).
     pub table: Arc<RoutingTable>,
     /// The request's server span, once it has one (routed requests, with tracing on).
     pub span: Option<RequestSpan>,

@@ -142,8 +142,7 @@ impl ProxyState {
 
     /// The answers the gateway gives before routing: requests it refuses, and (on the proxy
     /// listeners, `own`) the redirect of plain HTTP to https. Before anything reads the path,
-    /// it is put in normal form as
-    /// `server.paths` says: the route chosen and the path the upstream gets are the same
+    /// it is put in normal form as `server.paths` says: the route chosen and the path the upstream gets are the same
     /// (`/public/../admin`, `/%61dmin` and `//admin` are `/admin` to both), and a spelling the
     /// gateway does not make normal (`;`, `%2F` by default) is refused, or redirected.
     fn screen(&self, arrival: &Arrival, req: &mut Request<ClientBody>, own: bool) -> Option<Response<Body>> {
