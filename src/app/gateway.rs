@@ -197,6 +197,8 @@ struct Core {
     tls_config: Arc<rustls::ServerConfig>,
     admin_listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
+    /// The Gateway sockets of each table as it is published.
+    gateway_listeners: tokio::sync::watch::Receiver<Arc<crate::routing::GatewayListeners>>,
 }
 
 impl Core {
@@ -207,10 +209,14 @@ impl Core {
         let handle = TableHandle::default();
         let limiter = Arc::new(RateLimiter::from_config(&cfg.middleware.rate_limiting)?);
         let upstreams = Registry::new(Some(metrics.clone()));
+        let (listeners_tx, gateway_listeners) = tokio::sync::watch::channel(Default::default());
         let publisher = Arc::new(
             Publisher::new(handle.clone(), compile_options(&cfg, mode)?, metrics.clone()).before_swap({
                 let upstreams = upstreams.clone();
-                Box::new(move |table| upstreams.bind(&table.upstreams))
+                Box::new(move |table| {
+                    upstreams.bind(&table.upstreams);
+                    listeners_tx.send_replace(table.listeners.clone());
+                })
             }),
         );
         let ServerTimeouts {
@@ -261,6 +267,7 @@ impl Core {
             tls_config,
             admin_listener,
             metrics_listener,
+            gateway_listeners,
         })
     }
 }
@@ -374,6 +381,7 @@ async fn serve(core: Core) -> Result<(), Error> {
         tls_config,
         admin_listener,
         metrics_listener,
+        gateway_listeners,
     } = core;
     let redirect_http = cfg.server.tls.as_ref().is_some_and(|t| t.redirect_http);
     let published = publisher.published_flag();
@@ -430,6 +438,22 @@ async fn serve(core: Core) -> Result<(), Error> {
         let general = move |path: &str| hub_paths.as_ref().is_some_and(|h| h.claims(path));
         let counted = state.clone();
         let refused = move |status| counted.count_refused(status);
+        // The Gateway API Gateways' sockets, bound and unbound as tables list them.
+        let gateway_state = state.clone();
+        let handler = move |local, peer, req| gateway_state.clone().handle_gateway(local, peer, req);
+        let sockets = proxy::GatewaySockets {
+            listeners: gateway_listeners,
+            table: handle.clone(),
+            tls: tls_config.clone(),
+        };
+        tasks.spawn(proxy::serve_gateways(
+            sockets,
+            handler,
+            general.clone(),
+            refused.clone(),
+            shutdown.clone(),
+            conn_limits,
+        ));
         let tls_state = state.clone();
         let handler = move |peer, req| tls_state.clone().handle(peer, req);
         tasks.spawn(proxy::serve_proxy(

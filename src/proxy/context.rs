@@ -15,6 +15,7 @@ use super::tls::TlsConn;
 use crate::auth::UserContext;
 use crate::routing::{Route, RoutingTable, TableHandle};
 use crate::telemetry::RequestSpan;
+use crate::upstream::Upstream;
 
 /// What is known of a request as it comes in.
 pub struct Arrival<'c> {
@@ -30,7 +31,8 @@ pub struct Arrival<'c> {
     pub request_id: HeaderValue,
     /// `https` for a request that came over TLS, else the listener's protocol.
     pub proto: &'static str,
-    /// The routing table of this request, loaded once as it came in.
+    /// The routing table of this request, loaded once as it came in (on a Gateway's socket,
+    /// the table of that socket in it).
     pub table: Arc<RoutingTable>,
     /// The request's server span, once it has one (routed requests, with tracing on).
     pub span: Option<RequestSpan>,
@@ -81,4 +83,36 @@ pub struct RequestCtx<'a> {
     pub route: Arc<Route>,
     /// The caller on a protected route, once authenticated.
     pub user: Option<Arc<UserContext>>,
+    /// On a route of a Gateway API rule: the backend its weights chose and the `Host` it gets
+    /// (`None` on every other route).
+    pub gateway: Option<GatewayChoice>,
+}
+
+/// What a Gateway API rule chose for one request.
+pub struct GatewayChoice {
+    /// The backend, in place of the route's upstream for the whole forward phase.
+    pub upstream: Arc<Upstream>,
+    /// The `Host` the backend gets: the rewrite's hostname, else the client's (a Gateway
+    /// passes the host through); `None`: the endpoint's, as on other routes.
+    pub host: Option<HeaderValue>,
+}
+
+impl RequestCtx<'_> {
+    /// The upstream the request goes to: the route's, or the backend its rule chose.
+    #[inline]
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        match &self.gateway {
+            None => &self.route.upstream,
+            Some(g) => &g.upstream,
+        }
+    }
+
+    /// The `Host` for a try on an endpoint whose own is `endpoint_host`.
+    #[inline]
+    pub fn upstream_host(&self, endpoint_host: &HeaderValue) -> HeaderValue {
+        match &self.gateway {
+            Some(GatewayChoice { host: Some(h), .. }) => h.clone(),
+            _ => endpoint_host.clone(),
+        }
+    }
 }

@@ -30,6 +30,10 @@ pub enum ProxyError {
     BadGateway(String),
     #[error("{0}")]
     UpstreamUnavailable(String),
+    /// A Gateway API rule without a backend for the request (none listed, all of weight 0,
+    /// or the chosen one does not resolve): 500, as the Gateway API asks.
+    #[error("{0}")]
+    NoBackend(String),
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
     #[error("the client did not send its request body within {0:?}")]
@@ -51,6 +55,7 @@ impl ProxyError {
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -69,7 +74,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::RateLimitUnavailable => "rate_limit_unavailable",
             ProxyError::BadGateway(_) => "bad_gateway",
-            ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ProxyError::UpstreamUnavailable(_) | ProxyError::NoBackend(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::RequestTimeout(_) => "request_timeout",
             ProxyError::BadRequest(_) => "bad_request",

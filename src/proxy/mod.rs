@@ -19,7 +19,7 @@
 //! | 2 | body, context | the bodies that cross the gateway; the request context |
 //! | 3 | forward | endpoint choice and rewrite, one attempt (deadline, send, classify), retries, tunnels |
 //! | 4 | pipeline | the phases of one request: state, route, admit, respond, handle |
-//! | 5 | server | accept loops, the HTTP/1.1 fast path (parse, write), the general server |
+//! | 5 | server | accept loops, the HTTP/1.1 fast path (parse, write), the general server, the Gateways' sockets |
 //! | 6 | fuzzing | entry points of the fuzz targets |
 
 mod body;
@@ -44,4 +44,6 @@ pub mod tls;
 pub use body::{Body, ClientBody};
 pub use error::ProxyError;
 pub use pipeline::ProxyState;
-pub use server::{bind, serve, serve_proxy, serve_simple, ConnLimits, Shutdown};
+pub use server::{
+    bind, serve, serve_gateways, serve_proxy, serve_simple, ConnLimits, GatewaySockets, Shutdown,
+};

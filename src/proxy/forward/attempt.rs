@@ -144,11 +144,11 @@ pub(super) struct Tried {
 /// client's trace).
 #[inline]
 pub(super) fn start_try(ctx: &RequestCtx<'_>, fwd: &mut Forwarding, t: &mut Try<'_>, parts: &mut Parts) {
-    fwd.host = Some(t.endpoint.host_header.clone());
+    fwd.host = Some(ctx.upstream_host(&t.endpoint.host_header));
     t.span = match &ctx.arrival.span {
         Some(s) => {
             fwd.traceparent = None;
-            Some(s.upstream_call(&ctx.route.upstream.key, &t.endpoint.url, &mut parts.headers))
+            Some(s.upstream_call(&ctx.upstream().key, &t.endpoint.url, &mut parts.headers))
         }
         None => {
             fwd.next_traceparent();
@@ -247,7 +247,7 @@ impl Forwarder {
         if let Some(ticket) = t.ticket {
             ticket.record(label.is_some_and(|s| !s.is_server_error()));
         }
-        let upstream = &ctx.route.upstream;
+        let upstream = ctx.upstream();
         upstream.series.with(
             &label.map_or(0, |s| s.as_u16()),
             || {

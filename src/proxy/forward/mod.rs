@@ -45,7 +45,7 @@ impl Forwarder {
         ctx: &RequestCtx<'_>,
         req: Request<ClientBody>,
     ) -> Result<Response<Body>, ProxyError> {
-        let upstream = &ctx.route.upstream;
+        let upstream = ctx.upstream();
         if upstream.endpoints.is_empty() {
             return Err(ProxyError::UpstreamUnavailable(format!(
                 "upstream {} has no endpoints",

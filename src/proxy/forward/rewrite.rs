@@ -62,10 +62,7 @@ pub(super) fn target(route: &Route, uri: &Uri) -> Result<PathAndQuery, ProxyErro
 #[inline]
 pub(super) fn first_choice(ctx: &RequestCtx<'_>, headers: &HeaderMap) -> Result<usize, ProxyError> {
     choose(ctx, headers, &[]).ok_or_else(|| {
-        ProxyError::UpstreamUnavailable(format!(
-            "upstream {} has no healthy endpoint",
-            ctx.route.upstream.key
-        ))
+        ProxyError::UpstreamUnavailable(format!("upstream {} has no healthy endpoint", ctx.upstream().key))
     })
 }
 
@@ -143,7 +140,7 @@ pub(super) fn choose(ctx: &RequestCtx<'_>, headers: &HeaderMap, tried: &[usize])
         headers,
         claim,
     };
-    ctx.route.upstream.choose(&pick, tried)
+    ctx.upstream().choose(&pick, tried)
 }
 
 /// A copy of the request head for one more try (extensions stay with the original).

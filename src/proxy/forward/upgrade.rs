@@ -26,7 +26,7 @@ impl Forwarder {
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, ProxyError> {
         let (route, arrival) = (&ctx.route, &ctx.arrival);
-        let upstream = &route.upstream;
+        let upstream = ctx.upstream();
         let endpoint = upstream.pick().ok_or_else(|| {
             ProxyError::UpstreamUnavailable(format!("upstream {} has no endpoints", upstream.key))
         })?;
@@ -74,7 +74,7 @@ impl Forwarder {
             client.host.clone(),
             arrival.request_id.clone(),
         );
-        fwd.host = Some(endpoint.host_header.clone());
+        fwd.host = Some(ctx.upstream_host(&endpoint.host_header));
         fwd.next_traceparent();
         fwd.apply(h);
 

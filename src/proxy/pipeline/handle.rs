@@ -1,17 +1,23 @@
 //! One request, top to bottom, phase by phase: the gateway's own answers (refusals, the
-//! redirect to https, probes, the hub's paths once the rate limit lets them), the route,
-//! admission (who calls, the rate limit), the forward to the upstream (or the WebSocket
-//! tunnel), and the response.
+//! redirect to https, probes, the hub's paths once the rate limit lets them), the route, a
+//! Gateway API rule's redirect or filters, admission (who calls, the rate limit), the forward
+//! to the upstream (or the WebSocket tunnel), and the response.
+//!
+//! A request on a Gateway's socket is routed by that socket's table, taken from the live
+//! table as it arrives, and by nothing else: the probes, the hub and the redirect to https
+//! are the proxy listeners'.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 
+use super::gateway::{apply_rule, edit_response, redirect};
 use super::respond::{fields_mut, plain, set_request_id};
-use super::route::route;
+use super::route::{route, RouteMiss};
 use super::state::ProxyState;
 use crate::proxy::body::{Body, ClientBody};
 use crate::proxy::context::{Arrival, RequestCtx};
@@ -21,30 +27,58 @@ use crate::proxy::path::{path_and_query, read_path, with_path, PathReading};
 use crate::proxy::tls::{https_redirect, TlsConn};
 
 impl ProxyState {
-    /// Serves one request; never fails (errors become JSON responses).
-    pub async fn handle(
+    /// Serves one request of the proxy listeners; never fails (errors become JSON responses).
+    /// (The future is `serve`'s own: it is large, and each wrapping would copy it.)
+    pub fn handle(
         self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<ClientBody>,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
+        self.serve(None, peer, req)
+    }
+
+    /// Serves one request that came in on the Gateway socket bound to `local`: routed by the
+    /// table of that socket in the live table (404 once no table lists it).
+    pub fn handle_gateway(
+        self: Arc<Self>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        req: Request<ClientBody>,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
+        self.serve(Some(local), peer, req)
+    }
+
+    /// One request, from the proxy listeners (`listener`: `None`) or a Gateway's socket.
+    async fn serve(
+        self: Arc<Self>,
+        listener: Option<SocketAddr>,
         peer: SocketAddr,
         mut req: Request<ClientBody>,
     ) -> Result<Response<Body>, Infallible> {
         // The table this request reads in every phase is loaded here, once.
         let client = ClientFields::of(req.headers());
         let mut arrival = Arrival::new(&req, &client, peer, self.proto, &self.table);
-        if let Some(answer) = self.screen(&arrival, &mut req) {
+        if let Some(answer) = self.screen(&arrival, &mut req, listener.is_none()) {
             return Ok(answer);
         }
-        match req.uri().path() {
-            "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
-            "/ready" => return Ok(self.readiness()),
-            p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
-                if let Err(err) = self.rate_limit_hub(peer.ip(), p).await {
-                    return Ok(self.refuse(&err, &arrival.request_id));
+        match listener {
+            None => match req.uri().path() {
+                "/health" => return Ok(plain(StatusCode::OK, r#"{"status":"ok"}"#)),
+                "/ready" => return Ok(self.readiness()),
+                p if self.hub.as_ref().is_some_and(|h| h.claims(p)) => {
+                    if let Err(err) = self.rate_limit_hub(peer.ip(), p).await {
+                        return Ok(self.refuse(&err, &arrival.request_id));
+                    }
+                    if let Some(hub) = &self.hub {
+                        return Ok(hub.handle(peer, req).await.map(Either::Right));
+                    }
                 }
-                if let Some(hub) = &self.hub {
-                    return Ok(hub.handle(peer, req).await.map(Either::Right));
-                }
-            }
-            _ => {}
+                _ => {}
+            },
+            Some(local) => match arrival.table.listeners.get(local).map(|s| s.table.clone()) {
+                Some(table) => arrival.table = table,
+                None => return Ok(self.unrouted(&arrival, RouteMiss::NotFound, req.uri().path())),
+            },
         }
         arrival.span = self
             .tracing
@@ -62,37 +96,56 @@ impl ProxyState {
             arrival: &arrival,
             route,
             user: None,
+            gateway: None,
         };
 
-        let result = match self.authenticate(&ctx, &req) {
-            Ok(user) => {
-                ctx.user = user;
-                // Counted as 499 should the client go before the answer is ready.
-                let abandoned = Abandoned {
-                    state: &self,
-                    ctx: &ctx,
-                };
-                let result = self.proxy(&ctx, req).await;
-                std::mem::forget(abandoned);
-                result
+        // A Gateway API rule: its redirect is the answer, or its filters and backend apply.
+        let mut ruled = None;
+        if let Some(rule) = &ctx.route.gateway {
+            if let Some(r) = &rule.redirect {
+                ruled = Some(redirect(&arrival, rule, r, &req, listener.map(|l| l.port())));
+            } else {
+                match apply_rule(rule, &mut req) {
+                    Ok(choice) => ctx.gateway = Some(choice),
+                    Err(err) => ruled = Some(Err(err)),
+                }
             }
-            Err(err) => Err(err),
+        }
+        let result = match ruled {
+            Some(answer) => answer,
+            None => match self.authenticate(&ctx, &req) {
+                Ok(user) => {
+                    ctx.user = user;
+                    // Counted as 499 should the client go before the answer is ready.
+                    let abandoned = Abandoned {
+                        state: &self,
+                        ctx: &ctx,
+                    };
+                    let result = self.proxy(&ctx, req).await;
+                    std::mem::forget(abandoned);
+                    result
+                }
+                Err(err) => Err(err),
+            },
         };
         let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => self.error_answer(&ctx, &err),
         };
+        if let Some(rule) = &ctx.route.gateway {
+            edit_response(rule, &mut resp);
+        }
         self.finish(&ctx, &mut resp);
         set_request_id(&mut resp, arrival.request_id);
         Ok(resp)
     }
 
-    /// The answers the gateway gives before routing: requests it refuses, and the redirect of
-    /// plain HTTP to https. Before anything reads the path, it is put in normal form as
-    /// `server.paths` says: the route chosen and the path the upstream gets are the same
+    /// The answers the gateway gives before routing: requests it refuses, and (on the proxy
+    /// listeners, `own`) the redirect of plain HTTP to https. Before anything reads the path,
+    /// it is put in normal form as `server.paths` says: the route chosen and the path the upstream gets are the same
     /// (`/public/../admin`, `/%61dmin` and `//admin` are `/admin` to both), and a spelling the
     /// gateway does not make normal (`;`, `%2F` by default) is refused, or redirected.
-    fn screen(&self, arrival: &Arrival, req: &mut Request<ClientBody>) -> Option<Response<Body>> {
+    fn screen(&self, arrival: &Arrival, req: &mut Request<ClientBody>, own: bool) -> Option<Response<Body>> {
         let refused = if req.method() == Method::CONNECT {
             Some("CONNECT is not served: the gateway is no forward proxy")
         } else {
@@ -101,7 +154,7 @@ impl ProxyState {
         if let Some(why) = refused {
             return Some(self.refuse(&ProxyError::BadRequest(why.into()), &arrival.request_id));
         }
-        if let Some(port) = self.https_redirect {
+        if let Some(port) = self.https_redirect.filter(|_| own) {
             if req.extensions().get::<TlsConn>().is_none() {
                 if let Some(r) = https_redirect(req, port) {
                     return Some(r.map(Either::Right));

@@ -4,9 +4,11 @@
 //!
 //! Order (each file uses only those before it): `state` (what requests share, the counting),
 //! `route`, `admit` (authentication, rate limit, body size), `respond` (the gateway's own
-//! answers and the finishing of every answer), then `handle`, which runs them top to bottom.
+//! answers and the finishing of every answer), `gateway` (the redirect and filters of a
+//! Gateway API rule), then `handle`, which runs them top to bottom.
 
 mod admit;
+mod gateway;
 mod handle;
 mod respond;
 mod route;

@@ -73,6 +73,7 @@ impl ProxyState {
                 | ProxyError::UpstreamTimeout(_)
                 | ProxyError::Unauthorized(_)
                 | ProxyError::Forbidden(_)
+                | ProxyError::NoBackend(_)
         ) {
             tracing::debug!(route = %ctx.route.id, request_id = ?ctx.arrival.request_id, "{err}");
         }

@@ -28,7 +28,7 @@ pub(super) enum RouteMiss<'t> {
 /// The route of `req` in the table it arrived with, or why it has none.
 pub(super) fn route<'t>(
     arrival: &'t Arrival,
-    req: &Request<ClientBody>,
+    req: &'t Request<ClientBody>,
 ) -> Result<Arc<Route>, RouteMiss<'t>> {
     let table = &arrival.table;
     let method = &arrival.method;
@@ -41,9 +41,13 @@ pub(super) fn route<'t>(
         .map(|a| a.as_str())
         .or_else(|| arrival.client.host.as_ref().and_then(|h| h.to_str().ok()));
 
+    // The rules of Gateway API HTTPRoutes match on headers and query too (other routes never
+    // look at them).
+    let (headers, query) = (Some(req.headers()), req.uri().query());
+
     // A CORS preflight is answered here, for the route that the real request would take.
     if let Some(asked) = cors::preflight_method(method, req.headers()) {
-        if let Lookup::Found(route) = table.lookup(host, path, &asked) {
+        if let Lookup::Found(route) = table.lookup_request(host, path, &asked, headers, query) {
             if let Some(rules) = &route.cors {
                 let (status, headers) = cors::preflight(rules, req.headers());
                 return Err(RouteMiss::Preflight {
@@ -54,7 +58,7 @@ pub(super) fn route<'t>(
             }
         }
     }
-    match table.lookup(host, path, method) {
+    match table.lookup_request(host, path, method, headers, query) {
         Lookup::Found(route) => Ok(route.clone()),
         Lookup::MethodNotAllowed(allow) => Err(RouteMiss::MethodNotAllowed {
             allow: allow.allow_header(),

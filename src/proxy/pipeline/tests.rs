@@ -132,6 +132,7 @@ fn routed<'a>(arrival: &'a Arrival<'a>, req: &Request<ClientBody>) -> RequestCtx
         arrival,
         route,
         user: None,
+        gateway: None,
     }
 }
 

@@ -8,4 +8,4 @@ mod connector;
 mod server;
 
 pub use connector::{UpstreamConnector, UpstreamStream};
-pub use server::{https_redirect, server_config, ServerConfigError, SniResolver, TlsConn};
+pub use server::{https_redirect, listener_config, server_config, ServerConfigError, SniResolver, TlsConn};

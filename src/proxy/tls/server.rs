@@ -1,6 +1,8 @@
 //! The HTTPS side: a rustls server config whose certificate resolver reads the live routing
-//! table on every handshake, and the 308 redirect of plain HTTP.
+//! table on every handshake (for a Gateway's HTTPS socket, the certificates of that socket's
+//! table), and the 308 redirect of plain HTTP.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +23,8 @@ pub struct TlsConn;
 /// Picks the certificate by SNI from the table that is live at handshake time.
 pub struct SniResolver {
     table: TableHandle,
+    /// A Gateway's socket: the certificates are those of its table in the live one.
+    listener: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for SniResolver {
@@ -31,15 +35,33 @@ impl std::fmt::Debug for SniResolver {
 
 impl SniResolver {
     pub fn new(table: TableHandle) -> Self {
-        SniResolver { table }
+        SniResolver {
+            table,
+            listener: None,
+        }
+    }
+
+    /// The resolver of the Gateway socket bound to `listener`.
+    pub fn listener(table: TableHandle, listener: SocketAddr) -> Self {
+        SniResolver {
+            table,
+            listener: Some(listener),
+        }
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let cert = self.table.load().tls.resolve(hello.server_name());
+        let table = self.table.load();
+        let cert = match self.listener {
+            None => table.tls.resolve(hello.server_name()),
+            Some(addr) => table
+                .listeners
+                .get(addr)
+                .and_then(|s| s.table.tls.resolve(hello.server_name())),
+        };
         if cert.is_none() {
-            tracing::debug!(sni = ?hello.server_name(), "no certificate for this handshake");
+            tracing::debug!(sni = ?hello.server_name(), listener = ?self.listener, "no certificate for this handshake");
         }
         cert
     }
@@ -76,6 +98,22 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(SniResolver::new(table)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(ServerConfigError::Tickets)?;
+    Ok(Arc::new(cfg))
+}
+
+/// The config of the Gateway HTTPS socket bound to `listener`: the HTTPS listener's
+/// (`template`: its versions and ALPN), with the certificates of the socket's table and
+/// session tickets and a session cache of its own (a session of one Gateway never resumes on
+/// another's socket).
+pub fn listener_config(
+    template: &ServerConfig,
+    table: TableHandle,
+    listener: SocketAddr,
+) -> Result<Arc<ServerConfig>, ServerConfigError> {
+    let mut cfg = template.clone();
+    cfg.cert_resolver = Arc::new(SniResolver::listener(table, listener));
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(ServerConfigError::Tickets)?;
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
     Ok(Arc::new(cfg))
 }
 
