@@ -1,10 +1,13 @@
-//! `gatehouse check`: the verdicts status would carry, printed one line per resource.
+//! `gatehouse check`: the verdicts status would carry, printed one line per resource, and the
+//! Gateway API status of each GatewayClass, Gateway and HTTPRoute this gateway owns, one line
+//! per object (`sources::StatusLine`).
 
 use std::io::Write;
 
 use crate::compile::compile;
+use crate::compile::gateway_api::ApiStatus;
 use crate::settings::GatewayConfig;
-use crate::sources::folder;
+use crate::sources::{folder, StatusLine};
 
 /// `gatehouse check`: exit 0 when nothing is rejected, 1 when something is (a configuration
 /// that does not load counts), printing the verdicts to stdout.
@@ -62,14 +65,42 @@ pub fn run(
     for v in &verdicts {
         writeln!(out, "{v}")?;
     }
-    let rejected =
-        verdicts.iter().filter(|v| v.is_rejected()).count() + loaded.problems.len() + auth.rejected;
+    let controller = options
+        .gateway_api
+        .as_ref()
+        .map(|g| g.controller_name.as_str())
+        .unwrap_or_default();
+    let (api, api_rejected) = print_gateway_status(out, compiled.gateway_status, controller)?;
+    let rejected = verdicts.iter().filter(|v| v.is_rejected()).count()
+        + api_rejected
+        + loaded.problems.len()
+        + auth.rejected;
     writeln!(
         out,
         "{} resources: {} rejected, {} routes programmed",
-        verdicts.len() + loaded.problems.len(),
+        verdicts.len() + api + loaded.problems.len(),
         rejected,
         compiled.table.routes().len()
     )?;
     Ok(rejected == 0)
 }
+
+/// Prints one line per Gateway API object, in kind and name order; how many there are and how
+/// many are rejected.
+fn print_gateway_status(
+    out: &mut dyn Write,
+    mut status: Vec<ApiStatus>,
+    controller: &str,
+) -> std::io::Result<(usize, usize)> {
+    status.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    let mut rejected = 0;
+    for status in &status {
+        let line = StatusLine { status, controller };
+        writeln!(out, "{line}")?;
+        rejected += usize::from(line.is_rejected());
+    }
+    Ok((status.len(), rejected))
+}
+
+#[cfg(test)]
+mod tests;

@@ -337,6 +337,14 @@ pub async fn run_kubernetes(cfg: GatewayConfig, args: KubeArgs) -> Result<(), Er
         source.store.clone(),
         source.verdicts.clone(),
         Some(core.upstreams.clone()),
+        core.cfg
+            .gateway_api
+            .enabled
+            .then(|| crate::controller::GatewayStatusFeed {
+                lookup: source.store.clone(),
+                status: source.gateway_status.clone(),
+                controller_name: core.cfg.gateway_api.controller_name.clone(),
+            }),
     );
     let result = serve(core).await;
     controller.shutdown().await;

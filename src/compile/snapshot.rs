@@ -17,7 +17,9 @@ pub struct Snapshot {
     pub upstreams: Vec<GatewayUpstream>,
     pub channels: Vec<WebSocketChannel>,
     pub secrets: Vec<Secret>,
-    /// Discovered endpoints of Services, by `namespace/name`.
+    /// Discovered endpoints of Services, by `namespace/name`: every referenced Service that
+    /// exists, with its ports, their ready addresses possibly none (exists, no ready
+    /// endpoints). A Service that does not exist (or is not referenced) has no entry.
     pub services: BTreeMap<String, ServiceEndpoints>,
     /// The Gateway API objects (empty when `gateway_api` is off).
     pub gateway_api: GatewayApiObjects,

@@ -1,10 +1,13 @@
 //! The controller side of Kubernetes mode: the Lease that picks one status writer among the
-//! replicas, and the writer that turns verdicts into status (server-side apply, only changes).
+//! replicas, the writer that turns verdicts into status (server-side apply, only changes), and
+//! the one that writes the Gateway API status the compiler gives (merge patch, only changes).
 
+pub mod gateway_api;
 pub mod lease;
 pub mod status;
 pub mod writer;
 
+pub use gateway_api::{ApiStatusLookup, GatewayStatusFeed};
 pub use lease::LeaseConfig;
 pub use writer::WriterStats;
 
@@ -24,21 +27,32 @@ pub struct Controller {
     stop: watch::Sender<bool>,
     lease: JoinHandle<()>,
     writer: JoinHandle<()>,
+    api_writer: Option<JoinHandle<()>>,
 }
 
 /// Starts campaigning for the Lease and writing status while holding it (with the live
-/// endpoint health of `health` in upstream status, when given).
+/// endpoint health of `health` in upstream status, when given; the Gateway API status of
+/// `gateway`, when given).
 pub fn start(
     client: Client,
     lease: LeaseConfig,
     lookup: Arc<dyn StatusLookup>,
     verdicts: watch::Receiver<Arc<Vec<Verdict>>>,
     health: Option<Arc<crate::upstream::Registry>>,
+    gateway: Option<GatewayStatusFeed>,
 ) -> Controller {
     let (leader_tx, leader_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
     let stats = Arc::new(WriterStats::default());
     let lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop_rx));
+    let api_writer = gateway.map(|feed| {
+        tokio::spawn(gateway_api::run(
+            client.clone(),
+            feed,
+            leader_rx.clone(),
+            stats.clone(),
+        ))
+    });
     let writer = tokio::spawn(writer::run(
         client,
         lookup,
@@ -53,6 +67,7 @@ pub fn start(
         stop,
         lease,
         writer,
+        api_writer,
     }
 }
 
@@ -60,6 +75,9 @@ impl Controller {
     /// Stops writing and releases the Lease so that another replica takes over at once.
     pub async fn shutdown(self) {
         self.writer.abort();
+        if let Some(w) = &self.api_writer {
+            w.abort();
+        }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(3), self.lease).await;
     }

@@ -22,6 +22,8 @@ const CONCURRENCY: usize = 32;
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub patches: std::sync::atomic::AtomicU64,
+    /// Status patches of Gateway API objects.
+    pub api_patches: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
 }
 

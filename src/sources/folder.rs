@@ -1,5 +1,10 @@
 //! Standalone mode: resources from the inline config and every `*.yaml`/`*.yml` under a folder
 //! (multi-document), watched so that changes apply live.
+//!
+//! Besides Gatehouse's kinds and `v1/Secret`, the folder holds the Gateway API's GatewayClass,
+//! Gateway, HTTPRoute and ReferenceGrant (`gateway.networking.k8s.io/v1` or `v1beta1`) and
+//! `v1/Namespace` objects for their labels. Every namespace an object of the folder lives in
+//! exists, and each carries the label `kubernetes.io/metadata.name` as on a cluster.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,7 @@ use k8s_openapi::ByteString;
 use serde::de::DeserializeOwned;
 
 use super::Publisher;
+use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant, GATEWAY_GROUP};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel, API_VERSION};
 use crate::compile::Snapshot;
 use crate::settings::{inline_route_name, GatewayConfig, INLINE_NAMESPACE};
@@ -157,20 +163,42 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
             }
             continue;
         };
-        let id = format!("{kind} {namespace}/{name}");
+        let gateway_api = api_version
+            .strip_prefix(GATEWAY_GROUP)
+            .is_some_and(|v| v == "/v1" || v == "/v1beta1");
+        let cluster_scoped = matches!(
+            (kind.as_str(), api_version.as_str()),
+            ("Namespace", "v1") | ("GatewayClass", _)
+        );
+        let id = if cluster_scoped {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        };
         let ours = api_version == API_VERSION;
         let known = matches!(
             (ours, kind.as_str(), api_version.as_str()),
-            (true, "GatewayRoute" | "GatewayUpstream" | "WebSocketChannel", _) | (_, "Secret", "v1")
-        );
+            (true, "GatewayRoute" | "GatewayUpstream" | "WebSocketChannel", _)
+                | (_, "Secret" | "Namespace", "v1")
+        ) || (gateway_api
+            && matches!(
+                kind.as_str(),
+                "GatewayClass" | "Gateway" | "HTTPRoute" | "ReferenceGrant"
+            ));
         if !known {
-            if api_version.starts_with("gatehouse.dev/") {
+            if api_version.starts_with("gatehouse.dev/") || api_version.starts_with(GATEWAY_GROUP) {
                 into.problems.push(LoadProblem {
                     origin,
                     resource: Some(id),
-                    message: format!(
-                        "unsupported apiVersion/kind {api_version}/{kind} (expected {API_VERSION})"
-                    ),
+                    message: if api_version.starts_with(GATEWAY_GROUP) {
+                        format!(
+                            "unsupported apiVersion/kind {api_version}/{kind} (expected \
+                             GatewayClass, Gateway, HTTPRoute or ReferenceGrant of \
+                             {GATEWAY_GROUP}/v1 or v1beta1)"
+                        )
+                    } else {
+                        format!("unsupported apiVersion/kind {api_version}/{kind} (expected {API_VERSION})")
+                    },
                 });
             } else {
                 into.notes
@@ -194,7 +222,23 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
             "WebSocketChannel" => {
                 decode::<WebSocketChannel>(value, &namespace).map(|c| into.snapshot.channels.push(c))
             }
-            _ => decode_secret(value, &namespace).map(|s| into.snapshot.secrets.push(s)),
+            "Secret" => decode_secret(value, &namespace).map(|s| into.snapshot.secrets.push(s)),
+            "Namespace" => decode_cluster::<k8s_openapi::api::core::v1::Namespace>(value).map(|n| {
+                let labels = n.metadata.labels.unwrap_or_default();
+                into.snapshot.gateway_api.namespaces.insert(name.clone(), labels);
+            }),
+            "GatewayClass" => {
+                decode_cluster::<GatewayClass>(value).map(|c| into.snapshot.gateway_api.classes.push(c))
+            }
+            "Gateway" => {
+                decode::<Gateway>(value, &namespace).map(|g| into.snapshot.gateway_api.gateways.push(g))
+            }
+            "HTTPRoute" => {
+                decode::<HTTPRoute>(value, &namespace).map(|r| into.snapshot.gateway_api.routes.push(r))
+            }
+            _ => {
+                decode::<ReferenceGrant>(value, &namespace).map(|g| into.snapshot.gateway_api.grants.push(g))
+            }
         };
         if let Err(e) = res {
             into.problems.push(LoadProblem {
@@ -230,6 +274,13 @@ fn decode<T: DeserializeOwned + HasMeta>(
 ) -> Result<T, DecodeError> {
     let mut obj: T = yaml_serde::from_value(value).map_err(DecodeError::Spec)?;
     obj.meta_mut().namespace = Some(namespace.to_string());
+    Ok(obj)
+}
+
+/// A cluster-scoped object: no namespace.
+fn decode_cluster<T: DeserializeOwned + HasMeta>(value: yaml_serde::Value) -> Result<T, DecodeError> {
+    let mut obj: T = yaml_serde::from_value(value).map_err(DecodeError::Spec)?;
+    obj.meta_mut().namespace = None;
     Ok(obj)
 }
 
@@ -273,7 +324,40 @@ pub fn load_all(cfg: &GatewayConfig, dir: Option<&Path>) -> Loaded {
     if let Some(dir) = dir {
         load_dir(dir, &mut loaded);
     }
+    let api = &mut loaded.snapshot.gateway_api;
+    if !cfg.gateway_api.enabled {
+        let n = api.classes.len() + api.gateways.len() + api.routes.len() + api.grants.len();
+        if n > 0 {
+            loaded.notes.push(format!(
+                "ignored  {n} Gateway API object(s): gateway_api.enabled is false"
+            ));
+        }
+        *api = Default::default();
+    } else {
+        namespaces_exist(api);
+    }
     loaded
+}
+
+/// Every namespace an object lives in exists, and every namespace carries the label
+/// `kubernetes.io/metadata.name` (as the API server sets it since Kubernetes 1.21).
+fn namespaces_exist(api: &mut crate::compile::GatewayApiObjects) {
+    let used: Vec<String> = api
+        .gateways
+        .iter()
+        .map(|g| &g.metadata)
+        .chain(api.routes.iter().map(|r| &r.metadata))
+        .chain(api.grants.iter().map(|g| &g.metadata))
+        .filter_map(|m| m.namespace.clone())
+        .collect();
+    for ns in used {
+        api.namespaces.entry(ns).or_default();
+    }
+    for (name, labels) in api.namespaces.iter_mut() {
+        labels
+            .entry("kubernetes.io/metadata.name".into())
+            .or_insert_with(|| name.clone());
+    }
 }
 
 /// Publishes the folder now and after every change under it, until the process ends.
@@ -386,6 +470,72 @@ metadata: {name: unrelated}
         assert_eq!(data["secret"].0, b"hello");
         assert_eq!(data["other"].0, b"plain");
         assert_eq!(l.notes.len(), 1);
+    }
+
+    #[test]
+    fn gateway_api_objects_and_namespace_labels_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse, namespace: ignored}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules: [{backendRefs: [{name: svc, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: "", kind: Service}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: infra, labels: {team: edge}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: t}
+"#;
+        std::fs::write(dir.path().join("gw.yaml"), text).expect("write");
+        let cfg = GatewayConfig::default();
+        let l = load_all(&cfg, Some(dir.path()));
+        let api = &l.snapshot.gateway_api;
+        assert_eq!(api.classes.len(), 1);
+        assert_eq!(api.classes[0].metadata.namespace, None, "cluster-scoped");
+        assert_eq!(api.gateways[0].spec.listeners[0].port, 80);
+        assert_eq!(api.routes[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(api.grants[0].spec.to[0].kind, "Service");
+        assert_eq!(api.namespaces["infra"]["team"], "edge");
+        assert_eq!(api.namespaces["infra"]["kubernetes.io/metadata.name"], "infra");
+        assert_eq!(
+            api.namespaces["default"]["kubernetes.io/metadata.name"], "default",
+            "a namespace a route lives in exists"
+        );
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert!(l.problems[0].message.contains("TCPRoute"), "{}", l.problems[0]);
+
+        let off = GatewayConfig::from_yaml_str("gateway_api: {enabled: false}\n", &|_| None).expect("config");
+        let l = load_all(&off, Some(dir.path()));
+        assert_eq!(l.snapshot.gateway_api, Default::default());
+        assert!(
+            l.notes.iter().any(|n| n.contains("4 Gateway API object(s)")),
+            "{:?}",
+            l.notes
+        );
     }
 
     #[test]

@@ -4,5 +4,7 @@
 pub mod folder;
 pub mod kube;
 mod publish;
+mod status_line;
 
 pub use publish::{Published, Publisher};
+pub use status_line::StatusLine;

@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::status_line::StatusLine;
+use crate::compile::gateway_api::ApiStatus;
 use crate::compile::{compile, CompileOptions, Snapshot, Verdict};
 use crate::routing::{RoutingTable, TableHandle};
 use crate::telemetry::Metrics;
@@ -13,6 +15,15 @@ pub struct Published {
     /// False when the snapshot equalled the last one and nothing was swapped.
     pub swapped: bool,
     pub verdicts: Arc<Vec<Verdict>>,
+    /// The status of the Gateway API objects this gateway owns.
+    pub gateway_status: Arc<Vec<ApiStatus>>,
+}
+
+/// What the last publish compiled from and produced.
+struct Last {
+    snapshot: Snapshot,
+    verdicts: Arc<Vec<Verdict>>,
+    gateway_status: Arc<Vec<ApiStatus>>,
 }
 
 /// Compiles snapshots and swaps the table into the handle the proxy reads.
@@ -20,7 +31,7 @@ pub struct Publisher {
     handle: TableHandle,
     options: CompileOptions,
     metrics: Metrics,
-    last: Mutex<Option<(Snapshot, Arc<Vec<Verdict>>)>>,
+    last: Mutex<Option<Last>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     before_swap: Option<BeforeSwap>,
 }
@@ -56,11 +67,12 @@ impl Publisher {
     /// `load_failed` marks snapshots built while some input could not be read or parsed.
     pub fn publish(&self, snapshot: Snapshot, seen: Instant, load_failed: bool) -> Published {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((prev, verdicts)) = last.as_ref() {
-            if *prev == snapshot {
+        if let Some(prev) = last.as_ref() {
+            if prev.snapshot == snapshot {
                 return Published {
                     swapped: false,
-                    verdicts: verdicts.clone(),
+                    verdicts: prev.verdicts.clone(),
+                    gateway_status: prev.gateway_status.clone(),
                 };
             }
         }
@@ -86,7 +98,21 @@ impl Publisher {
             .config_propagation_seconds
             .observe(seen.elapsed().as_secs_f64());
         self.metrics.routes.set(routes as i64);
-        let rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count();
+        let controller = self
+            .options
+            .gateway_api
+            .as_ref()
+            .map(|g| g.controller_name.as_str());
+        let lines: Vec<StatusLine<'_>> = compiled
+            .gateway_status
+            .iter()
+            .map(|status| StatusLine {
+                status,
+                controller: controller.unwrap_or_default(),
+            })
+            .collect();
+        let rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count()
+            + lines.iter().filter(|l| l.is_rejected()).count();
         let result = if load_failed {
             "failure"
         } else if rejected > 0 {
@@ -101,6 +127,10 @@ impl Publisher {
         for v in compiled.verdicts.iter().filter(|v| v.has_problem()) {
             tracing::warn!(resource = %format!("{} {}/{}", v.kind, v.namespace, v.name), "{v}");
         }
+        for line in lines.iter().filter(|l| l.has_problem()) {
+            tracing::warn!(resource = %line.resource(), "{line}");
+        }
+        drop(lines);
         tracing::info!(
             routes,
             rejected,
@@ -109,10 +139,16 @@ impl Publisher {
             "routing table published"
         );
         let verdicts = Arc::new(compiled.verdicts);
-        *last = Some((snapshot, verdicts.clone()));
+        let gateway_status = Arc::new(compiled.gateway_status);
+        *last = Some(Last {
+            snapshot,
+            verdicts: verdicts.clone(),
+            gateway_status: gateway_status.clone(),
+        });
         Published {
             swapped: true,
             verdicts,
+            gateway_status,
         }
     }
 }

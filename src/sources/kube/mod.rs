@@ -1,12 +1,19 @@
 //! Kubernetes mode: watch GatewayRoute, GatewayUpstream and WebSocketChannel (all namespaces or
-//! the `--namespace` list), plus only the Services/EndpointSlices and Secrets the configuration
-//! refers to, and publish snapshots through the shared `Publisher`.
+//! the `--namespace` list), with `gateway_api.enabled` also the Gateway API's GatewayClasses,
+//! Gateways, HTTPRoutes, ReferenceGrants and the labels of Namespaces, plus only the
+//! Services/EndpointSlices and Secrets the configuration refers to, and publish snapshots
+//! through the shared `Publisher`.
 //!
 //! Watchers feed one `Store`; a single publish loop turns the store into a `Snapshot` after a
 //! short coalescing delay, starts and stops the watches of referenced Services and Secrets, and
-//! hands the verdicts to the status writer.
+//! hands the verdicts and the Gateway API status to the status writer.
+//!
+//! The Gateway API CRDs are installed apart from Gatehouse's: while the API server does not
+//! serve them (404) they count as empty, nothing waits for them, and they are looked for again
+//! every 30 s (`watch::run_optional`).
 
 mod endpoints;
+mod gateway_api;
 mod slices;
 mod store;
 mod watch;
@@ -14,14 +21,14 @@ mod watch;
 pub use endpoints::{EndpointsApi, UnknownEndpointsApi};
 pub use slices::{ServiceInfo, SliceInfo};
 pub use store::{Dependency, Store};
-pub use watch::Change;
+pub use watch::{Absence, Change};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
@@ -29,9 +36,12 @@ use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
 
 use super::Publisher;
+use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
+use crate::compile::gateway_api::ApiStatus;
 use crate::compile::Verdict;
 use crate::settings::GatewayConfig;
+use gateway_api::ApiTracked;
 use store::Tracked;
 
 /// How long changes are gathered before one compile.
@@ -63,6 +73,8 @@ pub struct KubeSource {
     pub store: Arc<Store>,
     /// The verdicts of the last published table (for the status writer).
     pub verdicts: channel::Receiver<Arc<Vec<Verdict>>>,
+    /// The Gateway API status of the last published table (for the status writer).
+    pub gateway_status: channel::Receiver<Arc<Vec<ApiStatus>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -119,13 +131,62 @@ pub fn start(
         tasks.push(spawn_crd::<GatewayUpstream>(&client, scope, &store, &mut synced));
         tasks.push(spawn_crd::<WebSocketChannel>(&client, scope, &store, &mut synced));
     }
+    if cfg.gateway_api.enabled {
+        let where_ = match opts.namespaces.as_slice() {
+            [] => "all namespaces".to_string(),
+            list => format!("namespaces {}", list.join(", ")),
+        };
+        tracing::info!(
+            "watching the Gateway API: GatewayClasses, and Gateways, HTTPRoutes, ReferenceGrants \
+             (v1beta1) and Namespace labels in {where_}"
+        );
+        let reported = Arc::new(AtomicBool::new(false));
+        let mut api = |scope: &Option<String>, tasks: &mut Vec<JoinHandle<()>>| {
+            tasks.push(spawn_api::<Gateway>(
+                &client,
+                scope,
+                &store,
+                &mut synced,
+                &reported,
+            ));
+            tasks.push(spawn_api::<HTTPRoute>(
+                &client,
+                scope,
+                &store,
+                &mut synced,
+                &reported,
+            ));
+            tasks.push(spawn_api::<ReferenceGrant>(
+                &client,
+                scope,
+                &store,
+                &mut synced,
+                &reported,
+            ));
+            tasks.push(spawn_namespaces(&client, scope, &store, &mut synced, &reported));
+        };
+        for scope in &scopes {
+            api(scope, &mut tasks);
+        }
+        tasks.push(spawn_api::<GatewayClass>(
+            &client,
+            &None,
+            &store,
+            &mut synced,
+            &reported,
+        ));
+    }
     let (tx, rx) = channel::channel(Arc::new(Vec::new()));
+    let (status_tx, status_rx) = channel::channel(Arc::new(Vec::new()));
     let extra = config_secrets(cfg, &opts.home_namespace);
     tasks.push(tokio::spawn(publish_loop(
         client,
         store.clone(),
         publisher,
-        tx,
+        Outputs {
+            verdicts: tx,
+            gateway_status: status_tx,
+        },
         synced,
         extra,
         opts.endpoints_api,
@@ -133,8 +194,87 @@ pub fn start(
     KubeSource {
         store,
         verdicts: rx,
+        gateway_status: status_rx,
         tasks,
     }
+}
+
+/// Says once (per start) that the Gateway API is not installed; each kind that is not permitted
+/// says so once.
+fn report_absence(reported: Arc<AtomicBool>) -> impl Fn(Absence, &str) {
+    let forbidden = AtomicBool::new(false);
+    move |why, what| match why {
+        Absence::NotServed if !reported.swap(true, Ordering::AcqRel) => tracing::info!(
+            "the Gateway API is not installed ({what}: the API server does not serve it): no \
+             Gateway API objects until its CRDs are; looking again every {}s",
+            watch::ABSENT_RETRY.as_secs()
+        ),
+        Absence::Forbidden if !forbidden.swap(true, Ordering::AcqRel) => tracing::warn!(
+            "cannot list {what}: forbidden by RBAC (grant get, list and watch); counted as none, \
+             asking again every {}s",
+            watch::ABSENT_RETRY.as_secs()
+        ),
+        _ => tracing::debug!("{what} still not available: {why:?}"),
+    }
+}
+
+fn scope_name(scope: &Option<String>) -> String {
+    scope
+        .as_deref()
+        .map_or("all namespaces".to_string(), |n| format!("namespace {n}"))
+}
+
+fn spawn_api<K: ApiTracked>(
+    client: &Client,
+    scope: &Option<String>,
+    store: &Arc<Store>,
+    synced: &mut Vec<Arc<AtomicBool>>,
+    reported: &Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let api = K::api(client, scope.as_deref());
+    let flag = Arc::new(AtomicBool::new(false));
+    synced.push(flag.clone());
+    let store = store.clone();
+    let scope = scope.clone().filter(|_| !K::CLUSTER);
+    let what = if K::CLUSTER {
+        format!("{} (cluster-scoped)", K::NAME)
+    } else {
+        format!("{} in {}", K::NAME, scope_name(&scope))
+    };
+    let report = report_absence(reported.clone());
+    tokio::spawn(async move {
+        let on = move |c| store.apply_api::<K>(c, scope.as_deref());
+        watch::run_optional(api, watcher::Config::default(), what, flag, on, report).await
+    })
+}
+
+/// Namespaces (their labels, for `allowedRoutes.namespaces.selector`): every one, or the one of
+/// `scope` by name.
+fn spawn_namespaces(
+    client: &Client,
+    scope: &Option<String>,
+    store: &Arc<Store>,
+    synced: &mut Vec<Arc<AtomicBool>>,
+    reported: &Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let config = match scope {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    synced.push(flag.clone());
+    let store = store.clone();
+    let scope = scope.clone();
+    let what = match &scope {
+        Some(ns) => format!("Namespace {ns}"),
+        None => "Namespaces".to_string(),
+    };
+    let report = report_absence(reported.clone());
+    tokio::spawn(async move {
+        let on = move |c| store.apply_namespaces(c, scope.as_deref());
+        watch::run_optional(api, config, what, flag, on, report).await
+    })
 }
 
 fn spawn_crd<K: Tracked>(
@@ -151,13 +291,7 @@ fn spawn_crd<K: Tracked>(
     synced.push(flag.clone());
     let store = store.clone();
     let scope = scope.clone();
-    let what = format!(
-        "{} in {}",
-        K::KIND,
-        scope
-            .as_deref()
-            .map_or("all namespaces".to_string(), |n| format!("namespace {n}"))
-    );
+    let what = format!("{} in {}", K::KIND, scope_name(&scope));
     tokio::spawn(async move {
         watch::run(api, watcher::Config::default(), what, flag, move |c| {
             store.apply(c, scope.as_deref())
@@ -239,11 +373,17 @@ fn reconcile_deps(
     started
 }
 
+/// Where the publish loop hands what the status writer needs.
+struct Outputs {
+    verdicts: channel::Sender<Arc<Vec<Verdict>>>,
+    gateway_status: channel::Sender<Arc<Vec<ApiStatus>>>,
+}
+
 async fn publish_loop(
     client: Client,
     store: Arc<Store>,
     publisher: Arc<Publisher>,
-    verdicts: channel::Sender<Arc<Vec<Verdict>>>,
+    out: Outputs,
     primaries: Vec<Arc<AtomicBool>>,
     extra: Vec<Dependency>,
     forced: Option<EndpointsApi>,
@@ -283,7 +423,8 @@ async fn publish_loop(
         };
         if published.swapped || first {
             first = false;
-            verdicts.send_replace(published.verdicts);
+            out.gateway_status.send_replace(published.gateway_status);
+            out.verdicts.send_replace(published.verdicts);
         }
     }
 }

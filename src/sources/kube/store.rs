@@ -13,9 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use super::gateway_api::{ApiTracked, GatewayApiCache};
 use super::slices::{service_endpoints, ServiceInfo, SliceInfo};
 use super::watch::Change;
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
+use crate::compile::gateway_api::ApiKind;
 use crate::compile::{satisfies, Kind, Snapshot, StatusLookup, StatusView, Verdict};
 
 /// `namespace/name`.
@@ -119,6 +121,8 @@ pub struct Inner {
     services: BTreeMap<String, ServiceInfo>,
     /// EndpointSlices (or Endpoints) by Service key, then by object name.
     slices: BTreeMap<String, BTreeMap<String, SliceInfo>>,
+    /// GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants and Namespace labels.
+    gateway_api: GatewayApiCache,
     /// When the oldest change not yet published was seen.
     first_change: Option<Instant>,
 }
@@ -187,6 +191,48 @@ impl Store {
         if dirty {
             self.mark(&mut inner);
         }
+    }
+
+    /// Applies a change to a Gateway API kind. `scope` is the namespace the watcher covers
+    /// (None: all). Status-only changes are kept but do not count as changes.
+    pub fn apply_api<K: ApiTracked>(&self, change: Change<K>, scope: Option<&str>) {
+        let strip = |mut o: K| {
+            strip_meta(o.meta_mut());
+            o
+        };
+        let change = match change {
+            Change::Upsert(o) => Change::Upsert(strip(o)),
+            Change::Delete(o) => Change::Delete(strip(o)),
+            Change::Resync(list) => Change::Resync(list.into_iter().map(strip).collect()),
+        };
+        let mut inner = self.lock();
+        if inner.gateway_api.apply(change, scope) {
+            self.mark(&mut inner);
+        }
+    }
+
+    /// Applies a change to Namespaces (their labels). `only`: the one namespace the watcher
+    /// covers (None: all).
+    pub fn apply_namespaces(
+        &self,
+        change: Change<k8s_openapi::api::core::v1::Namespace>,
+        only: Option<&str>,
+    ) {
+        let mut inner = self.lock();
+        if inner.gateway_api.apply_namespaces(change, only) {
+            self.mark(&mut inner);
+        }
+    }
+
+    /// The status the API server holds for a Gateway API object, as last seen by the watch
+    /// (`Null` when it has none); None when the object is not known.
+    pub fn api_status(
+        &self,
+        kind: ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.lock().gateway_api.status(kind, namespace, name)
     }
 
     /// Applies a change to the one Secret `key` (watched by name).
@@ -260,7 +306,9 @@ impl Store {
         }
     }
 
-    /// Services and Secrets the resources refer to, plus `extra` (Secrets of the static config).
+    /// Services and Secrets the resources refer to, plus `extra` (Secrets of the static config):
+    /// upstreams' Services and routes' TLS Secrets; HTTPRoute backendRefs of kind Service and
+    /// Gateway listeners' certificateRefs.
     pub fn references(&self, extra: &[Dependency]) -> BTreeSet<Dependency> {
         let inner = self.lock();
         let mut out: BTreeSet<Dependency> = extra.iter().cloned().collect();
@@ -276,6 +324,9 @@ impl Store {
                 out.insert(Dependency::Secret(ns, tls.secret_name.clone()));
             }
         }
+        let (services, secrets) = inner.gateway_api.references();
+        out.extend(services.into_iter().map(|(ns, n)| Dependency::Service(ns, n)));
+        out.extend(secrets.into_iter().map(|(ns, n)| Dependency::Secret(ns, n)));
         out
     }
 
@@ -294,7 +345,7 @@ impl Store {
             channels: inner.channels.objs.values().cloned().collect(),
             secrets: inner.secrets.values().cloned().collect(),
             services,
-            gateway_api: Default::default(),
+            gateway_api: inner.gateway_api.objects(),
         };
         (snapshot, seen)
     }
