@@ -132,9 +132,18 @@ fn gateway_api_snapshot(n: usize) -> Snapshot {
     let mut s = Snapshot::default();
     for d in docs {
         match d["kind"].as_str() {
-            Some("GatewayClass") => s.gateway_api.classes.push(serde_json::from_value(d).expect("a Gateway API object")),
-            Some("Gateway") => s.gateway_api.gateways.push(serde_json::from_value(d).expect("a Gateway API object")),
-            _ => s.gateway_api.routes.push(serde_json::from_value(d).expect("a Gateway API object")),
+            Some("GatewayClass") => s
+                .gateway_api
+                .classes
+                .push(serde_json::from_value(d).expect("a Gateway API object")),
+            Some("Gateway") => s
+                .gateway_api
+                .gateways
+                .push(serde_json::from_value(d).expect("a Gateway API object")),
+            _ => s
+                .gateway_api
+                .routes
+                .push(serde_json::from_value(d).expect("a Gateway API object")),
         }
     }
     s.services.insert(

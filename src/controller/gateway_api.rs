@@ -228,6 +228,11 @@ async fn patch(
                 .await?
                 .status
         }
+        ApiKind::RoutePolicy => Api::<crate::api::RoutePolicy>::namespaced(client.clone(), ns)
+            .patch_status(name, &params, &body)
+            .await?
+            .status
+            .and_then(|s| serde_json::to_value(s).ok()),
     };
     Ok(status.unwrap_or_default())
 }

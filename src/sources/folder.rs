@@ -178,8 +178,11 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
         let ours = api_version == API_VERSION;
         let known = matches!(
             (ours, kind.as_str(), api_version.as_str()),
-            (true, "GatewayRoute" | "GatewayUpstream" | "WebSocketChannel", _)
-                | (_, "Secret" | "Namespace", "v1")
+            (
+                true,
+                "GatewayRoute" | "GatewayUpstream" | "WebSocketChannel" | "RoutePolicy",
+                _
+            ) | (_, "Secret" | "Namespace", "v1")
         ) || (gateway_api
             && matches!(
                 kind.as_str(),
@@ -222,6 +225,8 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
             "WebSocketChannel" => {
                 decode::<WebSocketChannel>(value, &namespace).map(|c| into.snapshot.channels.push(c))
             }
+            "RoutePolicy" => decode::<crate::api::RoutePolicy>(value, &namespace)
+                .map(|p| into.snapshot.gateway_api.policies.push(p)),
             "Secret" => decode_secret(value, &namespace).map(|s| into.snapshot.secrets.push(s)),
             "Namespace" => decode_cluster::<k8s_openapi::api::core::v1::Namespace>(value).map(|n| {
                 let labels = n.metadata.labels.unwrap_or_default();

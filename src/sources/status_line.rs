@@ -150,6 +150,10 @@ impl fmt::Display for StatusLine<'_> {
         match self.status.kind {
             ApiKind::Gateway => write!(f, " listeners={}", self.listeners().count())?,
             ApiKind::HTTPRoute => write!(f, " parents={}", self.parents().count())?,
+            ApiKind::RoutePolicy => {
+                let n = self.status.status["ancestors"].as_array().map_or(0, Vec::len);
+                write!(f, " ancestors={n}")?
+            }
             ApiKind::GatewayClass => {}
         }
         for p in &problems {

@@ -12,6 +12,7 @@ use kube::{Client, Resource};
 
 use super::watch::Change;
 use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::RoutePolicy;
 use crate::compile::gateway_api::ApiKind;
 use crate::compile::GatewayApiObjects;
 
@@ -28,6 +29,7 @@ pub struct GatewayApiCache {
     gateways: BTreeMap<String, Gateway>,
     routes: BTreeMap<String, HTTPRoute>,
     grants: BTreeMap<String, ReferenceGrant>,
+    policies: BTreeMap<String, RoutePolicy>,
     namespaces: BTreeMap<String, Labels>,
 }
 
@@ -77,6 +79,7 @@ macro_rules! tracked {
 tracked!(Gateway, "Gateway", gateways);
 tracked!(HTTPRoute, "HTTPRoute", routes);
 tracked!(ReferenceGrant, "ReferenceGrant", grants);
+tracked!(RoutePolicy, "RoutePolicy", policies);
 
 impl ApiTracked for GatewayClass {
     const NAME: &'static str = "GatewayClass";
@@ -202,6 +205,7 @@ impl GatewayApiCache {
             gateways: self.gateways.values().cloned().collect(),
             routes: self.routes.values().cloned().collect(),
             grants: self.grants.values().cloned().collect(),
+            policies: self.policies.values().cloned().collect(),
             namespaces: self.namespaces.clone(),
         }
     }
@@ -217,6 +221,14 @@ impl GatewayApiCache {
             ApiKind::GatewayClass => self.classes.get(name).map(|o| &o.status),
             ApiKind::Gateway => self.gateways.get(&key).map(|o| &o.status),
             ApiKind::HTTPRoute => self.routes.get(&key).map(|o| &o.status),
+            ApiKind::RoutePolicy => {
+                return self.policies.get(&key).map(|o| {
+                    o.status
+                        .as_ref()
+                        .and_then(|s| serde_json::to_value(s).ok())
+                        .unwrap_or_default()
+                })
+            }
         };
         status.map(|s| s.clone().unwrap_or_default())
     }

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use super::Publisher;
 use crate::api::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::api::RoutePolicy;
 use crate::api::{GatewayRoute, GatewayUpstream, WebSocketChannel};
 use crate::compile::gateway_api::ApiStatus;
 use crate::compile::Verdict;
@@ -137,7 +138,7 @@ pub fn start(
             list => format!("namespaces {}", list.join(", ")),
         };
         tracing::info!(
-            "watching the Gateway API: GatewayClasses, and Gateways, HTTPRoutes, ReferenceGrants \
+            "watching the Gateway API: GatewayClasses, and Gateways, HTTPRoutes, ReferenceGrants, RoutePolicies \
              (v1beta1) and Namespace labels in {where_}"
         );
         let reported = Arc::new(AtomicBool::new(false));
@@ -157,6 +158,13 @@ pub fn start(
                 &reported,
             ));
             tasks.push(spawn_api::<ReferenceGrant>(
+                &client,
+                scope,
+                &store,
+                &mut synced,
+                &reported,
+            ));
+            tasks.push(spawn_api::<RoutePolicy>(
                 &client,
                 scope,
                 &store,
