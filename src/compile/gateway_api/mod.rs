@@ -141,6 +141,7 @@ pub fn compile(
     let mut backends = routes::Backends {
         snapshot,
         egress: options.tenancy.egress.clone(),
+        upstreams: &shared.upstreams,
         made: BTreeMap::new(),
     };
     let route_plans = routes::plan(&objects.routes, &mut plans, &mut backends, &gw.controller_name);

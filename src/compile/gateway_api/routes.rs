@@ -48,6 +48,9 @@ pub(super) struct RoutePlan<'a> {
 pub(super) struct Backends<'s> {
     pub snapshot: &'s super::Snapshot,
     pub egress: Arc<crate::upstream::Egress>,
+    /// The accepted GatewayUpstreams by `namespace/name` (backendRefs of kind
+    /// `gatehouse.dev/GatewayUpstream`).
+    pub upstreams: &'s BTreeMap<String, Arc<Upstream>>,
     /// Upstreams made so far, by key.
     pub made: BTreeMap<String, Arc<Upstream>>,
 }
@@ -452,6 +455,42 @@ fn rule_action(
 }
 
 impl Backends<'_> {
+    /// A backendRef to one of Gatehouse's own `GatewayUpstream`s (its endpoints, balancing,
+    /// health checks, breaker and retries); its `port` is not used.
+    fn gateway_upstream(
+        &self,
+        b: &crate::api::gateway_api::HTTPBackendRef,
+        namespace: &str,
+    ) -> Result<Arc<Upstream>, Problem> {
+        let ns = b
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(namespace);
+        if ns != namespace
+            && !granted(
+                &self.snapshot.gateway_api.grants,
+                (GATEWAY_GROUP, "HTTPRoute", namespace),
+                (crate::api::GROUP, "GatewayUpstream", ns, &b.name),
+            )
+        {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "GatewayUpstream {ns}/{} is in another namespace and no ReferenceGrant there allows it",
+                    b.name
+                ),
+            ));
+        }
+        let key = format!("{ns}/{}", b.name);
+        self.upstreams.get(&key).cloned().ok_or_else(|| {
+            (
+                "BackendNotFound",
+                format!("GatewayUpstream {key} does not exist or is not accepted"),
+            )
+        })
+    }
+
     /// The upstream of a backendRef, or why there is none (a ResolvedRefs reason).
     fn resolve(
         &mut self,
@@ -460,6 +499,9 @@ impl Backends<'_> {
     ) -> Result<Arc<Upstream>, Problem> {
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
+        if group == crate::api::GROUP && kind == "GatewayUpstream" {
+            return self.gateway_upstream(b, namespace);
+        }
         if !group.is_empty() || kind != "Service" {
             return Err((
                 "InvalidKind",

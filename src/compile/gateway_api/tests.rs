@@ -383,3 +383,52 @@ spec:
     let lost = status(&out, ApiKind::RoutePolicy, "lost");
     assert_eq!(conds(&lost["ancestors"][0]), ["Accepted=False/TargetNotFound"]);
 }
+
+#[test]
+fn a_backend_ref_may_name_a_gateway_upstream() {
+    let route = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: local, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - backendRefs: [{group: gatehouse.dev, kind: GatewayUpstream, name: dev}]
+  - matches: [{path: {value: /other}}]
+    backendRefs: [{group: gatehouse.dev, kind: GatewayUpstream, name: absent}]
+";
+    let mut s = snapshot(&format!("{GATEWAY}\n---\n{route}"));
+    let mut up = crate::api::GatewayUpstream::new(
+        "dev",
+        crate::api::GatewayUpstreamSpec {
+            endpoints: vec!["http://127.0.0.1:3000".into()],
+            ..Default::default()
+        },
+    );
+    up.metadata.namespace = Some("infra".into());
+    s.upstreams.push(up);
+    let options = CompileOptions {
+        gateway_api: Some(GatewayApiOptions {
+            controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
+            pool: vec![IpAddr::from([127, 0, 1, 1])],
+        }),
+        ..CompileOptions::default()
+    };
+    let out = crate::compile::compile(&s, &options);
+    let st = out.gateway_status.iter().find(|x| x.name == "local").unwrap();
+    assert_eq!(
+        conds(&st.status["parents"][0]),
+        ["Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"]
+    );
+    let table = &out.table.listeners.sockets[0].table;
+    let headers = HeaderMap::new();
+    let Lookup::Found(r) = table.lookup_request(Some("h"), "/x", &Method::GET, Some(&headers), None) else {
+        panic!("no route")
+    };
+    let u = r.gateway.as_ref().unwrap().choose(0).unwrap();
+    assert_eq!(u.key, "infra/dev");
+    assert!(
+        Arc::ptr_eq(u, &out.table.upstreams["infra/dev"]),
+        "the GatewayUpstream's own upstream"
+    );
+}
