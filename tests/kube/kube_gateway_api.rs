@@ -631,3 +631,114 @@ async fn without_gateway_api_crds_the_gateway_serves_routes_and_finds_them_later
     .await;
     assert_eq!(gw.get("/plain").map(|r| r.status), Some(200));
 }
+
+/// What a gateway running as `user` needs of the Gateway API is granted: watching the kinds
+/// (GatewayClasses cluster-wide, the others and the Namespace in `namespaces`, empty: all) and
+/// writing the status of a GatewayClass, a Gateway and an HTTPRoute in `ns`, both through
+/// the gateway's own code.
+pub async fn rbac_is_enough(admin: &Client, user: Client, namespaces: Vec<String>, ns: &str) {
+    let class = unique("gh-rbac-class");
+    apply_api(admin, "", gateway_class(&class, TEST_CONTROLLER)).await;
+    apply_api(admin, ns, gateway("gw", &class)).await;
+    apply_api(
+        admin,
+        ns,
+        http_route("r", "gw", json!([{"name": "svc", "port": 80}])),
+    )
+    .await;
+    let publisher = Arc::new(Publisher::new(
+        TableHandle::default(),
+        CompileOptions::default(),
+        Metrics::new().expect("metrics"),
+    ));
+    let source = start(
+        user.clone(),
+        &GatewayConfig::default(),
+        KubeOptions {
+            namespaces,
+            home_namespace: ns.to_string(),
+            endpoints_api: None,
+        },
+        publisher,
+    );
+    let store = source.store.clone();
+    eventually(
+        T,
+        "the Gateway API objects watched with the release's RBAC",
+        || async {
+            let (snap, _) = store.snapshot();
+            let api = &snap.gateway_api;
+            let seen = api
+                .classes
+                .iter()
+                .any(|c| c.metadata.name.as_deref() == Some(&class))
+                && api
+                    .gateways
+                    .iter()
+                    .any(|g| g.metadata.namespace.as_deref() == Some(ns))
+                && api
+                    .routes
+                    .iter()
+                    .any(|r| r.metadata.namespace.as_deref() == Some(ns))
+                && api.namespaces.contains_key(ns);
+            seen.then_some(())
+        },
+    )
+    .await;
+    let accepted = json!({"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                          "message": "written with the release's RBAC", "observedGeneration": 1}]});
+    let status = |kind, namespace: Option<&str>, name: &str, status: Value| ApiStatus {
+        kind,
+        namespace: namespace.map(str::to_string),
+        name: name.to_string(),
+        generation: Some(1),
+        status,
+    };
+    let statuses = vec![
+        status(ApiKind::GatewayClass, None, &class, accepted.clone()),
+        status(ApiKind::Gateway, Some(ns), "gw", accepted),
+        status(
+            ApiKind::HTTPRoute,
+            Some(ns),
+            "r",
+            json!({"parents": [{"parentRef": {"name": "gw"}, "controllerName": TEST_CONTROLLER,
+                   "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                   "message": "written with the release's RBAC", "observedGeneration": 1}]}]}),
+        ),
+    ];
+    let (_status_tx, status_rx) = tokio::sync::watch::channel(Arc::new(statuses));
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let stats = Arc::new(WriterStats::default());
+    let writer = tokio::spawn(gateway_api::run(
+        user,
+        GatewayStatusFeed {
+            lookup: store.clone(),
+            status: status_rx,
+            controller_name: TEST_CONTROLLER.into(),
+        },
+        leader_rx,
+        stats.clone(),
+    ));
+    leader_tx.send_replace(true);
+    eventually(T, "status written with the release's RBAC", || async {
+        (stats.api_patches.load(Ordering::Relaxed) == 3).then_some(())
+    })
+    .await;
+    assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
+    for (kind, namespace, name) in [
+        ("GatewayClass", "", class.as_str()),
+        ("Gateway", ns, "gw"),
+        ("HTTPRoute", ns, "r"),
+    ] {
+        let s = status_of(admin, kind, namespace, name).await.expect("status");
+        assert!(
+            s.to_string().contains("written with the release's RBAC"),
+            "{kind} {name}: {s}"
+        );
+    }
+    writer.abort();
+    drop(source);
+    let _ = api_of(admin, "GatewayClass", "")
+        .delete(&class, &Default::default())
+        .await;
+}
