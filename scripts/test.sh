@@ -41,4 +41,13 @@ set -e
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+
+# The Gateway API conformance suite (GATEWAY-HTTP core; see its README) against the debug
+# binary the tests built, on the same kube-apiserver: with the whole suite (no arguments), or
+# when GATEHOUSE_CONFORMANCE=1; GATEHOUSE_CONFORMANCE=0 leaves it out. The suite lives beside
+# the project (GATEHOUSE_CONFORMANCE_SUITE, default ../shared/gateway-api-conformance); its
+# failure fails this script.
+if [ "${GATEHOUSE_CONFORMANCE:-$([ $# = 0 ] && echo 1 || echo 0)}" = 1 ]; then
+  bash scripts/conformance.sh || status=1
+fi
 exit "$status"

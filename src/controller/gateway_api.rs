@@ -129,6 +129,9 @@ async fn write_all(
     stats: &WriterStats,
 ) -> bool {
     let now = now_rfc3339();
+    // Objects no longer in the table (deleted, or no longer ours) are forgotten.
+    let current: std::collections::HashSet<String> = statuses.iter().map(id_of).collect();
+    written.retain(|id, _| current.contains(id));
     let mut todo = Vec::new();
     for s in statuses {
         let held = feed.lookup.api_status(s.kind, s.namespace.as_deref(), &s.name);

@@ -4,7 +4,9 @@
 //! holds are checked as an operator would (RBAC rules, probes, ports, ServiceMonitor selector),
 //! and the gateway binary runs under each release's ServiceAccount token, with the release's
 //! configuration and environment, until routes are Programmed: the RBAC the chart grants is
-//! enough. Keeps manifests/install.yaml equal to the chart's rendering.
+//! enough, the Gateway API's included (its CRDs installed, the watches and the status writes
+//! made with the release's ServiceAccount). Keeps manifests/install.yaml equal to the chart's
+//! rendering.
 //!
 //! Needs `.ci/services/helm.sh` (GATEHOUSE_TEST_HELM_PYTHON) and `.ci/kube-apiserver.sh`
 //! (GATEHOUSE_TEST_KUBECONFIG); `scripts/test.sh` starts both.
@@ -18,6 +20,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::Client;
 use serde_json::{json, Value};
 
+use crate::kube_gateway_api::{
+    delete_gateway_api_crds, for_kubernetes_1_20, gateway_api_crds, install_gateway_api_crds, rbac_is_enough,
+};
 use crate::support::cluster::*;
 use crate::support::*;
 
@@ -37,6 +42,8 @@ const INSTALL_HEADER: &str = "\
 # default values as release `gatehouse` in namespace gatehouse-system, for Kubernetes 1.21+.
 # Set the image to the one you built from the Dockerfile (e.g. `kubectl -n gatehouse-system
 # set image deployment/gatehouse gatehouse=REGISTRY/gatehouse:TAG`), and create your routes.
+# For the Gateway API, the cluster needs its CRDs, and a GatewayClass with controllerName
+# gatehouse.dev/gateway-controller (the chart creates one when the cluster has the CRDs).
 #
 # Generated, do not edit; a test fails when it differs from the chart. Regenerate with
 #   GATEHOUSE_UPDATE_INSTALL_YAML=1 scripts/test.sh --test kube helm_chart
@@ -107,6 +114,7 @@ async fn object(client: &Client, kind: &str, ns: Option<&str>, name: &str) -> Op
             &format!("{}s", kind.to_ascii_lowercase()),
         ),
         "GatewayRoute" => resource("gatehouse.dev/v1alpha1", kind, "gatewayroutes"),
+        "GatewayClass" => resource("gateway.networking.k8s.io/v1", kind, "gatewayclasses"),
         k => panic!("no resource for {k}"),
     };
     let obj = dynamic(client, &ar, ns)
@@ -305,6 +313,13 @@ async fn installs_with_defaults_and_with_every_option_and_its_rbac_is_enough() {
     if services::helm_python().is_none() {
         return;
     }
+    // manifests/install.yaml is rendered for a cluster without the Gateway API CRDs. The
+    // release of an earlier run may hold a GatewayClass: Helm removes it only while it knows
+    // the kind.
+    install_gateway_api_crds(&client).await;
+    let no_class = json!({"gatewayAPI": {"gatewayClass": {"create": false}}});
+    upgrade(RELEASE, RELEASE_NS, &chart(), &no_class);
+    delete_gateway_api_crds(&client).await;
     default_release(&client).await;
     crds_upgrade_with_the_release(&client).await;
     full_release(&client).await;
@@ -325,6 +340,26 @@ async fn default_release(client: &Client) {
         have == want,
         "manifests/install.yaml is stale: regenerate it with\n  \
          GATEHOUSE_UPDATE_INSTALL_YAML=1 scripts/test.sh --test kube helm_chart"
+    );
+    // No Gateway API CRDs, no GatewayClass: Helm could not create it.
+    assert!(!manifest.contains("kind: GatewayClass"));
+    assert!(!manifest.contains("gateway.networking.k8s.io_"));
+    assert!(object(client, "ClusterRole", None, "gatehouse-cluster")
+        .await
+        .is_none());
+
+    // With the CRDs in the cluster, the next upgrade creates the GatewayClass.
+    install_gateway_api_crds(client).await;
+    let rel = upgrade(RELEASE, RELEASE_NS, &chart(), &json!({}));
+    assert!(rel["manifest"].as_str().unwrap().contains("kind: GatewayClass"));
+    let class = must(client, "GatewayClass", None, "gatehouse").await;
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "gatehouse.dev/gateway-controller"
+    );
+    assert_eq!(
+        class["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        RELEASE
     );
 
     // Deployment: replicas, probes, ports, resources, non-root read-only, anti-affinity.
@@ -521,9 +556,30 @@ async fn default_release(client: &Client) {
         .unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("gateway_http_requests_total"), "{body}");
+    gateway_api_watched(&gw, "all namespaces");
     no_forbidden(&gw);
     drop(gw);
     free_lease(client, RELEASE_NS).await;
+    // What the status writer needs of the Gateway API, as this release's ServiceAccount.
+    let sa = client_from(&kube_dir().join("kubeconfig-sa")).await;
+    rbac_is_enough(client, sa, Vec::new(), &ns).await;
+}
+
+/// The gateway's log shows every Gateway API kind listed (its debug lines), so the watches the
+/// RBAC must allow did run.
+fn gateway_api_watched(gw: &Gateway, scope: &str) {
+    let log = gw.log();
+    for what in [
+        "GatewayClass (cluster-scoped)".to_string(),
+        format!("Gateway in {scope}"),
+        format!("HTTPRoute in {scope}"),
+        format!("ReferenceGrant in {scope}"),
+    ] {
+        assert!(
+            log.contains(&format!("listed {what}:")),
+            "{what} not listed:\n{log}"
+        );
+    }
 }
 
 fn example_docs() -> Vec<Value> {
@@ -639,6 +695,9 @@ fn full_values(apps: &str) -> Value {
     json!({
         // The CRDs belong to the release `gatehouse`: one release per cluster installs them.
         "crds": {"install": false},
+        // The Gateway API's belong to this one.
+        "gatewayAPI": {"installCRDs": true, "gatewayClass": {"create": true, "name": "gatehouse-full"},
+                       "addresses": ["127.0.1.200-127.0.1.210"]},
         "commonLabels": {"team": "edge"},
         "watchNamespaces": [apps],
         "controller": {"leaseDuration": "10s", "endpointsApi": "auto", "workerThreads": 2},
@@ -691,15 +750,72 @@ fn full_values(apps: &str) -> Value {
     })
 }
 
+/// A copy of the chart whose Gateway API CRDs the test API server (1.20) can install (see
+/// kube_gateway_api::for_kubernetes_1_20); the rest as it is.
+fn chart_for_kubernetes_1_20() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let dst = copy.path().join("gatehouse");
+    copy_dir(Path::new(&chart()), &dst);
+    for crd in gateway_api_crds() {
+        let file = format!(
+            "gateway.networking.k8s.io_{}.yaml",
+            crd["spec"]["names"]["plural"].as_str().unwrap()
+        );
+        let path = dst.join("files/gateway-api").join(file);
+        assert!(path.exists(), "{}", path.display());
+        std::fs::write(path, for_kubernetes_1_20(crd).to_string()).unwrap();
+    }
+    copy
+}
+
 async fn full_release(client: &Client) {
     service_monitor_crd(client).await;
     // A fresh watched namespace per run: the status seen below is this run's.
     let apps = namespace(client, "gh-full-apps").await;
-    let rel = upgrade(FULL, FULL_NS, &chart(), &full_values(&apps));
+    let copy = chart_for_kubernetes_1_20();
+    let chart = copy.path().join("gatehouse");
+    let rel = upgrade(FULL, FULL_NS, chart.to_str().unwrap(), &full_values(&apps));
     let manifest = rel["manifest"].as_str().unwrap();
     assert!(
-        !manifest.contains("CustomResourceDefinition"),
+        !manifest.contains("group: gatehouse.dev"),
         "crds.install=false still renders CRDs"
+    );
+
+    // The Gateway API CRDs and the GatewayClass belong to this release; the CRDs survive
+    // `helm uninstall`. The addresses are the configuration's.
+    for crd in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+        "grpcroutes",
+    ] {
+        let obj = must(
+            client,
+            "CustomResourceDefinition",
+            None,
+            &format!("{crd}.gateway.networking.k8s.io"),
+        )
+        .await;
+        let ann = &obj["metadata"]["annotations"];
+        assert_eq!(ann["meta.helm.sh/release-name"], FULL, "{crd}");
+        assert_eq!(ann["helm.sh/resource-policy"], "keep", "{crd}");
+        assert_eq!(ann["gateway.networking.k8s.io/channel"], "standard", "{crd}");
+        assert_eq!(obj["metadata"]["labels"]["team"], "edge", "{crd}");
+    }
+    let class = must(client, "GatewayClass", None, "gatehouse-full").await;
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "gatehouse.dev/gateway-controller"
+    );
+    let cm = must(client, "ConfigMap", Some(FULL_NS), FULL_NAME).await;
+    let config: Value = serde_json::to_value(
+        yaml_serde::from_str::<yaml_serde::Value>(cm["data"]["gateway.yaml"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["gateway_api"]["addresses"],
+        json!(["127.0.1.200-127.0.1.210"])
     );
 
     let deploy = must(client, "Deployment", Some(FULL_NS), FULL_NAME).await;
@@ -864,6 +980,25 @@ async fn full_release(client: &Client) {
             json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": secrets_role})
         );
     }
+    // The cluster-scoped kinds of the Gateway API (GatewayClasses) and Namespaces through a
+    // ClusterRoleBinding of their own.
+    let cluster = must(client, "ClusterRole", None, &format!("{FULL_NAME}-cluster")).await;
+    assert_eq!(
+        cluster["rules"],
+        json!([
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses/status"], "verbs": ["patch", "update"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
+        ])
+    );
+    let crb = must(
+        client,
+        "ClusterRoleBinding",
+        None,
+        &format!("{FULL_NAME}-cluster"),
+    )
+    .await;
+    assert_eq!(crb["roleRef"]["name"], format!("{FULL_NAME}-cluster"));
     // No Secrets role anywhere else.
     assert!(
         object(client, "Role", Some("default"), &format!("{FULL_NAME}-secrets"))
@@ -898,7 +1033,10 @@ async fn full_release(client: &Client) {
         .envs(&env)
         .spawn();
     route_goes_live(client, &gw, &apps).await;
+    gateway_api_watched(&gw, &format!("namespace {apps}"));
     no_forbidden(&gw);
     drop(gw);
     free_lease(client, FULL_NS).await;
+    let sa = client_from(&kube_dir().join("kubeconfig-full-sa")).await;
+    rbac_is_enough(client, sa, vec![apps.clone()], &apps).await;
 }

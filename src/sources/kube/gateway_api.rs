@@ -111,8 +111,8 @@ fn in_scope(key: &str, scope: Option<&str>) -> bool {
 }
 
 impl GatewayApiCache {
-    /// Applies a change; true when it changes more than status. `scope`: the namespace the
-    /// watcher covers (None: all; ignored for cluster-scoped kinds).
+    /// Applies a change; true when it changes more than status, or completes a (re)list.
+    /// `scope`: the namespace the watcher covers (None: all; ignored for cluster-scoped kinds).
     pub fn apply<K: ApiTracked>(&mut self, change: Change<K>, scope: Option<&str>) -> bool {
         let scope = if K::CLUSTER { None } else { scope };
         let objs = K::objects(self);
@@ -127,19 +127,18 @@ impl GatewayApiCache {
             Change::Delete(obj) => objs.remove(&key(&obj)).is_some(),
             Change::Resync(list) => {
                 let keep: BTreeSet<String> = list.iter().map(key).collect();
-                let before = objs.len();
                 objs.retain(|k, _| !in_scope(k, scope) || keep.contains(k));
-                let mut changed = objs.len() != before;
                 for obj in list {
-                    changed |= put(objs, obj);
+                    put(objs, obj);
                 }
-                changed
+                // A completed (re)list is news even when nothing changed: it may be the first.
+                true
             }
         }
     }
 
-    /// Applies a change to Namespaces (only their labels count). `only`: the one namespace a
-    /// watcher by name covers (None: all).
+    /// Applies a change to Namespaces (only their labels count); true when labels changed or
+    /// a (re)list completed. `only`: the one namespace a watcher by name covers (None: all).
     pub fn apply_namespaces(&mut self, change: Change<Namespace>, only: Option<&str>) -> bool {
         let name = |n: &Namespace| n.metadata.name.clone().unwrap_or_default();
         let labels = |n: &Namespace| n.metadata.labels.clone().unwrap_or_default();
@@ -152,10 +151,11 @@ impl GatewayApiCache {
                 let (mut kept, old): (BTreeMap<_, _>, BTreeMap<_, _>) = before
                     .into_iter()
                     .partition(|(k, _)| only.is_some_and(|o| o != k.as_str()));
-                let changed = old != fresh;
+                drop(old);
                 kept.extend(fresh);
                 self.namespaces = kept;
-                changed
+                // As for the other kinds: a completed (re)list is news.
+                true
             }
         }
     }

@@ -133,56 +133,7 @@ pub fn start(
         tasks.push(spawn_crd::<WebSocketChannel>(&client, scope, &store, &mut synced));
     }
     if cfg.gateway_api.enabled {
-        let where_ = match opts.namespaces.as_slice() {
-            [] => "all namespaces".to_string(),
-            list => format!("namespaces {}", list.join(", ")),
-        };
-        tracing::info!(
-            "watching the Gateway API: GatewayClasses, and Gateways, HTTPRoutes, ReferenceGrants, RoutePolicies \
-             (v1beta1) and Namespace labels in {where_}"
-        );
-        let reported = Arc::new(AtomicBool::new(false));
-        let mut api = |scope: &Option<String>, tasks: &mut Vec<JoinHandle<()>>| {
-            tasks.push(spawn_api::<Gateway>(
-                &client,
-                scope,
-                &store,
-                &mut synced,
-                &reported,
-            ));
-            tasks.push(spawn_api::<HTTPRoute>(
-                &client,
-                scope,
-                &store,
-                &mut synced,
-                &reported,
-            ));
-            tasks.push(spawn_api::<ReferenceGrant>(
-                &client,
-                scope,
-                &store,
-                &mut synced,
-                &reported,
-            ));
-            tasks.push(spawn_api::<RoutePolicy>(
-                &client,
-                scope,
-                &store,
-                &mut synced,
-                &reported,
-            ));
-            tasks.push(spawn_namespaces(&client, scope, &store, &mut synced, &reported));
-        };
-        for scope in &scopes {
-            api(scope, &mut tasks);
-        }
-        tasks.push(spawn_api::<GatewayClass>(
-            &client,
-            &None,
-            &store,
-            &mut synced,
-            &reported,
-        ));
+        tasks.extend(spawn_gateway_api(&client, &scopes, &store, &mut synced));
     }
     let (tx, rx) = channel::channel(Arc::new(Vec::new()));
     let (status_tx, status_rx) = channel::channel(Arc::new(Vec::new()));
@@ -205,6 +156,45 @@ pub fn start(
         gateway_status: status_rx,
         tasks,
     }
+}
+
+/// Watches GatewayClasses (cluster-wide) and, in every scope, Gateways, HTTPRoutes,
+/// ReferenceGrants and the Namespace labels.
+fn spawn_gateway_api(
+    client: &Client,
+    scopes: &[Option<String>],
+    store: &Arc<Store>,
+    synced: &mut Vec<Arc<AtomicBool>>,
+) -> Vec<JoinHandle<()>> {
+    let where_ = match scopes {
+        [None] => "all namespaces".to_string(),
+        list => format!(
+            "namespaces {}",
+            list.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    tracing::info!(
+        "watching the Gateway API: GatewayClasses, and Gateways, HTTPRoutes, ReferenceGrants \
+         (v1beta1), RoutePolicies and Namespace labels in {where_}"
+    );
+    let said = Arc::new(AtomicBool::new(false));
+    // RoutePolicy is Gatehouse's own CRD: an older installation may lack it.
+    let policy_said = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![spawn_api::<GatewayClass>(client, &None, store, synced, &said)];
+    for scope in scopes {
+        tasks.push(spawn_api::<Gateway>(client, scope, store, synced, &said));
+        tasks.push(spawn_api::<HTTPRoute>(client, scope, store, synced, &said));
+        tasks.push(spawn_api::<ReferenceGrant>(client, scope, store, synced, &said));
+        tasks.push(spawn_api::<RoutePolicy>(
+            client,
+            scope,
+            store,
+            synced,
+            &policy_said,
+        ));
+        tasks.push(spawn_namespaces(client, scope, store, synced, &said));
+    }
+    tasks
 }
 
 /// Says once (per start) that the Gateway API is not installed; each kind that is not permitted

@@ -104,8 +104,10 @@ pub async fn run_optional<K>(
         )
         .await;
         if let Some(why) = ended {
-            was_absent = true;
-            on(Change::Resync(Vec::new()));
+            // Once per absence: a completed list counts as a change.
+            if !std::mem::replace(&mut was_absent, true) {
+                on(Change::Resync(Vec::new()));
+            }
             synced.store(true, Ordering::Release);
             report(why, &what);
             tokio::time::sleep(ABSENT_RETRY).await;
