@@ -30,10 +30,14 @@ socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-export GATEHOUSE_CONFORMANCE_CMD="env GATEWAY_BIND_ADDRESS=127.0.0.1 \
-GATEWAY_SERVER_HTTP_PORT=$http GATEWAY_SERVER_HTTPS_PORT=$https \
-GATEWAY_ADMIN_PORT=$admin GATEWAY_METRICS_PORT=$metrics \
-RUST_LOG=${GATEHOUSE_CONFORMANCE_RUST_LOG:-info,gatehouse::sources=debug,gatehouse::controller=debug} \
-$bin run --lease-namespace default"
+# The gateway under test (run by the suite with KUBECONFIG set): scripts/conformance-gateway.sh
+# installs Gatehouse's own CRDs, then runs the binary with these ports.
+export GATEHOUSE_CONFORMANCE_SUITE_DIR
+GATEHOUSE_CONFORMANCE_SUITE_DIR=$(cd "$suite" && pwd)
+export GATEHOUSE_CONFORMANCE_BIN="$bin" GATEWAY_BIND_ADDRESS=127.0.0.1 \
+  GATEWAY_SERVER_HTTP_PORT=$http GATEWAY_SERVER_HTTPS_PORT=$https \
+  GATEWAY_ADMIN_PORT=$admin GATEWAY_METRICS_PORT=$metrics \
+  RUST_LOG=${GATEHOUSE_CONFORMANCE_RUST_LOG:-info,gatehouse::sources=debug,gatehouse::controller=debug}
+export GATEHOUSE_CONFORMANCE_CMD="bash scripts/conformance-gateway.sh"
 echo "== Gateway API conformance ($suite) with: $GATEHOUSE_CONFORMANCE_CMD"
 exec bash "$suite/run.sh" "$@"
