@@ -117,7 +117,7 @@ fn install_yaml_grants_exactly_what_rbac_yaml_grants() {
 fn install_yaml_carries_the_generated_crds() {
     let install = docs(&read("manifests/install.yaml"));
     let crds = docs(&read("crds/gatehouse.dev.yaml"));
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for crd in &crds {
         let name = crd["metadata"]["name"].as_str().unwrap();
         let shipped = find(&install, "CustomResourceDefinition", name);
