@@ -67,19 +67,17 @@ pub(super) fn plan<'a>(
     backends: &mut Backends<'_>,
     controller: &str,
 ) -> Vec<RoutePlan<'a>> {
-    let mut sorted: Vec<&HTTPRoute> = routes.iter().collect();
-    sorted.sort_by(|a, b| {
+    // The namespace borrowed, as `ns_of` gives it: no allocation per comparison.
+    let age_key = |r: &'a HTTPRoute| {
+        let m = &r.metadata;
         (
-            &a.metadata.creation_timestamp,
-            ns_of(&a.metadata),
-            &a.metadata.name,
+            &m.creation_timestamp,
+            m.namespace.as_deref().unwrap_or("default"),
+            &m.name,
         )
-            .cmp(&(
-                &b.metadata.creation_timestamp,
-                ns_of(&b.metadata),
-                &b.metadata.name,
-            ))
-    });
+    };
+    let mut sorted: Vec<&HTTPRoute> = routes.iter().collect();
+    sorted.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
     let mut out = Vec::new();
     for (age, route) in sorted.into_iter().enumerate() {
         let namespace = ns_of(&route.metadata);
@@ -189,15 +187,15 @@ fn plan_route<'a>(
     if let Ok((entries, _)) = compiled {
         plan.entries = entries;
     }
-    // Other controllers' entries stay as they are.
+    // Other controllers' entries stay as they are (only they are copied).
     let others = route
         .status
         .as_ref()
-        .and_then(|s| s.get("parents")?.as_array().cloned())
-        .unwrap_or_default()
+        .and_then(|s| s.get("parents")?.as_array())
         .into_iter()
+        .flatten()
         .filter(|p| p.get("controllerName").and_then(Value::as_str) != Some(controller));
-    let mut all: Vec<Value> = others.collect();
+    let mut all: Vec<Value> = others.cloned().collect();
     all.extend(parent_status);
     plan.status = object([("parents", Value::Array(all))]);
     plan
