@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::refs::{condition, granted, object, valid_hostname};
+use super::refs::{condition, object, reference_namespace, valid_hostname};
 use crate::api::gateway_api::{Gateway, Listener, GATEWAY_GROUP};
 use crate::tls as certs;
 
@@ -240,26 +240,12 @@ fn certificate(
             format!("certificateRefs: {group}/{kind} is not a Secret"),
         ));
     }
-    let ns = r
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(namespace);
-    if ns != namespace
-        && !granted(
-            &snapshot.gateway_api.grants,
-            (GATEWAY_GROUP, "Gateway", namespace),
-            ("", "Secret", ns, &r.name),
-        )
-    {
-        return Err((
-            "RefNotPermitted",
-            format!(
-                "Secret {ns}/{} is in another namespace and no ReferenceGrant there allows it",
-                r.name
-            ),
-        ));
-    }
+    let ns = reference_namespace(
+        &snapshot.gateway_api.grants,
+        (GATEWAY_GROUP, "Gateway", namespace),
+        r.namespace.as_deref(),
+        ("", "Secret", &r.name),
+    )?;
     let Some(secret) = certs::find_secret(&snapshot.secrets, ns, &r.name) else {
         return Err((
             "InvalidCertificateRef",

@@ -54,6 +54,26 @@ pub(super) fn granted(
         })
 }
 
+/// The namespace a reference names (`ns`, or the referrer's own when absent or empty), or
+/// `RefNotPermitted` when it is another namespace and no ReferenceGrant there lets the referrer
+/// (`from`: group, kind, namespace) refer to the `to_kind` (of `to_group`) named `name`.
+pub(super) fn reference_namespace<'a>(
+    grants: &[ReferenceGrant],
+    from: (&str, &str, &'a str),
+    ns: Option<&'a str>,
+    (to_group, to_kind, name): (&str, &str, &str),
+) -> Result<&'a str, (&'static str, String)> {
+    let own = from.2;
+    let ns = ns.filter(|n| !n.is_empty()).unwrap_or(own);
+    if ns != own && !granted(grants, from, (to_group, to_kind, ns, name)) {
+        return Err((
+            "RefNotPermitted",
+            format!("{to_kind} {ns}/{name} is in another namespace and no ReferenceGrant there allows it"),
+        ));
+    }
+    Ok(ns)
+}
+
 /// The group of a parent or route kind as written (`None` is the Gateway API's own).
 pub(super) fn api_group(group: Option<&str>) -> &str {
     group.unwrap_or(GATEWAY_GROUP)

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::filters;
 use super::gateways::GatewayPlan;
-use super::refs::{api_group, condition, granted, intersect, object, selects, valid_hostname};
+use super::refs::{api_group, condition, intersect, object, reference_namespace, selects, valid_hostname};
 use crate::api::gateway_api::{HTTPRoute, HTTPRouteRule, ParentReference, GATEWAY_GROUP};
 use crate::routing::gateway::{GatewayRule, HeaderMatch, PathMatch, QueryMatch, WeightedBackend};
 use crate::routing::{MethodSet, PathPattern};
@@ -460,26 +460,12 @@ impl Backends<'_> {
         b: &crate::api::gateway_api::HTTPBackendRef,
         namespace: &str,
     ) -> Result<Arc<Upstream>, Problem> {
-        let ns = b
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(namespace);
-        if ns != namespace
-            && !granted(
-                &self.snapshot.gateway_api.grants,
-                (GATEWAY_GROUP, "HTTPRoute", namespace),
-                (crate::api::GROUP, "GatewayUpstream", ns, &b.name),
-            )
-        {
-            return Err((
-                "RefNotPermitted",
-                format!(
-                    "GatewayUpstream {ns}/{} is in another namespace and no ReferenceGrant there allows it",
-                    b.name
-                ),
-            ));
-        }
+        let ns = reference_namespace(
+            &self.snapshot.gateway_api.grants,
+            (GATEWAY_GROUP, "HTTPRoute", namespace),
+            b.namespace.as_deref(),
+            (crate::api::GROUP, "GatewayUpstream", &b.name),
+        )?;
         let key = format!("{ns}/{}", b.name);
         self.upstreams.get(&key).cloned().ok_or_else(|| {
             (
@@ -506,26 +492,12 @@ impl Backends<'_> {
                 format!("backendRef {group}/{kind} {} is not a Service", b.name),
             ));
         }
-        let ns = b
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(namespace);
-        if ns != namespace
-            && !granted(
-                &self.snapshot.gateway_api.grants,
-                (GATEWAY_GROUP, "HTTPRoute", namespace),
-                ("", "Service", ns, &b.name),
-            )
-        {
-            return Err((
-                "RefNotPermitted",
-                format!(
-                    "Service {ns}/{} is in another namespace and no ReferenceGrant there allows it",
-                    b.name
-                ),
-            ));
-        }
+        let ns = reference_namespace(
+            &self.snapshot.gateway_api.grants,
+            (GATEWAY_GROUP, "HTTPRoute", namespace),
+            b.namespace.as_deref(),
+            ("", "Service", &b.name),
+        )?;
         let Some(port) = b.port.and_then(|p| u16::try_from(p).ok()) else {
             return Err((
                 "UnsupportedValue",
