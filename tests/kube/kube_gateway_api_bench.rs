@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -406,10 +406,22 @@ impl Bench {
         }
     }
 
-    /// Deletes the class, so that nothing of this run is served again by a later gateway.
+    /// Stops the gateway and deletes the HTTPRoutes (thousands of them would slow down what
+    /// later tests do with the CRDs) and the class.
     async fn finish(self) {
-        let _ = api_of(&self.client, "GatewayClass", "")
-            .delete(&self.class, &Default::default())
+        let Bench {
+            client,
+            ns,
+            class,
+            gw,
+            ..
+        } = self;
+        drop(gw);
+        let _ = api_of(&client, "HTTPRoute", &ns)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let _ = api_of(&client, "GatewayClass", "")
+            .delete(&class, &Default::default())
             .await;
     }
 }
