@@ -8,7 +8,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::api::{GatewayRoute, GatewayRouteSpec, GatewayUpstream, GatewayUpstreamSpec};
-use gatehouse::compile::{compile, CompileOptions, Snapshot};
+use gatehouse::compile::{compile, compile_after, CompileOptions, Snapshot};
 use gatehouse::routing::Lookup;
 use http::Method;
 
@@ -140,10 +140,9 @@ fn gateway_api_snapshot(n: usize) -> Snapshot {
                 .gateway_api
                 .gateways
                 .push(serde_json::from_value(d).expect("a Gateway API object")),
-            _ => s
-                .gateway_api
-                .routes
-                .push(serde_json::from_value(d).expect("a Gateway API object")),
+            _ => s.gateway_api.routes.push(std::sync::Arc::new(
+                serde_json::from_value(d).expect("a Gateway API object"),
+            )),
         }
     }
     s.services.insert(
@@ -173,6 +172,21 @@ fn bench_gateway_api(c: &mut Criterion) {
         b.iter(|| black_box(compile(black_box(&snap), &opts)))
     });
     let compiled = compile(&snap, &opts);
+    // The next change: one more HTTPRoute, the others the same objects (what a watch gives).
+    let mut next = snap.clone();
+    let mut added = (*next.gateway_api.routes[0]).clone();
+    added.metadata.name = Some("added".into());
+    added.spec.hostnames = vec!["added.example.com".into()];
+    next.gateway_api.routes.push(std::sync::Arc::new(added));
+    c.bench_function("compile 3k HTTPRoutes after one added", |b| {
+        b.iter(|| {
+            black_box(compile_after(
+                black_box(&next),
+                &opts,
+                Some((&snap, &compiled.cache)),
+            ))
+        })
+    });
     let table = compiled.table.listeners.sockets[0].table.clone();
     let mut v2 = http::HeaderMap::new();
     v2.insert("x-version", http::HeaderValue::from_static("2"));

@@ -84,10 +84,23 @@ pub struct Compiled {
     pub verdicts: Vec<Verdict>,
     /// The status of the Gateway API objects this gateway owns.
     pub gateway_status: Vec<gateway_api::ApiStatus>,
+    /// What the next compile may reuse (`compile_after`).
+    pub cache: gateway_api::RouteCache,
 }
 
 /// Compiles a snapshot into a routing table and one verdict per resource.
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
+    compile_after(snapshot, options, None)
+}
+
+/// `compile`, given the snapshot of the last compile with the same options and the cache it
+/// left: the plans of HTTPRoutes that are the same objects are reused when nothing else they
+/// read changed. The result is the same as `compile`'s.
+pub fn compile_after(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    prev: Option<(&Snapshot, &gateway_api::RouteCache)>,
+) -> Compiled {
     let mut verdicts = Vec::new();
     let mut builder = TableBuilder::default();
 
@@ -284,18 +297,21 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         .as_ref()
         .map(|r| queue_url::resolve(r, &snapshot.secrets));
     let mut gateway_status = Vec::new();
+    let mut cache = gateway_api::RouteCache::default();
     if let Some(gw) = &options.gateway_api {
-        let out = gateway_api::compile(snapshot, options, gw, &table);
+        let out = gateway_api::compile(snapshot, options, gw, &table, prev);
         for u in out.upstreams {
             table.upstreams.insert(u.key.clone(), u);
         }
         table.listeners = Arc::new(out.listeners);
         gateway_status = out.status;
+        cache = out.cache;
     }
     Compiled {
         table,
         verdicts,
         gateway_status,
+        cache,
     }
 }
 

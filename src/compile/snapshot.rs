@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 
@@ -27,16 +28,37 @@ pub struct Snapshot {
 
 /// The Gateway API objects of a snapshot, with their status as last read (the status writer
 /// keeps other controllers' entries and the times of unchanged conditions).
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// HTTPRoutes are shared with the watch cache (thousands of them): a snapshot costs a pointer
+/// per route, an unchanged route compares equal by pointer, and the compile of a route that is
+/// the same object as last time is reused (`gateway_api::RouteCache`).
+#[derive(Clone, Debug, Default)]
 pub struct GatewayApiObjects {
     pub classes: Vec<GatewayClass>,
     pub gateways: Vec<Gateway>,
-    pub routes: Vec<HTTPRoute>,
+    pub routes: Vec<Arc<HTTPRoute>>,
     pub grants: Vec<ReferenceGrant>,
     /// Gatehouse's policies for HTTPRoutes and Gateways.
     pub policies: Vec<crate::api::RoutePolicy>,
     /// The labels of every namespace, by name (for `allowedRoutes.namespaces.selector`).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl PartialEq for GatewayApiObjects {
+    fn eq(&self, other: &Self) -> bool {
+        let routes = self.routes.len() == other.routes.len()
+            && self
+                .routes
+                .iter()
+                .zip(&other.routes)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a == b);
+        routes
+            && self.classes == other.classes
+            && self.gateways == other.gateways
+            && self.grants == other.grants
+            && self.policies == other.policies
+            && self.namespaces == other.namespaces
+    }
 }
 
 /// The ready addresses of one Service, per port.

@@ -110,7 +110,7 @@ fn id_of(s: &ApiStatus) -> String {
 /// The status to write for `s` given what the API server holds (`held`, `Null` for none):
 /// other controllers' route parents as held, transition times filled.
 pub fn desired(s: &ApiStatus, held: Option<&Value>, controller: &str, now: &str) -> Value {
-    let mut want = s.status.clone();
+    let mut want = (*s.status).clone();
     if s.kind == ApiKind::HTTPRoute {
         if let Some(held) = held {
             keep_other_parents(&mut want, held, controller);

@@ -238,9 +238,8 @@ pub fn load_text(text: &str, origin: &str, seen: &mut BTreeSet<String>, into: &m
             "Gateway" => {
                 decode::<Gateway>(value, &namespace).map(|g| into.snapshot.gateway_api.gateways.push(g))
             }
-            "HTTPRoute" => {
-                decode::<HTTPRoute>(value, &namespace).map(|r| into.snapshot.gateway_api.routes.push(r))
-            }
+            "HTTPRoute" => decode::<HTTPRoute>(value, &namespace)
+                .map(|r| into.snapshot.gateway_api.routes.push(Arc::new(r))),
             _ => {
                 decode::<ReferenceGrant>(value, &namespace).map(|g| into.snapshot.gateway_api.grants.push(g))
             }

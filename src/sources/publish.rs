@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::status_line::StatusLine;
 use crate::compile::gateway_api::ApiStatus;
-use crate::compile::{compile, CompileOptions, Snapshot, Verdict};
+use crate::compile::{compile_after, CompileOptions, Snapshot, Verdict};
 use crate::routing::{RoutingTable, TableHandle};
 use crate::telemetry::Metrics;
 
@@ -14,6 +14,8 @@ use crate::telemetry::Metrics;
 pub struct Published {
     /// False when the snapshot equalled the last one and nothing was swapped.
     pub swapped: bool,
+    /// When the table went live (when the publish found nothing to swap: its end).
+    pub live_at: Instant,
     pub verdicts: Arc<Vec<Verdict>>,
     /// The status of the Gateway API objects this gateway owns.
     pub gateway_status: Arc<Vec<ApiStatus>>,
@@ -22,6 +24,8 @@ pub struct Published {
 /// What the last publish compiled from and produced.
 struct Last {
     snapshot: Snapshot,
+    /// What the next compile may reuse.
+    cache: crate::compile::gateway_api::RouteCache,
     verdicts: Arc<Vec<Verdict>>,
     gateway_status: Arc<Vec<ApiStatus>>,
 }
@@ -71,12 +75,14 @@ impl Publisher {
             if prev.snapshot == snapshot {
                 return Published {
                     swapped: false,
+                    live_at: Instant::now(),
                     verdicts: prev.verdicts.clone(),
                     gateway_status: prev.gateway_status.clone(),
                 };
             }
         }
-        let compiled = compile(&snapshot, &self.options);
+        let prev = last.as_ref().map(|l| (&l.snapshot, &l.cache));
+        let compiled = compile_after(&snapshot, &self.options, prev);
         for line in compiled.table.auth_report().lines {
             if line.starts_with("ok") {
                 tracing::info!("{line}");
@@ -93,6 +99,7 @@ impl Publisher {
         }
         compiled.table.tls.published(&self.metrics);
         self.handle.store(Arc::new(compiled.table));
+        let live_at = Instant::now();
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         self.metrics
             .config_propagation_seconds
@@ -142,11 +149,13 @@ impl Publisher {
         let gateway_status = Arc::new(compiled.gateway_status);
         *last = Some(Last {
             snapshot,
+            cache: compiled.cache,
             verdicts: verdicts.clone(),
             gateway_status: gateway_status.clone(),
         });
         Published {
             swapped: true,
+            live_at,
             verdicts,
             gateway_status,
         }

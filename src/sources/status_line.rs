@@ -179,7 +179,7 @@ mod tests {
             namespace: ns.map(str::to_string),
             name: "x".into(),
             generation: Some(1),
-            status,
+            status: std::sync::Arc::new(status),
         };
         StatusLine {
             status: &s,
@@ -234,7 +234,7 @@ mod tests {
             namespace: Some("apps".into()),
             name: "r".into(),
             generation: Some(2),
-            status: json!({"parents": [
+            status: std::sync::Arc::new(json!({"parents": [
                 {"parentRef": {"name": "gw", "sectionName": "http"},
                  "controllerName": "gatehouse.dev/gateway-controller",
                  "conditions": [
@@ -243,7 +243,7 @@ mod tests {
                 {"parentRef": {"name": "other", "namespace": "infra"},
                  "controllerName": "example.com/other",
                  "conditions": [{"type": "Accepted", "status": "False", "reason": "X", "message": "y"}]}
-            ]}),
+            ]})),
         };
         let l = StatusLine {
             status: &s,

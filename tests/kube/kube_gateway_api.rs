@@ -460,14 +460,14 @@ async fn the_status_writer_writes_gateway_api_status_once_with_transition_times(
                 namespace: None,
                 name: class.clone(),
                 generation: Some(1),
-                status: json!({"conditions": [cond("Accepted", true, "Accepted")]}),
+                status: std::sync::Arc::new(json!({"conditions": [cond("Accepted", true, "Accepted")]})),
             },
             ApiStatus {
                 kind: ApiKind::Gateway,
                 namespace: Some(ns.clone()),
                 name: "gw".into(),
                 generation: Some(1),
-                status: json!({
+                status: std::sync::Arc::new(json!({
                     "addresses": [{"type": "IPAddress", "value": "127.0.1.9"}],
                     "conditions": [cond("Accepted", accepted, if accepted { "Accepted" } else { "Invalid" }),
                                    cond("Programmed", true, "Programmed")],
@@ -479,17 +479,17 @@ async fn the_status_writer_writes_gateway_api_status_once_with_transition_times(
                          "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
                          "conditions": [cond("ResolvedRefs", false, "InvalidCertificateRef")]}
                     ]
-                }),
+                })),
             },
             ApiStatus {
                 kind: ApiKind::HTTPRoute,
                 namespace: Some(ns.clone()),
                 name: "r".into(),
                 generation: Some(1),
-                status: json!({"parents": [{
+                status: std::sync::Arc::new(json!({"parents": [{
                     "parentRef": {"name": "gw"}, "controllerName": TEST_CONTROLLER,
                     "conditions": [cond("Accepted", true, "Accepted"), cond("ResolvedRefs", false, "BackendNotFound")]
-                }]}),
+                }]})),
             },
         ])
     };
@@ -703,7 +703,7 @@ pub async fn rbac_is_enough(admin: &Client, user: Client, namespaces: Vec<String
         namespace: namespace.map(str::to_string),
         name: name.to_string(),
         generation: Some(1),
-        status,
+        status: std::sync::Arc::new(status),
     };
     let statuses = vec![
         status(ApiKind::GatewayClass, None, &class, accepted.clone()),

@@ -11,7 +11,7 @@ fn gateway_api_status_is_one_line_per_object_and_rejections_count() {
         namespace: ns.map(str::to_string),
         name: name.into(),
         generation: Some(1),
-        status,
+        status: std::sync::Arc::new(status),
     };
     let accepted = json!({"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok"});
     let all = vec![

@@ -14,6 +14,8 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
+pub use routes::RouteCache;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -64,7 +66,9 @@ pub struct ApiStatus {
     pub name: String,
     /// The object's `metadata.generation` the status was computed from.
     pub generation: Option<i64>,
-    pub status: serde_json::Value,
+    /// Shared with the compile that follows when the object's status did not change (the
+    /// status writer passes over an unchanged status by pointer).
+    pub status: Arc<serde_json::Value>,
 }
 
 /// What the Gateway API part adds to a compiled table.
@@ -74,6 +78,8 @@ pub struct GatewayApiCompiled {
     /// The upstreams of resolved backendRefs (bound by the registry with the table's own).
     pub upstreams: Vec<Arc<Upstream>>,
     pub status: Vec<ApiStatus>,
+    /// What the next compile may reuse.
+    pub cache: RouteCache,
 }
 
 /// The features GatewayClasses of ours report in `status.supportedFeatures` (sorted).
@@ -87,12 +93,14 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
 ];
 
 /// Compiles the snapshot's Gateway API objects. `shared` is the main table, whose verifier,
-/// egress and channels the listener tables share.
+/// egress and channels the listener tables share. `prev`: the snapshot of the last compile and
+/// the cache it left; its route plans are reused when nothing but HTTPRoutes changed.
 pub fn compile(
     snapshot: &Snapshot,
     options: &super::CompileOptions,
     gw: &GatewayApiOptions,
     shared: &RoutingTable,
+    prev: Option<(&Snapshot, &RouteCache)>,
 ) -> GatewayApiCompiled {
     let mut out = GatewayApiCompiled::default();
     let objects = &snapshot.gateway_api;
@@ -133,7 +141,7 @@ pub fn compile(
             namespace: None,
             name,
             generation: g,
-            status: json!({ "conditions": [accepted], "supportedFeatures": features }),
+            status: Arc::new(json!({ "conditions": [accepted], "supportedFeatures": features })),
         });
     }
 
@@ -144,7 +152,17 @@ pub fn compile(
         upstreams: &shared.upstreams,
         made: BTreeMap::new(),
     };
-    let route_plans = routes::plan(&objects.routes, &mut plans, &mut backends, &gw.controller_name);
+    let reuse = prev
+        .filter(|(before, _)| same_route_inputs(before, snapshot))
+        .map(|(_, cache)| cache);
+    let (route_plans, cache) = routes::plan(
+        &objects.routes,
+        &mut plans,
+        &mut backends,
+        &gw.controller_name,
+        reuse,
+    );
+    out.cache = cache;
     let policies = policy::Policies::new(&objects.policies);
     let default_cors = options
         .default_cors
@@ -187,7 +205,7 @@ pub fn compile(
             namespace: Some(plan.namespace.clone()),
             name: plan.name.clone(),
             generation: plan.generation,
-            status: plan.status(),
+            status: Arc::new(plan.status()),
         });
     }
     let targets = Attached {
@@ -200,46 +218,59 @@ pub fn compile(
             namespace: Some(p.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
             name: p.metadata.name.clone().unwrap_or_default(),
             generation: p.metadata.generation,
-            status: policy::status(&policies, i, &targets, &gw.controller_name),
+            status: Arc::new(policy::status(&policies, i, &targets, &gw.controller_name)),
         });
     }
-    let mut planned = BTreeSet::new();
-    for r in route_plans {
-        planned.insert((r.namespace.clone(), r.name.clone()));
+    for r in &route_plans {
         out.status.push(ApiStatus {
             kind: ApiKind::HTTPRoute,
-            namespace: Some(r.namespace),
-            name: r.name,
+            namespace: Some(r.namespace.clone()),
+            name: r.name.clone(),
             generation: r.route.metadata.generation,
-            status: r.status,
+            status: r.status.clone(),
         });
     }
     // Routes that no longer name a Gateway of ours lose our entries.
-    for r in &objects.routes {
-        let ns = r.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let name = r.metadata.name.clone().unwrap_or_default();
-        if planned.contains(&(ns.clone(), name.clone())) {
-            continue;
-        }
+    for r in objects.routes.iter().filter(|r| !out.cache.planned(r)) {
         let parents = r
             .status
             .as_ref()
-            .and_then(|s| s.get("parents")?.as_array().cloned())
+            .and_then(|s| s.get("parents")?.as_array())
+            .map(Vec::as_slice)
             .unwrap_or_default();
         let mine =
             |p: &Value| p.get("controllerName").and_then(Value::as_str) == Some(gw.controller_name.as_str());
         if parents.iter().any(mine) {
-            let others: Vec<Value> = parents.into_iter().filter(|p| !mine(p)).collect();
+            let others: Vec<Value> = parents.iter().filter(|p| !mine(p)).cloned().collect();
             out.status.push(ApiStatus {
                 kind: ApiKind::HTTPRoute,
-                namespace: Some(ns),
-                name,
+                namespace: Some(r.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+                name: r.metadata.name.clone().unwrap_or_default(),
                 generation: r.metadata.generation,
-                status: json!({ "parents": others }),
+                status: Arc::new(json!({ "parents": others })),
             });
         }
     }
     out
+}
+
+/// Whether everything a route plan reads besides the route itself is as it was: classes and
+/// Gateways (status aside: addresses and counts do not change a route's attachment),
+/// ReferenceGrants, namespace labels, Secrets, Services and GatewayUpstreams.
+fn same_route_inputs(a: &Snapshot, b: &Snapshot) -> bool {
+    fn same<T>(a: &[T], b: &[T], eq: impl Fn(&T, &T) -> bool) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| eq(a, b))
+    }
+    let (x, y) = (&a.gateway_api, &b.gateway_api);
+    same(&x.classes, &y.classes, |a, b| {
+        a.metadata == b.metadata && a.spec == b.spec
+    }) && same(&x.gateways, &y.gateways, |a, b| {
+        a.metadata == b.metadata && a.spec == b.spec
+    }) && x.grants == y.grants
+        && x.namespaces == y.namespaces
+        && a.secrets == b.secrets
+        && a.services == b.services
+        && a.upstreams == b.upstreams
 }
 
 /// What every listener table of one compile shares.
@@ -254,7 +285,7 @@ struct TableContext<'a> {
 /// The Gateways and routes of a compile, as policy targets.
 struct Attached<'a, 'b> {
     gateways: &'a [gateways::GatewayPlan<'b>],
-    routes: &'a [routes::RoutePlan<'b>],
+    routes: &'a [Arc<routes::RoutePlan>],
 }
 
 impl policy::Targets for Attached<'_, '_> {
@@ -282,7 +313,7 @@ fn listener_table(
     plan: &gateways::GatewayPlan<'_>,
     gi: usize,
     lis: &[usize],
-    route_plans: &[routes::RoutePlan<'_>],
+    route_plans: &[Arc<routes::RoutePlan>],
 ) -> RoutingTable {
     let (snapshot, options, shared) = (ctx.snapshot, ctx.options, ctx.shared);
     let mut builder = TableBuilder::strict();

@@ -1,10 +1,11 @@
 //! HTTPRoutes: which listeners each attaches to (parentRefs, kinds, namespaces, host names),
 //! their rules compiled into table entries, and their status per parent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use http::HeaderName;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use super::filters;
@@ -23,8 +24,9 @@ pub(super) struct Entry {
     pub methods: MethodSet,
     pub rule: Arc<GatewayRule>,
     /// Precedence among entries of the same path (lower first): method given, more header
-    /// matches, more query matches, then age, namespace/name, rule and match order.
-    pub rank: (u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, usize),
+    /// matches, more query matches; then (in the table) the route's age, namespace/name, rule
+    /// and match order.
+    pub rank: (u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>),
 }
 
 /// A route attached to one listener, with the host names it serves there.
@@ -34,14 +36,46 @@ pub(super) struct Attachment {
     pub hosts: Vec<String>,
 }
 
-/// A route of ours, compiled.
-pub(super) struct RoutePlan<'a> {
-    pub route: &'a HTTPRoute,
+/// A route of ours, compiled. Shared with the next compile, which reuses it while the route is
+/// the same object and nothing else it reads has changed.
+pub(super) struct RoutePlan {
+    pub route: Arc<HTTPRoute>,
     pub namespace: String,
     pub name: String,
     pub entries: Vec<Entry>,
     pub attachments: Vec<Attachment>,
-    pub status: Value,
+    pub status: Arc<Value>,
+}
+
+/// What a compile of HTTPRoutes leaves for the next one: the plan of every route of ours, by
+/// the route object it was made from, and the upstreams made for their Service backends.
+#[derive(Default)]
+pub struct RouteCache {
+    /// By the address of the `HTTPRoute` (kept alive by the plan, so never reused meanwhile).
+    plans: HashMap<usize, Arc<RoutePlan>>,
+    made: BTreeMap<String, Arc<Upstream>>,
+}
+
+impl std::fmt::Debug for RouteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCache")
+            .field("plans", &self.plans.len())
+            .field("made", &self.made.len())
+            .finish()
+    }
+}
+
+fn address(route: &Arc<HTTPRoute>) -> usize {
+    Arc::as_ptr(route) as usize
+}
+
+impl RouteCache {
+    /// Whether `route` (this very object) was planned by the compile that left the cache.
+    pub(super) fn planned(&self, route: &Arc<HTTPRoute>) -> bool {
+        self.plans
+            .get(&address(route))
+            .is_some_and(|p| Arc::ptr_eq(&p.route, route))
+    }
 }
 
 /// Where a route's backends come from.
@@ -55,33 +89,44 @@ pub(super) struct Backends<'s> {
     pub made: BTreeMap<String, Arc<Upstream>>,
 }
 
-fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    meta.namespace.clone().unwrap_or_else(|| "default".into())
-}
-
-/// Compiles every route that names one of `gateways` as a parent, oldest first. `age` is
-/// the route's place in that order (for precedence among equals).
-pub(super) fn plan<'a>(
-    routes: &'a [HTTPRoute],
+/// Compiles every route that names one of `gateways` as a parent, oldest first (the order is
+/// their precedence among equals). `reuse`: the cache of the last compile, when everything but
+/// the HTTPRoutes is as it was then; its plans of routes that are the same objects are reused
+/// (their attachments counted again on the listeners).
+pub(super) fn plan(
+    routes: &[Arc<HTTPRoute>],
     gateways: &mut [GatewayPlan<'_>],
     backends: &mut Backends<'_>,
     controller: &str,
-) -> Vec<RoutePlan<'a>> {
-    // The namespace borrowed, as `ns_of` gives it: no allocation per comparison.
-    let age_key = |r: &'a HTTPRoute| {
+    reuse: Option<&RouteCache>,
+) -> (Vec<Arc<RoutePlan>>, RouteCache) {
+    // The namespace borrowed ("default" when unset): no allocation per comparison.
+    fn age_key(r: &HTTPRoute) -> (&Option<Time>, &str, &Option<String>) {
         let m = &r.metadata;
         (
             &m.creation_timestamp,
             m.namespace.as_deref().unwrap_or("default"),
             &m.name,
         )
-    };
-    let mut sorted: Vec<&HTTPRoute> = routes.iter().collect();
+    }
+    let mut sorted: Vec<&Arc<HTTPRoute>> = routes.iter().collect();
     sorted.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    if let Some(old) = reuse {
+        backends.made = old.made.clone();
+    }
     let mut out = Vec::new();
-    for (age, route) in sorted.into_iter().enumerate() {
-        let namespace = ns_of(&route.metadata);
-        let ours: Vec<(&ParentReference, Option<usize>)> = route
+    for route in sorted {
+        if let Some(p) = reuse.and_then(|c| c.plans.get(&address(route))) {
+            if Arc::ptr_eq(&p.route, route) {
+                for a in &p.attachments {
+                    gateways[a.gateway].listeners[a.listener].attached += 1;
+                }
+                out.push(p.clone());
+                continue;
+            }
+        }
+        let namespace = route.metadata.namespace.as_deref().unwrap_or("default");
+        let ours: Vec<(&ParentReference, usize)> = route
             .spec
             .parent_refs
             .iter()
@@ -90,53 +135,66 @@ pub(super) fn plan<'a>(
                     && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
             })
             .filter_map(|p| {
-                let gw_ns = p.namespace.as_deref().unwrap_or(&namespace);
+                let gw_ns = p.namespace.as_deref().unwrap_or(namespace);
                 let i = gateways
                     .iter()
                     .position(|g| g.namespace == gw_ns && g.name == p.name)?;
-                Some((p, Some(i)))
+                Some((p, i))
             })
             .collect();
         if ours.is_empty() {
             continue;
         }
-        out.push(plan_route(
-            route, namespace, age, &ours, gateways, backends, controller,
-        ));
+        let namespace = namespace.to_string();
+        out.push(Arc::new(plan_route(
+            route, namespace, &ours, gateways, backends, controller,
+        )));
     }
-    out
+    // Upstreams of Services no plan uses any more are dropped.
+    let used: BTreeSet<&str> = out
+        .iter()
+        .flat_map(|p| &p.entries)
+        .flat_map(|e| &e.rule.backends)
+        .filter_map(|b| b.upstream.as_ref())
+        .map(|u| u.key.as_str())
+        .collect();
+    backends.made.retain(|k, _| used.contains(k.as_str()));
+    let cache = RouteCache {
+        plans: out.iter().map(|p| (address(&p.route), p.clone())).collect(),
+        made: backends.made.clone(),
+    };
+    (out, cache)
 }
 
-fn plan_route<'a>(
-    route: &'a HTTPRoute,
+fn plan_route(
+    route: &Arc<HTTPRoute>,
     namespace: String,
-    age: usize,
-    parents: &[(&ParentReference, Option<usize>)],
+    parents: &[(&ParentReference, usize)],
     gateways: &mut [GatewayPlan<'_>],
     backends: &mut Backends<'_>,
     controller: &str,
-) -> RoutePlan<'a> {
+) -> RoutePlan {
     let name = route.metadata.name.clone().unwrap_or_default();
     let g = route.metadata.generation;
     let mut plan = RoutePlan {
-        route,
+        route: route.clone(),
         namespace: namespace.clone(),
         name: name.clone(),
         entries: Vec::new(),
         attachments: Vec::new(),
-        status: Value::Null,
+        status: Arc::new(Value::Null),
     };
     // The spec itself: what the CRD's validation rules refuse, and what is not served.
-    let compiled = compile_rules(route, &namespace, &name, age, backends);
+    let compiled = compile_rules(route, &namespace, &name, backends);
     let mut parent_status = Vec::new();
-    for (p, gi) in parents {
-        let gw = &mut gateways[gi.expect("our parent")];
+    for &(p, gi) in parents {
+        let gw = &mut gateways[gi];
         let mut conds = Vec::new();
         let accepted = match &compiled {
             Err(msg) => Err(("UnsupportedValue", msg.clone())),
             Ok(_) => {
                 let labels = labels_of(&backends.snapshot.gateway_api.namespaces, &namespace);
-                attach(route, &namespace, &labels, p, gw, *gi, &mut plan.attachments)
+                attach(route, &namespace, &labels, p, gw, gi, &mut plan.attachments)
             }
         };
         match &accepted {
@@ -197,7 +255,7 @@ fn plan_route<'a>(
         .filter(|p| p.get("controllerName").and_then(Value::as_str) != Some(controller));
     let mut all: Vec<Value> = others.cloned().collect();
     all.extend(parent_status);
-    plan.status = object([("parents", Value::Array(all))]);
+    plan.status = Arc::new(object([("parents", Value::Array(all))]));
     plan
 }
 
@@ -208,7 +266,7 @@ fn attach(
     labels: &BTreeMap<String, String>,
     p: &ParentReference,
     gw: &mut GatewayPlan<'_>,
-    gi: Option<usize>,
+    gi: usize,
     out: &mut Vec<Attachment>,
 ) -> Result<(), (&'static str, String)> {
     if let Some((_, msg)) = &gw.refused {
@@ -255,7 +313,7 @@ fn attach(
             l.attached += 1;
             any = true;
             out.push(Attachment {
-                gateway: gi.expect("our parent"),
+                gateway: gi,
                 listener: i,
                 hosts,
             });
@@ -304,7 +362,6 @@ fn compile_rules(
     route: &HTTPRoute,
     namespace: &str,
     name: &str,
-    age: usize,
     backends: &mut Backends<'_>,
 ) -> Result<(Vec<Entry>, Option<Problem>), String> {
     for h in &route.spec.hostnames {
@@ -379,7 +436,6 @@ fn compile_rules(
                 u8::from(m.method.is_none()),
                 std::cmp::Reverse(headers.len()),
                 std::cmp::Reverse(query.len()),
-                age,
             );
             let rule = GatewayRule {
                 source: base.source.clone(),

@@ -34,7 +34,7 @@ fn snapshot(yaml: &str) -> Snapshot {
             "HTTPRoute" => s
                 .gateway_api
                 .routes
-                .push(serde_json::from_value::<HTTPRoute>(v).unwrap()),
+                .push(Arc::new(serde_json::from_value::<HTTPRoute>(v).unwrap())),
             "ReferenceGrant" => s
                 .gateway_api
                 .grants
@@ -68,7 +68,7 @@ fn run(s: &Snapshot) -> GatewayApiCompiled {
         controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
         pool: vec!["127.0.1.1".parse().unwrap(), "127.0.1.2".parse().unwrap()],
     };
-    compile(s, &CompileOptions::default(), &gw, &RoutingTable::default())
+    compile(s, &CompileOptions::default(), &gw, &RoutingTable::default(), None)
 }
 
 fn status<'a>(out: &'a GatewayApiCompiled, kind: ApiKind, name: &str) -> &'a Value {
@@ -431,4 +431,110 @@ spec:
         Arc::ptr_eq(u, &out.table.upstreams["infra/dev"]),
         "the GatewayUpstream's own upstream"
     );
+}
+
+/// What a compile serves and says, in order: every status, and each socket's routes.
+fn outcome(out: &GatewayApiCompiled) -> (Vec<String>, Vec<String>) {
+    let statuses = out
+        .status
+        .iter()
+        .map(|s| format!("{} {:?}/{} {}", s.kind, s.namespace, s.name, s.status))
+        .collect();
+    let mut served = Vec::new();
+    for socket in &out.listeners.sockets {
+        for r in socket.table.routes() {
+            let rule = r.gateway.as_ref().unwrap();
+            let backends: Vec<_> = rule
+                .backends
+                .iter()
+                .map(|b| b.upstream.as_ref().map(|u| u.key.clone()))
+                .collect();
+            served.push(format!(
+                "{} {} {:?} {} {backends:?}",
+                socket.addr, r.path, r.hosts, rule.source
+            ));
+        }
+    }
+    let mut upstreams: Vec<_> = out.upstreams.iter().map(|u| u.key.clone()).collect();
+    upstreams.sort();
+    served.push(format!("{upstreams:?}"));
+    (statuses, served)
+}
+
+fn run_after(s: &Snapshot, prev: &Snapshot, cache: &RouteCache) -> GatewayApiCompiled {
+    let gw = GatewayApiOptions {
+        controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
+        pool: vec!["127.0.1.1".parse().unwrap(), "127.0.1.2".parse().unwrap()],
+    };
+    compile(
+        s,
+        &CompileOptions::default(),
+        &gw,
+        &RoutingTable::default(),
+        Some((prev, cache)),
+    )
+}
+
+fn route_status<'a>(out: &'a GatewayApiCompiled, name: &str) -> &'a Arc<Value> {
+    &out.status
+        .iter()
+        .find(|s| s.kind == ApiKind::HTTPRoute && s.name == name)
+        .unwrap()
+        .status
+}
+
+#[test]
+fn a_compile_after_another_reuses_unchanged_routes_and_ends_the_same() {
+    let first = snapshot(&format!("{GATEWAY}\n---\n{ROUTES}"));
+    let before = run(&first);
+    // One route changed (a new object), one added, one deleted; the rest are the same objects.
+    let mut next = first.clone();
+    let routes = &mut next.gateway_api.routes;
+    let i = routes
+        .iter()
+        .position(|r| r.metadata.name.as_deref() == Some("missing"))
+        .unwrap();
+    let mut changed = (*routes[i]).clone();
+    changed.spec.rules[0].backend_refs[0].name = "v2".into();
+    changed.metadata.namespace = Some("infra".into());
+    routes[i] = Arc::new(changed);
+    routes.retain(|r| r.metadata.name.as_deref() != Some("hosts"));
+    let mut added = (*routes[0]).clone();
+    added.metadata.name = Some("added".into());
+    added.metadata.creation_timestamp = None;
+    routes.push(Arc::new(added));
+
+    let after = run_after(&next, &first, &before.cache);
+    assert_eq!(outcome(&after), outcome(&run(&next)));
+    assert!(Arc::ptr_eq(
+        route_status(&before, "exact"),
+        route_status(&after, "exact")
+    ));
+    assert!(!Arc::ptr_eq(
+        route_status(&before, "missing"),
+        route_status(&after, "missing")
+    ));
+    assert_eq!(
+        parent(&after, "missing"),
+        ["Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs"]
+    );
+    // Attachments of reused routes are counted again.
+    let g = status(&after, ApiKind::Gateway, "gw");
+    assert_eq!(g["listeners"][0]["attachedRoutes"], 3);
+
+    // A change to something routes read (a Service goes) is never hidden by the cache.
+    let mut third = next.clone();
+    third.services.remove("infra/v2");
+    let again = run_after(&third, &next, &after.cache);
+    assert_eq!(outcome(&again), outcome(&run(&third)));
+    assert_eq!(
+        parent(&again, "missing"),
+        ["Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"]
+    );
+    // The same goes for a Gateway's listeners.
+    let mut fourth = third.clone();
+    fourth.gateway_api.gateways[0].spec.listeners.remove(0);
+    let last = run_after(&fourth, &third, &again.cache);
+    assert_eq!(outcome(&last), outcome(&run(&fourth)));
+    assert_eq!(parent(&last, "exact")[0], "Accepted=False/NoMatchingParent");
 }

@@ -19,7 +19,7 @@ fn gateway(status: Value) -> ApiStatus {
         namespace: Some("ns".into()),
         name: "gw".into(),
         generation: Some(1),
-        status,
+        status: std::sync::Arc::new(status),
     }
 }
 
@@ -105,10 +105,10 @@ fn route_parents_of_other_controllers_are_taken_as_held_and_keep_their_place_by_
         namespace: Some("apps".into()),
         name: "r".into(),
         generation: Some(3),
-        status: json!({"parents": [
+        status: std::sync::Arc::new(json!({"parents": [
             {"parentRef": {"name": "other"}, "controllerName": "example.com/x", "conditions": [cond("Accepted", "False")]},
             {"parentRef": {"name": "gw", "sectionName": "http"}, "controllerName": OURS, "conditions": [cond("Accepted", "True")]}
-        ]}),
+        ]})),
     };
     let held = json!({"parents": [
         {"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": "gw", "sectionName": "http"},

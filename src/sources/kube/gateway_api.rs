@@ -5,6 +5,7 @@
 //! own status writes never trigger a recompile.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -25,11 +26,11 @@ pub type Refs = BTreeSet<(String, String)>;
 /// The cache. Keys are `namespace/name`, or the name of a GatewayClass.
 #[derive(Default)]
 pub struct GatewayApiCache {
-    classes: BTreeMap<String, GatewayClass>,
-    gateways: BTreeMap<String, Gateway>,
-    routes: BTreeMap<String, HTTPRoute>,
-    grants: BTreeMap<String, ReferenceGrant>,
-    policies: BTreeMap<String, RoutePolicy>,
+    classes: BTreeMap<String, Arc<GatewayClass>>,
+    gateways: BTreeMap<String, Arc<Gateway>>,
+    routes: BTreeMap<String, Arc<HTTPRoute>>,
+    grants: BTreeMap<String, Arc<ReferenceGrant>>,
+    policies: BTreeMap<String, Arc<RoutePolicy>>,
     namespaces: BTreeMap<String, Labels>,
 }
 
@@ -48,7 +49,7 @@ pub trait ApiTracked:
     const NAME: &'static str;
     /// Cluster-scoped (GatewayClass): watched once, whatever namespaces the gateway watches.
     const CLUSTER: bool;
-    fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Self>;
+    fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Arc<Self>>;
     /// Equal in everything but status.
     fn same_but_status(&self, other: &Self) -> bool;
     /// The API of the kind in `scope` (None: all namespaces, or cluster-scoped).
@@ -60,7 +61,7 @@ macro_rules! tracked {
         impl ApiTracked for $kind {
             const NAME: &'static str = $name;
             const CLUSTER: bool = false;
-            fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Self> {
+            fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Arc<Self>> {
                 &mut cache.$field
             }
             fn same_but_status(&self, other: &Self) -> bool {
@@ -84,7 +85,7 @@ tracked!(RoutePolicy, "RoutePolicy", policies);
 impl ApiTracked for GatewayClass {
     const NAME: &'static str = "GatewayClass";
     const CLUSTER: bool = true;
-    fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Self> {
+    fn objects(cache: &mut GatewayApiCache) -> &mut BTreeMap<String, Arc<Self>> {
         &mut cache.classes
     }
     fn same_but_status(&self, other: &Self) -> bool {
@@ -116,10 +117,10 @@ impl GatewayApiCache {
     pub fn apply<K: ApiTracked>(&mut self, change: Change<K>, scope: Option<&str>) -> bool {
         let scope = if K::CLUSTER { None } else { scope };
         let objs = K::objects(self);
-        let put = |objs: &mut BTreeMap<String, K>, obj: K| {
+        let put = |objs: &mut BTreeMap<String, Arc<K>>, obj: K| {
             let k = key(&obj);
             let changed = objs.get(&k).is_none_or(|old| !old.same_but_status(&obj));
-            objs.insert(k, obj);
+            objs.insert(k, Arc::new(obj));
             changed
         };
         match change {
@@ -201,11 +202,12 @@ impl GatewayApiCache {
     /// The objects as the snapshot carries them.
     pub fn objects(&self) -> GatewayApiObjects {
         GatewayApiObjects {
-            classes: self.classes.values().cloned().collect(),
-            gateways: self.gateways.values().cloned().collect(),
+            classes: self.classes.values().map(|o| (**o).clone()).collect(),
+            gateways: self.gateways.values().map(|o| (**o).clone()).collect(),
+            // Shared, not copied: thousands of them.
             routes: self.routes.values().cloned().collect(),
-            grants: self.grants.values().cloned().collect(),
-            policies: self.policies.values().cloned().collect(),
+            grants: self.grants.values().map(|o| (**o).clone()).collect(),
+            policies: self.policies.values().map(|o| (**o).clone()).collect(),
             namespaces: self.namespaces.clone(),
         }
     }

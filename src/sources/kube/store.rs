@@ -330,6 +330,11 @@ impl Store {
         out
     }
 
+    /// When the oldest change not yet taken into a snapshot was seen (None: there is none).
+    pub fn pending_since(&self) -> Option<Instant> {
+        self.lock().first_change
+    }
+
     /// The snapshot to compile now, and when its oldest unpublished change was seen.
     pub fn snapshot(&self) -> (Snapshot, Instant) {
         let mut inner = self.lock();
