@@ -34,11 +34,22 @@ pub trait ApiStatusLookup: Send + Sync {
     /// The object's `status` as last seen (`Null` when it has none); None when the object is
     /// not known.
     fn api_status(&self, kind: ApiKind, namespace: Option<&str>, name: &str) -> Option<Value>;
+
+    /// The object as last seen, shared: every new version (of its status too) is a new `Arc`.
+    /// None when the object is not known.
+    fn api_object(&self, kind: ApiKind, namespace: Option<&str>, name: &str) -> Option<Held>;
 }
+
+/// An object as the watch last saw it (compared by pointer only).
+pub type Held = Arc<dyn std::any::Any + Send + Sync>;
 
 impl ApiStatusLookup for crate::sources::kube::Store {
     fn api_status(&self, kind: ApiKind, namespace: Option<&str>, name: &str) -> Option<Value> {
         crate::sources::kube::Store::api_status(self, kind, namespace, name)
+    }
+
+    fn api_object(&self, kind: ApiKind, namespace: Option<&str>, name: &str) -> Option<Held> {
+        crate::sources::kube::Store::api_object(self, kind, namespace, name)
     }
 }
 
@@ -54,11 +65,28 @@ pub struct GatewayStatusFeed {
 
 /// What was last written to one object: the status asked for, and the status the API server
 /// held before and after, so that the same content is never written twice while the watch
-/// has not caught up (or when the API server stores it with defaults filled in).
+/// has not caught up (or when the API server stores it with defaults filled in). Dropped once
+/// the watch shows the object holding it.
 struct Written {
     want: Value,
     before: Option<Value>,
     after: Value,
+}
+
+/// An object found to hold the status the compiler gave it: that status (the compiler's
+/// `Arc`, shared while the object's compile is reused) and the object as seen then. While
+/// both are the same `Arc`s, nothing needs to be looked at again. Holding them keeps the
+/// pointers from being reused.
+struct Settled {
+    status: Arc<Value>,
+    object: Held,
+}
+
+/// What the writer remembers between rounds, by object (`id_of`).
+#[derive(Default)]
+struct Memory {
+    written: HashMap<String, Written>,
+    settled: HashMap<String, Settled>,
 }
 
 /// Runs until the status channel closes. `leader` says whether this replica may write.
@@ -68,7 +96,7 @@ pub async fn run(
     mut leader: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
 ) {
-    let mut written: HashMap<String, Written> = HashMap::new();
+    let mut memory = Memory::default();
     let mut retry_in: Option<Duration> = None;
     loop {
         let sleep = async {
@@ -81,7 +109,7 @@ pub async fn run(
             r = feed.status.changed() => if r.is_err() { return },
             r = leader.changed() => {
                 if r.is_err() { return }
-                written.clear();
+                memory = Memory::default();
             },
             _ = sleep => {},
         }
@@ -89,7 +117,7 @@ pub async fn run(
             continue;
         }
         let current = feed.status.borrow_and_update().clone();
-        let failed = write_all(&client, &feed, &current, &mut written, &stats).await;
+        let failed = write_all(&client, &feed, &current, &mut memory, &stats).await;
         retry_in = if failed {
             Some(retry_in.map_or(Duration::from_millis(500), |d| {
                 (d * 2).min(Duration::from_secs(10))
@@ -121,26 +149,43 @@ pub fn desired(s: &ApiStatus, held: Option<&Value>, controller: &str, now: &str)
 }
 
 /// Patches every status that differs; true when some patch failed and should be retried.
+/// An object whose compiled status and watched version are the same `Arc`s as when it was
+/// last found settled is passed over without a look (thousands of routes, one changed).
 async fn write_all(
     client: &Client,
     feed: &GatewayStatusFeed,
     statuses: &[ApiStatus],
-    written: &mut HashMap<String, Written>,
+    memory: &mut Memory,
     stats: &WriterStats,
 ) -> bool {
     let now = now_rfc3339();
     // Objects no longer in the table (deleted, or no longer ours) are forgotten.
-    let current: std::collections::HashSet<String> = statuses.iter().map(id_of).collect();
-    written.retain(|id, _| current.contains(id));
+    let ids: Vec<String> = statuses.iter().map(id_of).collect();
+    let current: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    memory.written.retain(|id, _| current.contains(id.as_str()));
+    memory.settled.retain(|id, _| current.contains(id.as_str()));
     let mut todo = Vec::new();
-    for s in statuses {
+    for (s, id) in statuses.iter().zip(ids) {
+        let object = feed.lookup.api_object(s.kind, s.namespace.as_deref(), &s.name);
+        let unchanged = memory.settled.get(&id).is_some_and(|was| {
+            Arc::ptr_eq(&was.status, &s.status)
+                && object.as_ref().is_some_and(|o| Arc::ptr_eq(&was.object, o))
+        });
+        if unchanged {
+            continue;
+        }
+        memory.settled.remove(&id);
         let held = feed.lookup.api_status(s.kind, s.namespace.as_deref(), &s.name);
         let want = desired(s, held.as_ref(), &feed.controller_name, &now);
         if held.as_ref().is_some_and(|h| holds(h, &want)) {
+            memory.written.remove(&id);
+            if let Some(object) = object {
+                let status = s.status.clone();
+                memory.settled.insert(id, Settled { status, object });
+            }
             continue;
         }
-        let id = id_of(s);
-        let again = written.get(&id).is_some_and(|w| {
+        let again = memory.written.get(&id).is_some_and(|w| {
             same_ignoring_time(&w.want, &want) && (held == w.before || held.as_ref() == Some(&w.after))
         });
         if again {
@@ -167,11 +212,11 @@ async fn write_all(
         match r {
             Ok(after) => {
                 stats.api_patches.fetch_add(1, Ordering::Relaxed);
-                written.insert(id, Written { want, before, after });
+                memory.written.insert(id, Written { want, before, after });
             }
             // Deleted meanwhile: nothing to write.
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                written.remove(&id);
+                memory.written.remove(&id);
             }
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Compile a snapshot and publish the table: the single path both modes share.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,8 +27,17 @@ struct Last {
     snapshot: Snapshot,
     /// What the next compile may reuse.
     cache: crate::compile::gateway_api::RouteCache,
+    /// The judgement of each Gateway API status, by the address of the status (kept alive by
+    /// `gateway_status`, so never reused meanwhile).
+    judged: HashMap<usize, Judged>,
     verdicts: Arc<Vec<Verdict>>,
     gateway_status: Arc<Vec<ApiStatus>>,
+}
+
+/// What the logs and the reload metric take from one Gateway API status.
+#[derive(Clone, Copy)]
+struct Judged {
+    rejected: bool,
 }
 
 /// Compiles snapshots and swaps the table into the handle the proxy reads.
@@ -100,26 +110,40 @@ impl Publisher {
         compiled.table.tls.published(&self.metrics);
         self.handle.store(Arc::new(compiled.table));
         let live_at = Instant::now();
+        let took = live_at.saturating_duration_since(seen);
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         self.metrics
             .config_propagation_seconds
-            .observe(seen.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
         self.metrics.routes.set(routes as i64);
         let controller = self
             .options
             .gateway_api
             .as_ref()
-            .map(|g| g.controller_name.as_str());
-        let lines: Vec<StatusLine<'_>> = compiled
-            .gateway_status
-            .iter()
-            .map(|status| StatusLine {
-                status,
-                controller: controller.unwrap_or_default(),
-            })
-            .collect();
-        let rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count()
-            + lines.iter().filter(|l| l.is_rejected()).count();
+            .map(|g| g.controller_name.as_str())
+            .unwrap_or_default();
+        // Each Gateway API status is judged (and its problems logged) once: a status the last
+        // compile gave too (the same `Arc`, its route's compile reused) keeps its judgement.
+        let before = last.as_ref().map(|l| &l.judged);
+        let mut judged = HashMap::with_capacity(compiled.gateway_status.len());
+        let mut rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count();
+        for status in &compiled.gateway_status {
+            let at = Arc::as_ptr(&status.status) as usize;
+            let verdict = match before.and_then(|b| b.get(&at)) {
+                Some(&v) => v,
+                None => {
+                    let line = StatusLine { status, controller };
+                    if line.has_problem() {
+                        tracing::warn!(resource = %line.resource(), "{line}");
+                    }
+                    Judged {
+                        rejected: line.is_rejected(),
+                    }
+                }
+            };
+            rejected += usize::from(verdict.rejected);
+            judged.insert(at, verdict);
+        }
         let result = if load_failed {
             "failure"
         } else if rejected > 0 {
@@ -134,15 +158,11 @@ impl Publisher {
         for v in compiled.verdicts.iter().filter(|v| v.has_problem()) {
             tracing::warn!(resource = %format!("{} {}/{}", v.kind, v.namespace, v.name), "{v}");
         }
-        for line in lines.iter().filter(|l| l.has_problem()) {
-            tracing::warn!(resource = %line.resource(), "{line}");
-        }
-        drop(lines);
         tracing::info!(
             routes,
             rejected,
-            // In whole microseconds, so that the number reads as written.
-            elapsed_ms = (seen.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            // Change noticed -> table live, in whole microseconds (the number reads as written).
+            elapsed_ms = (took.as_secs_f64() * 1e6).round() / 1e3,
             "routing table published"
         );
         let verdicts = Arc::new(compiled.verdicts);
@@ -150,6 +170,7 @@ impl Publisher {
         *last = Some(Last {
             snapshot,
             cache: compiled.cache,
+            judged,
             verdicts: verdicts.clone(),
             gateway_status: gateway_status.clone(),
         });

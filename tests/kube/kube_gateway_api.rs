@@ -594,6 +594,37 @@ async fn the_status_writer_writes_gateway_api_status_once_with_transition_times(
     );
     assert_eq!(stats.api_patches.load(Ordering::Relaxed), 4);
 
+    // Someone else rewrites the Gateway's status while the compiled status stays the very
+    // same: the next round puts ours back (an unchanged status is passed over only while the
+    // object is unchanged too).
+    let same = statuses(false);
+    status_tx.send_replace(same.clone());
+    eventually(T, "Accepted=False seen by the watch", || async {
+        let s = store.api_status(ApiKind::Gateway, Some(&ns), "gw")?;
+        (s["conditions"][0]["status"] == "False").then_some(())
+    })
+    .await;
+    api_of(&client, "Gateway", &ns)
+        .patch_status(
+            "gw",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": []}})),
+        )
+        .await
+        .expect("patch status");
+    eventually(T, "the foreign write seen by the watch", || async {
+        let s = store.api_status(ApiKind::Gateway, Some(&ns), "gw")?;
+        s["conditions"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    status_tx.send_replace(same);
+    eventually(T, "our status written back", || async {
+        let s = status_of(&client, "Gateway", &ns, "gw").await?;
+        (s["conditions"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(stats.api_patches.load(Ordering::Relaxed), 5);
+
     writer.abort();
     api_of(&client, "GatewayClass", "")
         .delete(&class, &Default::default())

@@ -4,6 +4,7 @@
 //! labels of Namespaces. A change of status (or of bookkeeping) alone is not a change: our
 //! own status writes never trigger a recompile.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -209,6 +210,29 @@ impl GatewayApiCache {
             grants: self.grants.values().map(|o| (**o).clone()).collect(),
             policies: self.policies.values().map(|o| (**o).clone()).collect(),
             namespaces: self.namespaces.clone(),
+        }
+    }
+
+    /// The object as last seen by the watch, shared: a new version (of its status too) is a
+    /// new `Arc`, so that holding one and comparing pointers tells whether it changed since.
+    pub fn object(
+        &self,
+        kind: ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let key = match namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        };
+        fn erase<T: Send + Sync + 'static>(o: &Arc<T>) -> Arc<dyn Any + Send + Sync> {
+            o.clone()
+        }
+        match kind {
+            ApiKind::GatewayClass => self.classes.get(name).map(erase),
+            ApiKind::Gateway => self.gateways.get(&key).map(erase),
+            ApiKind::HTTPRoute => self.routes.get(&key).map(erase),
+            ApiKind::RoutePolicy => self.policies.get(&key).map(erase),
         }
     }
 

@@ -235,6 +235,16 @@ impl Store {
         self.lock().gateway_api.status(kind, namespace, name)
     }
 
+    /// The Gateway API object as last seen by the watch, shared (see `GatewayApiCache::object`).
+    pub fn api_object(
+        &self,
+        kind: ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.lock().gateway_api.object(kind, namespace, name)
+    }
+
     /// Applies a change to the one Secret `key` (watched by name).
     pub fn apply_secret(&self, key: &str, change: Change<Secret>) {
         let latest = match change {
