@@ -361,7 +361,7 @@ fn listener_table(
                 first.get_or_insert_with(|| u.clone());
             }
         }
-        let id = format!("{}/{}", rp.namespace, rp.name);
+        let id = rp.id.clone();
         let route = Route {
             upstream: first.unwrap_or_else(|| Arc::new(Upstream::empty(id.clone()))),
             id,

@@ -42,6 +42,8 @@ pub(super) struct RoutePlan {
     pub route: Arc<HTTPRoute>,
     pub namespace: String,
     pub name: String,
+    /// `namespace/name`, the id of its table routes.
+    pub id: String,
     pub entries: Vec<Entry>,
     pub attachments: Vec<Attachment>,
     pub status: Arc<Value>,
@@ -180,6 +182,7 @@ fn plan_route(
         route: route.clone(),
         namespace: namespace.clone(),
         name: name.clone(),
+        id: format!("{namespace}/{name}"),
         entries: Vec::new(),
         attachments: Vec::new(),
         status: Arc::new(Value::Null),

@@ -47,7 +47,7 @@ use store::Tracked;
 
 /// How long changes are gathered before one compile (the requests of one `kubectl apply` of
 /// a few objects arrive within it).
-const COALESCE: Duration = Duration::from_millis(4);
+const COALESCE: Duration = Duration::from_millis(2);
 /// While changes stream in (one arrived while the last table was being compiled), the next
 /// compile waits this many times as long as the last publish took (counted from its end):
 /// with 10,000 objects streaming in, publishing then takes at most a ninth of a core instead
