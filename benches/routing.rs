@@ -154,6 +154,7 @@ fn gateway_api_snapshot(n: usize) -> Snapshot {
                 target_port: 3000,
                 addresses: vec!["10.0.0.1".into()],
             }],
+            addresses: Vec::new(),
         },
     );
     s
@@ -165,6 +166,7 @@ fn bench_gateway_api(c: &mut Criterion) {
         gateway_api: Some(gatehouse::compile::gateway_api::GatewayApiOptions {
             controller_name: "gatehouse.dev/gateway-controller".into(),
             pool: vec![std::net::IpAddr::from([127, 0, 1, 1])],
+            shared: None,
         }),
         ..CompileOptions::default()
     };

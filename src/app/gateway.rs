@@ -59,6 +59,8 @@ pub enum Error {
     Tenancy(#[from] crate::settings::TenancyError),
     #[error("invalid configuration: {0}")]
     AddressPool(#[from] crate::settings::AddressPoolError),
+    #[error("invalid configuration: {0}")]
+    GatewayApi(String),
     /// Neither in-cluster config nor a kubeconfig was found.
     #[error("no Kubernetes configuration: {0}")]
     NoCluster(String),
@@ -142,9 +144,24 @@ pub fn compile_options(cfg: &GatewayConfig, mode: Mode) -> Result<CompileOptions
         Mode::Kubernetes => Tenancy::kubernetes(&cfg.tenancy, own_ports(cfg)),
     };
     let gateway_api = if cfg.gateway_api.enabled {
+        let shared = match &cfg.gateway_api.service {
+            None => None,
+            Some(svc) => Some(crate::compile::gateway_api::SharedAddress {
+                service: format!("{}/{}", svc.namespace.as_deref().unwrap_or("default"), svc.name),
+                bind: cfg.server.bind_address.parse().map_err(|_| {
+                    Error::GatewayApi(format!(
+                        "gateway_api.service: server.bind_address {:?} must be an IP address, \
+                         the address Gateway listeners are bound on",
+                        cfg.server.bind_address
+                    ))
+                })?,
+                own_ports: own_ports(cfg),
+            }),
+        };
         Some(crate::compile::gateway_api::GatewayApiOptions {
             controller_name: cfg.gateway_api.controller_name.clone(),
             pool: cfg.gateway_api.pool()?,
+            shared,
         })
     } else {
         None
@@ -364,6 +381,12 @@ fn default_secret_namespaces(cfg: &mut GatewayConfig, home: &str) {
     for r in [jwt, cert, queue].into_iter().flatten() {
         if r.namespace.as_deref().is_none_or(str::is_empty) {
             r.namespace = Some(home.to_string());
+        }
+    }
+    // So is the namespace of the Service Gateways report.
+    if let Some(svc) = cfg.gateway_api.service.as_mut() {
+        if svc.namespace.as_deref().is_none_or(str::is_empty) {
+            svc.namespace = Some(home.to_string());
         }
     }
 }
@@ -625,5 +648,33 @@ mod tests {
                 "mq".into()
             )]
         );
+    }
+
+    #[test]
+    fn gateways_behind_a_service_take_its_home_namespace_and_the_bind_address() {
+        let yaml = "gateway_api:\n  service: {name: edge}\nserver:\n  bind_address: 0.0.0.0\n";
+        let mut cfg = GatewayConfig::from_yaml_str(yaml, &|_| None).expect("config");
+        default_secret_namespaces(&mut cfg, "gatehouse-system");
+        let options = compile_options(&cfg, Mode::Kubernetes).expect("options");
+        let shared = options.gateway_api.and_then(|g| g.shared).expect("shared");
+        assert_eq!(shared.service, "gatehouse-system/edge");
+        assert_eq!(shared.bind.to_string(), "0.0.0.0");
+        assert!(shared.own_ports.iter().any(|(p, _)| *p == cfg.server.http_port));
+        assert_eq!(
+            crate::sources::kube::config_secrets(&cfg, "gatehouse-system"),
+            vec![crate::sources::kube::Dependency::Service(
+                "gatehouse-system".into(),
+                "edge".into()
+            )]
+        );
+        let bad = "gateway_api:\n  service: {name: edge, port: 1}\n";
+        assert!(
+            GatewayConfig::from_yaml_str(bad, &|_| None).is_err(),
+            "unknown keys are refused"
+        );
+        let host = "gateway_api:\n  service: {name: edge}\nserver:\n  bind_address: localhost\n";
+        let cfg = GatewayConfig::from_yaml_str(host, &|_| None).expect("config");
+        let err = compile_options(&cfg, Mode::Kubernetes).expect_err("a host name is refused");
+        assert!(err.to_string().contains("gateway_api.service"), "{err}");
     }
 }

@@ -65,6 +65,9 @@ impl PartialEq for GatewayApiObjects {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceEndpoints {
     pub ports: Vec<ServicePort>,
+    /// Where clients reach the Service: its load balancer's IPs or host names, else its
+    /// cluster IPs (what Gateways behind it report, `gateway_api.service`).
+    pub addresses: Vec<String>,
 }
 
 /// One port of a Service and the ready addresses behind it.

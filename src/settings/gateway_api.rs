@@ -4,7 +4,9 @@
 //! Every Gateway of a class whose `controllerName` is `controller_name` is served on its own
 //! address, taken from `addresses`: the address in the Gateway's `spec.addresses` when the pool
 //! holds it, else the one its status already reports, else the first free one (oldest Gateway
-//! first). Unknown keys are errors, as in `tenancy`.
+//! first). With `service` (in a cluster), every Gateway is served on the pods' own addresses
+//! instead, a listener port belonging to the oldest Gateway that asks for it, and reports the
+//! address of that Service. Unknown keys are errors, as in `tenancy`.
 
 use std::net::IpAddr;
 
@@ -22,6 +24,21 @@ pub struct GatewayApiConfig {
     /// The address pool: single addresses (`127.0.1.1`) and ranges (`127.0.1.1-127.0.1.254`).
     /// Default: `127.0.1.1-127.0.1.254`, loopback addresses every Linux host can bind.
     pub addresses: Vec<String>,
+    /// In a cluster: every Gateway is served on the pods' own addresses
+    /// (`server.bind_address`, each listener on its own port) and reports the address of this
+    /// Service, which sends the Gateways' listener ports to the pods; `addresses` is then not
+    /// used. Default: none.
+    pub service: Option<ServiceAddress>,
+}
+
+/// `gateway_api.service`: the Service in front of the pods whose address Gateways report.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAddress {
+    pub name: String,
+    /// Default: the gateway's own namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 impl Default for GatewayApiConfig {
@@ -30,6 +47,7 @@ impl Default for GatewayApiConfig {
             enabled: true,
             controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.to_string(),
             addresses: vec!["127.0.1.1-127.0.1.254".to_string()],
+            service: None,
         }
     }
 }

@@ -20,6 +20,9 @@ pub(super) struct GatewayPlan<'a> {
     /// `Some`: why the Gateway is not accepted (reason, message).
     pub refused: Option<(&'static str, String)>,
     pub address: Option<IpAddr>,
+    /// The addresses `status.addresses` reports when they are not `address` (a shared
+    /// Service's).
+    pub reported: Option<Vec<Value>>,
     /// Why no address could be given (reason, message).
     pub address_problem: Option<(&'static str, String)>,
     pub listeners: Vec<ListenerPlan<'a>>,
@@ -69,7 +72,7 @@ fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> S
 pub(super) fn plan<'a>(
     gateways: &'a [Gateway],
     classes: &BTreeSet<String>,
-    pool: &[IpAddr],
+    options: &super::GatewayApiOptions,
     snapshot: &super::Snapshot,
 ) -> Vec<GatewayPlan<'a>> {
     let mut ours: Vec<&Gateway> = gateways
@@ -89,8 +92,74 @@ pub(super) fn plan<'a>(
             ))
     });
     let mut plans: Vec<GatewayPlan<'a>> = ours.into_iter().map(|gw| judge(gw, snapshot)).collect();
-    assign_addresses(&mut plans, pool);
+    match &options.shared {
+        Some(shared) => share_address(&mut plans, shared, snapshot),
+        None => assign_addresses(&mut plans, &options.pool),
+    }
     plans
+}
+
+/// Behind one Service: every accepted Gateway is bound on `shared.bind` and reports the
+/// Service's addresses; each listener port belongs to the oldest Gateway that asks for it, and
+/// none may take one of the gateway's own ports.
+fn share_address(plans: &mut [GatewayPlan<'_>], shared: &super::SharedAddress, snapshot: &super::Snapshot) {
+    let reported: Vec<Value> = snapshot
+        .services
+        .get(&shared.service)
+        .map(|s| s.addresses.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            let type_ = if a.parse::<IpAddr>().is_ok() {
+                "IPAddress"
+            } else {
+                "Hostname"
+            };
+            json!({"type": type_, "value": a})
+        })
+        .collect();
+    let mut owners: BTreeMap<u16, String> = BTreeMap::new();
+    for p in plans.iter_mut().filter(|p| p.refused.is_none()) {
+        let me = format!("{}/{}", p.namespace, p.name);
+        for l in p.listeners.iter_mut().filter(|l| l.refused.is_none()) {
+            let Ok(port) = u16::try_from(l.spec.port) else {
+                continue;
+            };
+            if let Some((_, what)) = shared.own_ports.iter().find(|(own, _)| *own == port) {
+                l.refused = Some((
+                    "PortUnavailable",
+                    format!("port {port} is the gateway's own {what} port"),
+                ));
+                continue;
+            }
+            match owners.get(&port) {
+                Some(owner) if *owner != me => {
+                    l.refused = Some((
+                        "PortUnavailable",
+                        format!(
+                            "port {port} is served for the older Gateway {owner}: Gateways share the \
+                             address of Service {}",
+                            shared.service
+                        ),
+                    ))
+                }
+                _ => {
+                    owners.insert(port, me.clone());
+                }
+            }
+        }
+        p.address = Some(shared.bind);
+        if reported.is_empty() {
+            p.address_problem = Some((
+                "AddressNotAssigned",
+                format!(
+                    "Service {} has no address yet (served on the pods' own addresses meanwhile)",
+                    shared.service
+                ),
+            ));
+        }
+        p.reported = Some(reported.clone());
+    }
 }
 
 fn judge<'a>(gw: &'a Gateway, snapshot: &super::Snapshot) -> GatewayPlan<'a> {
@@ -128,6 +197,7 @@ fn judge<'a>(gw: &'a Gateway, snapshot: &super::Snapshot) -> GatewayPlan<'a> {
         generation: gw.metadata.generation,
         refused,
         address: None,
+        reported: None,
         address_problem: None,
         listeners,
     }
@@ -410,8 +480,10 @@ impl GatewayPlan<'_> {
             ("conditions", Value::Array(vec![accepted, programmed])),
             ("listeners", Value::Array(listeners)),
         ]);
-        if let Some(ip) = self.address {
-            status["addresses"] = json!([{"type": "IPAddress", "value": ip.to_string()}]);
+        match (&self.reported, self.address) {
+            (Some(list), _) if !list.is_empty() => status["addresses"] = Value::Array(list.clone()),
+            (Some(_), _) | (None, None) => {}
+            (None, Some(ip)) => status["addresses"] = json!([{"type": "IPAddress", "value": ip.to_string()}]),
         }
         status
     }

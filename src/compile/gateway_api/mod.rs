@@ -35,6 +35,20 @@ pub struct GatewayApiOptions {
     pub controller_name: String,
     /// The addresses Gateways are given, in order.
     pub pool: Vec<IpAddr>,
+    /// Gateways behind one Service instead (`gateway_api.service`).
+    pub shared: Option<SharedAddress>,
+}
+
+/// Every Gateway served on the pods' own addresses behind one Service, whose address they
+/// report; a listener port belongs to the oldest Gateway that asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedAddress {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    /// Where the listeners are bound (`server.bind_address`).
+    pub bind: IpAddr,
+    /// The gateway's own ports (proxy, HTTPS, admin, metrics), which no listener may take.
+    pub own_ports: Vec<(u16, &'static str)>,
 }
 
 /// The kinds whose status this part writes.
@@ -145,7 +159,7 @@ pub fn compile(
         });
     }
 
-    let mut plans = gateways::plan(&objects.gateways, &classes, &gw.pool, snapshot);
+    let mut plans = gateways::plan(&objects.gateways, &classes, gw, snapshot);
     let mut backends = routes::Backends {
         snapshot,
         egress: options.tenancy.egress.clone(),

@@ -57,6 +57,7 @@ fn snapshot(yaml: &str) -> Snapshot {
                     target_port: 3000,
                     addresses: vec![addr.into()],
                 }],
+                addresses: Vec::new(),
             },
         );
     }
@@ -67,6 +68,7 @@ fn run(s: &Snapshot) -> GatewayApiCompiled {
     let gw = GatewayApiOptions {
         controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
         pool: vec!["127.0.1.1".parse().unwrap(), "127.0.1.2".parse().unwrap()],
+        shared: None,
     };
     compile(s, &CompileOptions::default(), &gw, &RoutingTable::default(), None)
 }
@@ -411,6 +413,7 @@ spec:
         gateway_api: Some(GatewayApiOptions {
             controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
             pool: vec![IpAddr::from([127, 0, 1, 1])],
+            shared: None,
         }),
         ..CompileOptions::default()
     };
@@ -465,6 +468,7 @@ fn run_after(s: &Snapshot, prev: &Snapshot, cache: &RouteCache) -> GatewayApiCom
     let gw = GatewayApiOptions {
         controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
         pool: vec!["127.0.1.1".parse().unwrap(), "127.0.1.2".parse().unwrap()],
+        shared: None,
     };
     compile(
         s,
@@ -537,4 +541,102 @@ fn a_compile_after_another_reuses_unchanged_routes_and_ends_the_same() {
     let last = run_after(&fourth, &third, &again.cache);
     assert_eq!(outcome(&last), outcome(&run(&fourth)));
     assert_eq!(parent(&last, "exact")[0], "Accepted=False/NoMatchingParent");
+}
+
+#[test]
+fn behind_one_service_gateways_report_its_address_and_share_ports_oldest_first() {
+    let gateways = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: first, namespace: infra, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: second, namespace: apps, creationTimestamp: '2026-01-02T00:00:00Z'}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: admin, port: 8081, protocol: HTTP}
+  - {name: other, port: 9090, protocol: HTTP}
+";
+    let mut s = snapshot(gateways);
+    s.services.insert(
+        "gatehouse/edge".into(),
+        ServiceEndpoints {
+            ports: Vec::new(),
+            addresses: vec!["203.0.113.9".into(), "gw.example.com".into()],
+        },
+    );
+    let gw = GatewayApiOptions {
+        controller_name: crate::api::gateway_api::GATEWAY_CONTROLLER.into(),
+        pool: vec!["127.0.1.1".parse().unwrap()],
+        shared: Some(SharedAddress {
+            service: "gatehouse/edge".into(),
+            bind: "0.0.0.0".parse().unwrap(),
+            own_ports: vec![(8080, "proxy"), (8081, "admin")],
+        }),
+    };
+    let out = compile(
+        &s,
+        &CompileOptions::default(),
+        &gw,
+        &RoutingTable::default(),
+        None,
+    );
+    let first = status(&out, ApiKind::Gateway, "first");
+    assert_eq!(
+        conds(first),
+        ["Accepted=True/Accepted", "Programmed=True/Programmed"]
+    );
+    assert_eq!(
+        first["addresses"],
+        serde_json::json!([{"type": "IPAddress", "value": "203.0.113.9"},
+                           {"type": "Hostname", "value": "gw.example.com"}])
+    );
+    let second = status(&out, ApiKind::Gateway, "second");
+    assert_eq!(second["addresses"], first["addresses"]);
+    let listener = |name: &str| {
+        let l = second["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap();
+        conds(l)[0].clone()
+    };
+    assert_eq!(listener("http"), "Accepted=False/PortUnavailable");
+    assert_eq!(listener("admin"), "Accepted=False/PortUnavailable");
+    assert_eq!(listener("other"), "Accepted=True/Accepted");
+    let sockets: Vec<(String, String)> = out
+        .listeners
+        .sockets
+        .iter()
+        .map(|s| (s.addr.to_string(), s.gateway.clone()))
+        .collect();
+    assert_eq!(
+        sockets,
+        [
+            ("0.0.0.0:80".to_string(), "infra/first".to_string()),
+            ("0.0.0.0:9090".to_string(), "apps/second".to_string())
+        ]
+    );
+
+    // No Service (yet): still served on the pods, but not Programmed, and no address claimed.
+    s.services.clear();
+    let out = compile(
+        &s,
+        &CompileOptions::default(),
+        &gw,
+        &RoutingTable::default(),
+        None,
+    );
+    let first = status(&out, ApiKind::Gateway, "first");
+    assert_eq!(conds(first)[1], "Programmed=False/AddressNotAssigned");
+    assert!(first.get("addresses").is_none());
+    assert_eq!(out.listeners.sockets.len(), 2);
 }

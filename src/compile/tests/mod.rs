@@ -230,6 +230,7 @@ fn service_upstreams_resolve_through_discovered_endpoints() {
                 target_port: 3002,
                 addresses: vec!["10.0.0.5".into(), "10.0.0.6".into()],
             }],
+            addresses: Vec::new(),
         },
     );
     let c = compile(&s, &CompileOptions::default());

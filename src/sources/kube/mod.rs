@@ -89,7 +89,7 @@ impl Drop for KubeSource {
     }
 }
 
-/// Secrets the static configuration refers to.
+/// Secrets the static configuration refers to, and the Service of `gateway_api.service`.
 pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
     let refs = [
         cfg.auth.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()),
@@ -101,7 +101,8 @@ pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
             .filter(|ws| ws.enabled && ws.integration.message_queue.enabled)
             .and_then(|ws| ws.integration.message_queue.url_secret_ref.as_ref()),
     ];
-    refs.into_iter()
+    let secrets = refs
+        .into_iter()
         .flatten()
         .filter(|r| !r.name.is_empty())
         .map(|r| {
@@ -109,8 +110,17 @@ pub fn config_secrets(cfg: &GatewayConfig, home: &str) -> Vec<Dependency> {
                 r.namespace.clone().unwrap_or_else(|| home.to_string()),
                 r.name.clone(),
             )
-        })
-        .collect()
+        });
+    // The Service whose address Gateways report.
+    let service = Some(&cfg.gateway_api)
+        .filter(|g| g.enabled)
+        .and_then(|g| g.service.as_ref())
+        .filter(|s| !s.name.is_empty())
+        .map(|s| {
+            let ns = s.namespace.clone().filter(|n| !n.is_empty());
+            Dependency::Service(ns.unwrap_or_else(|| home.to_string()), s.name.clone())
+        });
+    secrets.chain(service).collect()
 }
 
 /// Starts watching and publishing. Returns at once; the first table is published when every

@@ -14,6 +14,8 @@ use crate::compile::{ServiceEndpoints, ServicePort};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub ports: Vec<SvcPort>,
+    /// Its load balancer's IPs and host names, else its cluster IPs.
+    pub addresses: Vec<String>,
 }
 
 /// One port of a Service.
@@ -43,7 +45,27 @@ impl ServiceInfo {
                 })
             })
             .collect();
-        ServiceInfo { ports }
+        let balancer: Vec<String> = s
+            .status
+            .iter()
+            .filter_map(|st| st.load_balancer.as_ref()?.ingress.as_ref())
+            .flatten()
+            .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+            .filter(|a| !a.is_empty())
+            .collect();
+        let addresses = if balancer.is_empty() {
+            let spec = s.spec.as_ref();
+            let ips = spec.and_then(|sp| sp.cluster_ips.clone()).unwrap_or_default();
+            let ips = if ips.is_empty() {
+                spec.and_then(|sp| sp.cluster_ip.clone()).into_iter().collect()
+            } else {
+                ips
+            };
+            ips.into_iter().filter(|a| !a.is_empty() && a != "None").collect()
+        } else {
+            balancer
+        };
+        ServiceInfo { ports, addresses }
     }
 }
 
@@ -173,7 +195,10 @@ pub fn service_endpoints(
             });
         }
     }
-    ServiceEndpoints { ports }
+    ServiceEndpoints {
+        ports,
+        addresses: info.addresses.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +241,7 @@ mod tests {
                     target: Some(9000),
                 },
             ],
+            addresses: Vec::new(),
         };
         let mut slices = BTreeMap::new();
         slices.insert("web-abc".to_string(), slice);
@@ -246,5 +272,19 @@ mod tests {
         let subsets = endpoints_info(&e);
         assert_eq!(subsets.len(), 1);
         assert_eq!(subsets[0].1, info(&[(None, 8080)], &["10.0.0.1"]));
+    }
+
+    #[test]
+    fn a_service_is_reached_at_its_load_balancer_else_its_cluster_ips() {
+        let svc = |v: serde_json::Value| ServiceInfo::from_service(&serde_json::from_value(v).unwrap());
+        let cluster = svc(serde_json::json!({"metadata": {"name": "gw"},
+            "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7", "fd00::7"]}}));
+        assert_eq!(cluster.addresses, ["10.96.0.7", "fd00::7"]);
+        let balanced = svc(serde_json::json!({"metadata": {"name": "gw"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.7"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}, {"hostname": "gw.example.com"}]}}}));
+        assert_eq!(balanced.addresses, ["203.0.113.9", "gw.example.com"]);
+        let headless = svc(serde_json::json!({"metadata": {"name": "gw"}, "spec": {"clusterIP": "None"}}));
+        assert!(headless.addresses.is_empty());
     }
 }
