@@ -21,7 +21,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::kube_gateway_api::{
-    delete_gateway_api_crds, for_kubernetes_1_20, gateway_api_crds, install_gateway_api_crds, rbac_is_enough,
+    api_of, apply_api, delete_gateway_api_crds, for_kubernetes_1_20, gateway_api_crds,
+    install_gateway_api_crds, rbac_is_enough, status_of,
 };
 use crate::support::cluster::*;
 use crate::support::*;
@@ -39,7 +40,7 @@ const FULL_NAME: &str = "full-gatehouse";
 
 const INSTALL_HEADER: &str = "\
 # Gatehouse for `kubectl apply -f manifests/install.yaml`: charts/gatehouse rendered with its
-# default values as release `gatehouse` in namespace gatehouse-system, for Kubernetes 1.21+.
+# default values as release `gatehouse` in namespace gatehouse-system, for Kubernetes 1.22+.
 # Set the image to the one you built from the Dockerfile (e.g. `kubectl -n gatehouse-system
 # set image deployment/gatehouse gatehouse=REGISTRY/gatehouse:TAG`), and create your routes.
 # For the Gateway API, the cluster needs its CRDs, and a GatewayClass with controllerName
@@ -440,6 +441,40 @@ async fn default_release(client: &Client) {
     }
     assert_eq!(svc["spec"]["selector"], *selector);
     assert_eq!(internal["spec"]["selector"], *selector);
+    // The Gateways' listener ports on their own Service, whose address they report; the pods
+    // may bind ports below 1024.
+    let gateways = must(
+        client,
+        "Service",
+        Some(RELEASE_NS),
+        &format!("{RELEASE}-gateways"),
+    )
+    .await;
+    assert_eq!(gateways["spec"]["type"], "LoadBalancer");
+    assert_eq!(gateways["spec"]["selector"], *selector);
+    assert_eq!(
+        ports(&gateways["spec"]["ports"], "port"),
+        [("listener-80", 80), ("listener-443", 443)].map(|(n, p)| (n.to_string(), p))
+    );
+    for p in gateways["spec"]["ports"].as_array().unwrap() {
+        assert_eq!(p["targetPort"], p["port"], "{p}");
+    }
+    assert!(
+        pod["securityContext"]["sysctls"].as_array().is_some_and(
+            |s| s.contains(&json!({"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}))
+        ),
+        "{}",
+        pod["securityContext"]
+    );
+    let cm = must(client, "ConfigMap", Some(RELEASE_NS), RELEASE).await;
+    let config: Value = serde_json::to_value(
+        yaml_serde::from_str::<yaml_serde::Value>(cm["data"]["gateway.yaml"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["gateway_api"]["service"],
+        json!({"name": format!("{RELEASE}-gateways"), "namespace": RELEASE_NS})
+    );
     assert!(labels_contain(
         &deploy["spec"]["template"]["metadata"]["labels"],
         selector
@@ -539,6 +574,7 @@ async fn default_release(client: &Client) {
         .spawn();
     let ns = namespace(client, "gh-chart").await;
     route_goes_live(client, &gw, &ns).await;
+    gateway_behind_the_service(client, &ns).await;
     for d in examples.iter().filter(|d| d["kind"] == "GatewayRoute") {
         let name = d["metadata"]["name"].as_str().unwrap();
         eventually(
@@ -563,6 +599,54 @@ async fn default_release(client: &Client) {
     // What the status writer needs of the Gateway API, as this release's ServiceAccount.
     let sa = client_from(&kube_dir().join("kubeconfig-sa")).await;
     rbac_is_enough(client, sa, Vec::new(), &ns).await;
+}
+
+/// A Gateway of the release's class, as the default values serve it: it reports the address
+/// of the Service `<release>-gateways` and is served on the pod's own address (here the
+/// loopback address the test binds), its listener on its own port.
+async fn gateway_behind_the_service(client: &Client, ns: &str) {
+    let port = free_port();
+    apply_api(
+        client,
+        ns,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge"},
+               "spec": {"gatewayClassName": "gatehouse",
+                        "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}),
+    )
+    .await;
+    let svc = must(
+        client,
+        "Service",
+        Some(RELEASE_NS),
+        &format!("{RELEASE}-gateways"),
+    )
+    .await;
+    let ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_string();
+    eventually(T, "the Gateway reports the Service's address", || {
+        let ip = ip.clone();
+        async move {
+            let s = status_of(client, "Gateway", ns, "edge").await?;
+            let programmed = s["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Programmed" && c["status"] == "True");
+            (programmed && s["addresses"] == json!([{"type": "IPAddress", "value": ip}])).then_some(())
+        }
+    })
+    .await;
+    // No route attached: the listener answers 404 from the gateway itself.
+    eventually(T, "the Gateway's listener served", || async {
+        get_blocking(port, "/").filter(|r| r.status == 404).map(|_| ())
+    })
+    .await;
+    api_of(client, "Gateway", ns)
+        .delete("edge", &Default::default())
+        .await
+        .expect("delete the Gateway");
 }
 
 /// The gateway's log shows every Gateway API kind listed (its debug lines), so the watches the
@@ -697,7 +781,7 @@ fn full_values(apps: &str) -> Value {
         "crds": {"install": false},
         // The Gateway API's belong to this one.
         "gatewayAPI": {"installCRDs": true, "gatewayClass": {"create": true, "name": "gatehouse-full"},
-                       "addresses": ["127.0.1.200-127.0.1.210"]},
+                       "service": {"enabled": false}, "addresses": ["127.0.1.200-127.0.1.210"]},
         "commonLabels": {"team": "edge"},
         "watchNamespaces": [apps],
         "controller": {"leaseDuration": "10s", "endpointsApi": "auto", "workerThreads": 2},
@@ -816,6 +900,12 @@ async fn full_release(client: &Client) {
     assert_eq!(
         config["gateway_api"]["addresses"],
         json!(["127.0.1.200-127.0.1.210"])
+    );
+    assert!(config["gateway_api"].get("service").is_none());
+    assert!(
+        object(client, "Service", Some(FULL_NS), &format!("{FULL_NAME}-gateways"))
+            .await
+            .is_none()
     );
 
     let deploy = must(client, "Deployment", Some(FULL_NS), FULL_NAME).await;
