@@ -581,13 +581,9 @@ spec:
             own_ports: vec![(8080, "proxy"), (8081, "admin")],
         }),
     };
-    let out = compile(
-        &s,
-        &CompileOptions::default(),
-        &gw,
-        &RoutingTable::default(),
-        None,
-    );
+    let run_shared =
+        |s: &Snapshot| compile(s, &CompileOptions::default(), &gw, &RoutingTable::default(), None);
+    let out = run_shared(&s);
     let first = status(&out, ApiKind::Gateway, "first");
     assert_eq!(
         conds(first),
@@ -628,13 +624,7 @@ spec:
 
     // No Service (yet): still served on the pods, but not Programmed, and no address claimed.
     s.services.clear();
-    let out = compile(
-        &s,
-        &CompileOptions::default(),
-        &gw,
-        &RoutingTable::default(),
-        None,
-    );
+    let out = run_shared(&s);
     let first = status(&out, ApiKind::Gateway, "first");
     assert_eq!(conds(first)[1], "Programmed=False/AddressNotAssigned");
     assert!(first.get("addresses").is_none());
