@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -97,34 +96,22 @@ pub async fn run(
     stats: Arc<WriterStats>,
 ) {
     let mut memory = Memory::default();
-    let mut retry_in: Option<Duration> = None;
+    let mut retry = super::Retry::default();
     loop {
-        let sleep = async {
-            match retry_in {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             r = feed.status.changed() => if r.is_err() { return },
             r = leader.changed() => {
                 if r.is_err() { return }
                 memory = Memory::default();
             },
-            _ = sleep => {},
+            _ = retry.due() => {},
         }
         if !*leader.borrow_and_update() {
             continue;
         }
         let current = feed.status.borrow_and_update().clone();
         let failed = write_all(&client, &feed, &current, &mut memory, &stats).await;
-        retry_in = if failed {
-            Some(retry_in.map_or(Duration::from_millis(500), |d| {
-                (d * 2).min(Duration::from_secs(10))
-            }))
-        } else {
-            None
-        };
+        retry.after(failed);
     }
 }
 

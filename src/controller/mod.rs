@@ -20,6 +20,30 @@ use tokio::task::JoinHandle;
 
 use crate::compile::{StatusLookup, Verdict};
 
+/// When a status writer tries its failed writes again: 500 ms after the first failed round,
+/// doubling up to 10 s; never while every write went through.
+#[derive(Default)]
+struct Retry(Option<Duration>);
+
+impl Retry {
+    /// Returns when the next try is due (never, when there is nothing to try again).
+    async fn due(&self) {
+        match self.0 {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Records how a round went.
+    fn after(&mut self, failed: bool) {
+        self.0 = failed.then(|| {
+            self.0.map_or(Duration::from_millis(500), |d| {
+                (d * 2).min(Duration::from_secs(10))
+            })
+        });
+    }
+}
+
 /// The running lease campaign and status writer.
 pub struct Controller {
     pub leader: watch::Receiver<bool>,
@@ -80,5 +104,23 @@ impl Controller {
         }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(3), self.lease).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rounds_are_tried_again_sooner_then_later_and_success_stops_it() {
+        let mut r = Retry::default();
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            r.after(true);
+            seen.push(r.0.unwrap().as_millis());
+        }
+        assert_eq!(seen, [500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        r.after(false);
+        assert_eq!(r.0, None);
     }
 }

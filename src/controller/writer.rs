@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -40,21 +39,15 @@ pub async fn run(
     // What this replica last wrote per object, so that a patch racing its own watch event is
     // not sent twice. Cleared whenever leadership is (re)gained.
     let mut written: HashMap<String, StatusView> = HashMap::new();
-    let mut retry_in: Option<Duration> = None;
+    let mut retry = super::Retry::default();
     loop {
-        let sleep = async {
-            match retry_in {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             r = verdicts.changed() => if r.is_err() { return },
             r = leader.changed() => {
                 if r.is_err() { return }
                 written.clear();
             },
-            _ = sleep => {},
+            _ = retry.due() => {},
             r = async {
                 match health_changes.as_mut() {
                     Some(rx) => rx.changed().await,
@@ -75,13 +68,7 @@ pub async fn run(
             &stats,
         )
         .await;
-        retry_in = if failed {
-            Some(retry_in.map_or(Duration::from_millis(500), |d| {
-                (d * 2).min(Duration::from_secs(10))
-            }))
-        } else {
-            None
-        };
+        retry.after(failed);
     }
 }
 

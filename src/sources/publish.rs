@@ -27,17 +27,11 @@ struct Last {
     snapshot: Snapshot,
     /// What the next compile may reuse.
     cache: crate::compile::gateway_api::RouteCache,
-    /// The judgement of each Gateway API status, by the address of the status (kept alive by
-    /// `gateway_status`, so never reused meanwhile).
-    judged: HashMap<usize, Judged>,
+    /// Whether each Gateway API status is a rejection, by the address of the status (kept
+    /// alive by `gateway_status`, so never reused meanwhile).
+    judged: HashMap<usize, bool>,
     verdicts: Arc<Vec<Verdict>>,
     gateway_status: Arc<Vec<ApiStatus>>,
-}
-
-/// What the logs and the reload metric take from one Gateway API status.
-#[derive(Clone, Copy)]
-struct Judged {
-    rejected: bool,
 }
 
 /// Compiles snapshots and swaps the table into the handle the proxy reads.
@@ -129,20 +123,18 @@ impl Publisher {
         let mut rejected = compiled.verdicts.iter().filter(|v| v.is_rejected()).count();
         for status in &compiled.gateway_status {
             let at = Arc::as_ptr(&status.status) as usize;
-            let verdict = match before.and_then(|b| b.get(&at)) {
-                Some(&v) => v,
+            let is_rejected = match before.and_then(|b| b.get(&at)) {
+                Some(&r) => r,
                 None => {
                     let line = StatusLine { status, controller };
                     if line.has_problem() {
                         tracing::warn!(resource = %line.resource(), "{line}");
                     }
-                    Judged {
-                        rejected: line.is_rejected(),
-                    }
+                    line.is_rejected()
                 }
             };
-            rejected += usize::from(verdict.rejected);
-            judged.insert(at, verdict);
+            rejected += usize::from(is_rejected);
+            judged.insert(at, is_rejected);
         }
         let result = if load_failed {
             "failure"

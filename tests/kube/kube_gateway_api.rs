@@ -111,22 +111,7 @@ pub async fn install_gateway_api_crds(client: &Client) {
         .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
         names.push(name);
     }
-    for name in names {
-        eventually(T, &format!("CRD {name} established"), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                let ok = crd
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                ok.then_some(())
-            }
-        })
-        .await;
-    }
+    established(&api, names).await;
 }
 
 /// Deletes the Gateway API CRDs (and so every object of them) and waits until they are gone.

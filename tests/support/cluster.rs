@@ -106,6 +106,11 @@ async fn ensure_crds(client: &Client) {
         .expect("apply crd");
         names.push(name);
     }
+    established(&api, names).await;
+}
+
+/// Waits until each CRD of `names` is Established (20 s each at most).
+pub async fn established(api: &Api<CustomResourceDefinition>, names: Vec<String>) {
     for name in names {
         eventually(
             Duration::from_secs(20),
